@@ -1,0 +1,196 @@
+"""Router overhead over a raw aiohttp POST (the floor) and raw httpx, plus import time.
+
+Runs FakeProviderServer in its own process (so the server does not share our event loop
+or GIL), then measures on the same loopback server and the same request body:
+
+- sequential latency (concurrency 1): p50 / p99 per call, and the router's added p50/p99;
+- throughput at concurrency 64 (requests per second);
+- `import llmrouter_integrations` time in a fresh interpreter.
+
+    python benchmarks/bench_overhead.py            # ~30 s
+    python benchmarks/bench_overhead.py --quick    # ~5 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+MODEL = "gpt-4o-mini"
+BODY = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Explain quantum computing in one sentence."}],
+    "max_completion_tokens": 60,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmrouter_integrations.cli", "fake-server", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("fake server did not start")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def sequential(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
+    for _ in range(min(50, n)):  # warm the connection pool
+        await call()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def throughput(call: Callable[[], Awaitable[object]], total: int, concurrency: int) -> float:
+    for _ in range(20):
+        await call()
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - start)
+
+
+def import_time_ms(runs: int = 7) -> float:
+    code = (
+        "import time; t=time.perf_counter(); import llmrouter_integrations; "
+        "print(time.perf_counter()-t)"
+    )
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        samples.append(float(out.stdout.strip()) * 1000)
+    return statistics.median(samples)
+
+
+async def run(base: str, n: int, total: int, concurrency: int) -> dict[str, dict[str, float]]:
+    import aiohttp
+    import httpx
+
+    from llmrouter_integrations import Deployment, Router
+
+    url = f"{base}/v1/chat/completions"
+    headers = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
+    payload = json.dumps(BODY).encode()
+    results: dict[str, dict[str, float]] = {}
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def raw_aiohttp() -> object:
+            async with session.post(url, data=payload, headers=headers) as response:
+                return await response.read()
+
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None)) as client:
+
+            async def raw_httpx() -> object:
+                response = await client.post(url, content=payload, headers=headers)
+                return response.content
+
+            router = Router(
+                deployments=[
+                    Deployment(
+                        provider="openai", model=MODEL, api_key="sk-bench", base_url=f"{base}/v1"
+                    )
+                ]
+            )
+            messages = BODY["messages"]
+
+            async def via_router() -> object:
+                return await router.achat(messages, max_tokens=60)
+
+            calls = {"raw aiohttp": raw_aiohttp, "raw httpx": raw_httpx, "router": via_router}
+            latencies: dict[str, list[float]] = {name: [] for name in calls}
+            # Interleave rounds so drift on a shared machine hits every contender alike.
+            for _ in range(5):
+                for name, call in calls.items():
+                    latencies[name] += await sequential(call, n // 5)
+            for name, call in calls.items():
+                rps = statistics.median(
+                    [await throughput(call, total, concurrency) for _ in range(3)]
+                )
+                values = latencies[name]
+                results[name] = {
+                    "p50_ms": percentile(values, 0.5) * 1000,
+                    "p99_ms": percentile(values, 0.99) * 1000,
+                    "rps": rps,
+                }
+            await router.aclose()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    n, total = (500, 2000) if args.quick else (3000, 10000)
+    port = free_port()
+    server = start_server(port)
+    try:
+        results = asyncio.run(run(f"http://127.0.0.1:{port}", n, total, args.concurrency))
+    finally:
+        server.terminate()
+        server.wait()
+    floor = results["raw aiohttp"]
+    print(
+        f"loopback fake server in its own process; {n} sequential calls, "
+        f"{total} calls at concurrency {args.concurrency}; python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        f"{'client':<12} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
+        f"{'req/s':>8} {'% of aiohttp':>12}"
+    )
+    for name, row in results.items():
+        print(
+            f"{name:<12} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} "
+            f"{row['p50_ms'] - floor['p50_ms']:8.3f} {row['p99_ms'] - floor['p99_ms']:8.3f} "
+            f"{row['rps']:8.0f} {100 * row['rps'] / floor['rps']:11.0f}%"
+        )
+    print(
+        f"import llmrouter_integrations: {import_time_ms():.0f} ms (median of 7 fresh interpreters)"
+    )
+
+
+if __name__ == "__main__":
+    main()

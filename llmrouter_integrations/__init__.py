@@ -1,0 +1,113 @@
+"""One LLM model object over many providers: fallback, retries, cost caps, cache, rate limits.
+
+    >>> from llmrouter_integrations import Router
+    >>> with Router(deployments=["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]) as router:
+    ...     print(router.complete("Explain quantum computing", max_tokens=200).text)
+
+LangChain: `from llmrouter_integrations.langchain import ChatLLMRouter`.
+LlamaIndex: `from llmrouter_integrations.llama_index import LLMRouter`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .core.clock import ManualClock, SystemClock
+from .core.events import RouterEvent, listen_to_events
+from .core.retry import RetryPolicy
+from .errors import (
+    AllDeploymentsFailedError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    CircuitOpenError,
+    ConfigurationError,
+    ContextWindowExceededError,
+    NoDeploymentAvailableError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderStatusError,
+    ProviderTimeoutError,
+    QueueTimeoutError,
+    RateLimitError,
+    ResponseDecodeError,
+    RouterError,
+    RoutingError,
+    ServerError,
+)
+from .router import APILoader, Router
+from .types import (
+    Attempt,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    CostDetail,
+    Deployment,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from .core.budget import Budget
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APILoader",
+    "AllDeploymentsFailedError",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "ContentPart",
+    "ContextWindowExceededError",
+    "CostDetail",
+    "Deployment",
+    "ManualClock",
+    "Message",
+    "NoDeploymentAvailableError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderStatusError",
+    "ProviderTimeoutError",
+    "QueueTimeoutError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "Router",
+    "RouterError",
+    "RouterEvent",
+    "RoutingError",
+    "ServerError",
+    "SystemClock",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolSpec",
+    "Usage",
+    "listen_to_events",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Budget lives with the budget layer; loaded on first use to keep this import light.
+    if name == "Budget":
+        from .core.budget import Budget
+
+        return Budget
+    raise AttributeError(f"module 'llmrouter_integrations' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The router's layers: each wraps a `ChatBackend` and is itself one."""

@@ -1,0 +1,50 @@
+"""The one interface every layer implements and wraps: chat, stream, aclose.
+
+A layer (retry, fallback, cache, budget...) is a `ChatBackend` holding another
+`ChatBackend`, like httpx transports or pydantic-ai's wrapper models:
+
+    >>> class Logged(WrapperBackend):
+    ...     async def chat(self, request):
+    ...         print("->", request.messages[-1].text)
+    ...         return await self.inner.chat(request)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from ..types import ChatChunk, ChatRequest, ChatResponse
+
+__all__ = ["ChatBackend", "WrapperBackend"]
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Answers a provider-neutral request, whole or as a stream of chunks.
+
+    `stream` returns an async iterator whose last item has `is_final=True`
+    (carrying usage, cost and finish reason); a stream that cannot end that way raises.
+    """
+
+    async def chat(self, request: ChatRequest) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class WrapperBackend:
+    """A layer that passes everything to `inner` unless it overrides it."""
+
+    def __init__(self, inner: ChatBackend) -> None:
+        self.inner = inner
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        return await self.inner.chat(request)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        return self.inner.stream(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

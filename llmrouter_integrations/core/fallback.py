@@ -1,0 +1,238 @@
+"""Tries the planned deployments in order until one answers; explains every failure.
+
+>>> backend = FallbackBackend({"a": a, "b": b}, planner=PriorityPlanner(["a", "b"]))
+>>> (await backend.chat(request)).deployment   # "b" if "a" failed with a retryable error
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from ..errors import (
+    AllDeploymentsFailedError,
+    BudgetExceededError,
+    CircuitOpenError,
+    ContextWindowExceededError,
+    NoDeploymentAvailableError,
+    ProviderError,
+    ProviderTimeoutError,
+    QueueTimeoutError,
+    RoutingError,
+)
+from ..types import Attempt, ChatChunk, ChatRequest, ChatResponse
+from .backend import ChatBackend
+from .clock import SYSTEM_CLOCK, Clock
+from .events import EventHub, RouterEvent
+
+__all__ = [
+    "FallbackBackend",
+    "FallbackPredicate",
+    "Planner",
+    "PriorityPlanner",
+    "RoutePlan",
+    "default_should_fallback",
+    "make_fallback_predicate",
+]
+
+FallbackPredicate = Callable[[BaseException], bool]
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """The fallback order for one request, best first, and why (shown on `response.route`)."""
+
+    order: list[str]
+    explanation: Any = None
+
+
+class Planner(Protocol):
+    """Decides which deployments may serve a request, and in which order."""
+
+    def plan(self, request: ChatRequest) -> RoutePlan: ...
+
+
+class PriorityPlanner:
+    """Deployments in the order given, restricted by the request's `deployments=`."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+
+    def plan(self, request: ChatRequest) -> RoutePlan:
+        if request.deployments is None:
+            return RoutePlan(list(self.names))
+        wanted = set(request.deployments)
+        order = [n for n in self.names if n in wanted]
+        if not order:
+            raise NoDeploymentAvailableError(
+                "no deployment can take this request",
+                reasons={n: f"not in deployments={list(request.deployments)}" for n in self.names},
+            )
+        return RoutePlan(order)
+
+
+def default_should_fallback(error: BaseException) -> bool:
+    """Fall back on transient errors, on errors of the deployment (bad key, unknown model,
+    too small a context window), and on routing refusals of one deployment (circuit open,
+    over budget, rate-limit wait too long). A request any provider would refuse is not
+    retried elsewhere."""
+    if isinstance(error, (CircuitOpenError, BudgetExceededError, QueueTimeoutError)):
+        return True
+    if isinstance(error, ContextWindowExceededError):
+        return True
+    if isinstance(error, ProviderError):
+        return error.retryable or error.deployment_error
+    return isinstance(error, RoutingError) and getattr(error, "retryable", False)
+
+
+def make_fallback_predicate(
+    fallback_on: FallbackPredicate | type[BaseException] | Sequence[type[BaseException]] | None,
+) -> FallbackPredicate:
+    """`Router(fallback_on=...)`: error types or a predicate; None keeps the default.
+
+    Routing refusals of one deployment (circuit open, over budget) always fall through,
+    since the request never reached that provider.
+    """
+    if fallback_on is None:
+        return default_should_fallback
+    if isinstance(fallback_on, type):
+        fallback_on = (fallback_on,)
+    if isinstance(fallback_on, Sequence):
+        types = tuple(fallback_on)
+
+        def by_type(error: BaseException) -> bool:
+            return isinstance(error, (*types, CircuitOpenError, BudgetExceededError))
+
+        return by_type
+    return fallback_on
+
+
+class FallbackBackend:
+    """Runs the plan: each deployment's stack in turn until one succeeds.
+
+    Every failure before success is kept as an `Attempt` on the response. When all fail:
+    `AllDeploymentsFailedError` (or `BudgetExceededError` if budgets refused them all).
+    Streams fall back only until the first content chunk has been delivered.
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, ChatBackend],
+        *,
+        planner: Planner,
+        should_fallback: FallbackPredicate = default_should_fallback,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventHub | None = None,
+    ) -> None:
+        self.backends = dict(backends)
+        self.planner = planner
+        self.should_fallback = should_fallback
+        self.clock = clock
+        self.events = events
+
+    def _on_failure(
+        self,
+        name: str,
+        error: Exception,
+        started: float,
+        attempts: list[Attempt],
+        order: list[str],
+        position: int,
+    ) -> None:
+        attempts.append(Attempt(deployment=name, error=error, latency_s=self.clock.now() - started))
+        if not self.should_fallback(error):
+            raise error
+        if self.events is not None and position + 1 < len(order):
+            self.events.emit(
+                RouterEvent(
+                    type="fallback",
+                    deployment=name,
+                    data={
+                        "to": order[position + 1],
+                        "error": f"{type(error).__name__}: {error}",
+                    },
+                    time=self.clock.wall(),
+                )
+            )
+
+    def _check_deadline(self, request: ChatRequest, attempts: list[Attempt]) -> None:
+        if request.deadline is not None and self.clock.now() >= request.deadline and attempts:
+            raise self._all_failed(attempts, timed_out=True)
+
+    def _all_failed(self, attempts: list[Attempt], *, timed_out: bool = False) -> Exception:
+        errors = [a.error for a in attempts]
+        if errors and all(isinstance(e, BudgetExceededError) for e in errors):
+            return cast(BudgetExceededError, errors[0])
+        if timed_out:
+            message = f"request timed out after {len(attempts)} attempt(s)"
+            errors.append(ProviderTimeoutError("the request's overall timeout expired"))
+        else:
+            message = f"all {len(attempts)} deployment attempt(s) failed"
+        return AllDeploymentsFailedError(message, errors, attempts)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        plan = self.planner.plan(request)
+        attempts: list[Attempt] = []
+        for position, name in enumerate(plan.order):
+            self._check_deadline(request, attempts)
+            started = self.clock.now()
+            try:
+                response = await self.backends[name].chat(request)
+            except Exception as error:
+                self._on_failure(name, error, started, attempts, plan.order, position)
+                continue
+            if attempts:
+                response.attempts = attempts + response.attempts
+            if plan.explanation is not None:
+                response.route = plan.explanation
+            return response
+        raise self._all_failed(attempts)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        plan = self.planner.plan(request)
+        attempts: list[Attempt] = []
+        for position, name in enumerate(plan.order):
+            self._check_deadline(request, attempts)
+            started = self.clock.now()
+            iterator = aiter(self.backends[name].stream(request))
+            try:
+                first = await anext(iterator)
+            except StopAsyncIteration:
+                error: Exception = ProviderError("stream ended without any chunk", deployment=name)
+                self._on_failure(name, error, started, attempts, plan.order, position)
+                continue
+            except Exception as caught:
+                await _aclose(iterator)
+                self._on_failure(name, caught, started, attempts, plan.order, position)
+                continue
+            # Committed: from here on an error reaches the caller (never a silent truncation).
+            try:
+                chunk = first
+                while True:
+                    if chunk.is_final:
+                        if attempts:
+                            chunk.attempts = attempts + chunk.attempts
+                        if plan.explanation is not None:
+                            chunk.route = plan.explanation
+                    yield chunk
+                    if chunk.is_final:
+                        return
+                    chunk = await anext(iterator)
+            except StopAsyncIteration:
+                raise ProviderError(
+                    "stream ended without a final chunk", deployment=name, retryable=False
+                ) from None
+            finally:
+                await _aclose(iterator)
+        raise self._all_failed(attempts)
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

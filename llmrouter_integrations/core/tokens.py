@@ -1,0 +1,52 @@
+"""Local, dependency-free token estimates for budgets, context-window checks and TPM limits.
+
+Estimates lean high on purpose (about 3.5 characters a token plus per-message overhead):
+a budget reservation or a context-window filter must not under-count.
+
+    >>> estimate_input_tokens(ChatRequest(messages=[Message(role="user", content="hello")]))
+    9
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..types import ChatRequest, Message
+
+__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "estimate_input_tokens", "estimate_text_tokens"]
+
+_CHARS_PER_TOKEN = 3.5
+_PER_MESSAGE = 4
+_PER_IMAGE = 1_000
+# Worst-case output when a request names no max_tokens (used by budgets and TPM limits).
+DEFAULT_MAX_OUTPUT_TOKENS = 4_096
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Tokens in a piece of text, rounded up."""
+    if not text:
+        return 0
+    return int(len(text) / _CHARS_PER_TOKEN) + 1
+
+
+def _message_tokens(message: Message) -> int:
+    tokens = _PER_MESSAGE
+    if isinstance(message.content, str):
+        tokens += estimate_text_tokens(message.content)
+    elif message.content:
+        for part in message.content:
+            tokens += estimate_text_tokens(part.text or "") if part.type == "text" else _PER_IMAGE
+    for call in message.tool_calls:
+        tokens += estimate_text_tokens(call.name) + estimate_text_tokens(json.dumps(call.arguments))
+    return tokens
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """Prompt tokens of a request: messages, tool schemas and the response schema."""
+    tokens = 3 + sum(_message_tokens(m) for m in request.messages)
+    for tool in request.tools or ():
+        tokens += 8 + estimate_text_tokens(tool.name + tool.description)
+        tokens += estimate_text_tokens(json.dumps(tool.parameters, separators=(",", ":")))
+    if request.response_format:
+        tokens += estimate_text_tokens(json.dumps(request.response_format, separators=(",", ":")))
+    return tokens

@@ -1,0 +1,327 @@
+"""The router's error tree; every failure a user sees is one of these.
+
+```
+RouterError
+├── ConfigurationError            bad config, unknown provider, missing key (at construction)
+├── ProviderError                 one call failed; .provider .model .deployment .retryable
+│   ├── ProviderConnectionError
+│   │   └── ProviderTimeoutError
+│   ├── ProviderStatusError       .status_code .body .headers .retry_after
+│   │   ├── BadRequestError
+│   │   │   └── ContextWindowExceededError
+│   │   ├── AuthenticationError   (401)
+│   │   ├── PermissionDeniedError (403)
+│   │   ├── NotFoundError         (404)
+│   │   ├── RateLimitError        (429)
+│   │   ├── OverloadedError       (529, 503)
+│   │   └── ServerError           (other 5xx)
+│   └── ResponseDecodeError       malformed JSON / SSE / truncated stream
+└── RoutingError
+    ├── CircuitOpenError
+    ├── NoDeploymentAvailableError
+    ├── QueueTimeoutError
+    ├── BudgetExceededError       .limit_usd .spent_usd .needed_usd
+    └── AllDeploymentsFailedError also an ExceptionGroup of every attempt's error
+```
+
+Whether an error is worth retrying, and how long the provider asked us to wait, live on
+the error itself (`.retryable`, `.retry_after`), so retry and fallback policies never
+re-derive them from status codes.
+
+    >>> try:
+    ...     router.complete("hi")
+    ... except AllDeploymentsFailedError as exc:
+    ...     for error in exc.exceptions:
+    ...         print(error.deployment, error)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
+    from exceptiongroup import ExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "AllDeploymentsFailedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "ContextWindowExceededError",
+    "NoDeploymentAvailableError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderStatusError",
+    "ProviderTimeoutError",
+    "QueueTimeoutError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RouterError",
+    "RoutingError",
+    "ServerError",
+    "error_for_status",
+]
+
+
+class RouterError(Exception):
+    """Base of every error this package raises."""
+
+
+class ConfigurationError(RouterError, ValueError):
+    """The router was configured wrongly; raised at construction, before any request."""
+
+
+class ProviderError(RouterError):
+    """One call to one deployment failed.
+
+    `retryable` says whether the same request may succeed on a later attempt;
+    `deployment_error` says the fault belongs to the deployment (bad key, unknown
+    model), so another deployment may well succeed.
+    """
+
+    retryable: bool = False
+    deployment_error: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        deployment: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.deployment = deployment
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        where = self.deployment or (
+            f"{self.provider}/{self.model}" if self.provider and self.model else self.provider
+        )
+        return f"[{where}] {self.message}" if where else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[ProviderError], message: str, state: dict[str, Any]) -> ProviderError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection failed or broke (refused, reset, dropped mid-stream)."""
+
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderConnectionError):
+    """Connecting or reading took longer than the timeout."""
+
+    retryable = True
+
+
+class ResponseDecodeError(ProviderError):
+    """The provider's reply was malformed: bad JSON, broken SSE or a truncated stream."""
+
+    retryable = True
+
+
+class ProviderStatusError(ProviderError):
+    """The provider answered with an error status. `body` is its parsed error body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        deployment: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, model=model, deployment=deployment, retryable=retryable
+        )
+        self.status_code = status_code
+        self.body = body
+        self.headers: dict[str, str] = dict(headers or {})
+        self.retry_after = retry_after
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (HTTP {self.status_code})"
+
+
+class BadRequestError(ProviderStatusError):
+    """400/422: the request itself is invalid; another provider would refuse it too."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt plus max_tokens does not fit this model; a larger model may take it."""
+
+    deployment_error = True
+
+
+class AuthenticationError(ProviderStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+    deployment_error = True
+
+
+class PermissionDeniedError(ProviderStatusError):
+    """403: the key may not use this model or endpoint."""
+
+    deployment_error = True
+
+
+class NotFoundError(ProviderStatusError):
+    """404: unknown model or wrong base URL."""
+
+    deployment_error = True
+
+
+class RateLimitError(ProviderStatusError):
+    """429: slow down; `retry_after` says for how long when the provider said."""
+
+    retryable = True
+
+
+class OverloadedError(ProviderStatusError):
+    """529 or 503: the provider is overloaded; try later or elsewhere."""
+
+    retryable = True
+
+
+class ServerError(ProviderStatusError):
+    """Any other 5xx (and 408/409, which providers document as retryable)."""
+
+    retryable = True
+
+
+class RoutingError(RouterError):
+    """The router could not place the request (as opposed to a provider failing it)."""
+
+
+class CircuitOpenError(RoutingError):
+    """The deployment's circuit breaker is open; it is resting after repeated failures."""
+
+    retryable = True
+    deployment_error = False
+
+    def __init__(self, message: str, *, deployment: str | None = None) -> None:
+        super().__init__(message)
+        self.deployment = deployment
+
+
+class NoDeploymentAvailableError(RoutingError):
+    """No deployment can take this request. `reasons` maps deployment name to why."""
+
+    def __init__(self, message: str, *, reasons: Mapping[str, str] | None = None) -> None:
+        self.reasons: dict[str, str] = dict(reasons or {})
+        if self.reasons:
+            detail = "; ".join(f"{name}: {why}" for name, why in self.reasons.items())
+            message = f"{message} ({detail})"
+        super().__init__(message)
+
+
+class QueueTimeoutError(RoutingError):
+    """The request waited in the queue longer than `max_queue_wait`."""
+
+    retryable = True
+
+
+class BudgetExceededError(RoutingError):
+    """The request could cost more than what is left of a budget; nothing was sent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit_usd: float,
+        spent_usd: float,
+        needed_usd: float,
+        budget: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.needed_usd = needed_usd
+        self.budget = budget
+
+
+class AllDeploymentsFailedError(RoutingError, ExceptionGroup):  # type: ignore[misc]
+    """Every candidate deployment failed. `attempts` lists each try in order.
+
+    It is also an `ExceptionGroup`, so `except* RateLimitError:` works.
+    """
+
+    def __new__(
+        cls, message: str, errors: Sequence[BaseException], attempts: Sequence[Any] = ()
+    ) -> AllDeploymentsFailedError:
+        errors = list(errors) or [RoutingError("no attempt was made")]
+        self = super().__new__(cls, message, errors)
+        return self  # type: ignore[no-any-return]
+
+    def __init__(
+        self, message: str, errors: Sequence[BaseException], attempts: Sequence[Any] = ()
+    ) -> None:
+        errors = list(errors) or [RoutingError("no attempt was made")]
+        super().__init__(message, errors)
+        self.attempts = list(attempts)
+
+    def derive(self, excs: Sequence[BaseException]) -> AllDeploymentsFailedError:  # type: ignore[override]
+        return AllDeploymentsFailedError(self.message, excs, self.attempts)
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        lines += [f"  - {type(e).__name__}: {e}" for e in self.exceptions]
+        return "\n".join(lines)
+
+
+_STATUS_CLASSES: dict[int, type[ProviderStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: ServerError,
+    409: ServerError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitError,
+    503: OverloadedError,
+    529: OverloadedError,
+}
+
+
+def error_for_status(status_code: int) -> type[ProviderStatusError]:
+    """The error class for an HTTP status: the one place statuses map to the tree.
+
+    >>> error_for_status(429).__name__
+    'RateLimitError'
+    """
+    if status_code in _STATUS_CLASSES:
+        return _STATUS_CLASSES[status_code]
+    if status_code >= 500:
+        return ServerError
+    if status_code >= 400:
+        return BadRequestError
+    return ProviderStatusError

@@ -1,0 +1,1 @@
+"""Wire formats (dialects, pure code) and endpoints (data rows) of the LLM providers."""

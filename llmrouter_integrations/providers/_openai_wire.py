@@ -1,0 +1,177 @@
+"""OpenAI chat-completions JSON shapes to and from our types (messages, tools, usage).
+
+>>> message_to_wire(Message(role="user", content="hi"))
+{'role': 'user', 'content': 'hi'}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from ..errors import ResponseDecodeError
+from ..types import ContentPart, FinishReason, Message, ToolCall, ToolSpec, Usage
+from ._common import arguments_from_json, data_url, decimal_or_none
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def finish_reason(raw: Any) -> FinishReason | None:
+    """Our finish reason for the wire one; unknown non-empty reasons count as "stop"."""
+    if not raw:
+        return None
+    return FINISH_REASONS.get(str(raw), "stop")
+
+
+def text_of(content: Any) -> str:
+    """The text of a message or delta `content`: a string, or text parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # some servers answer with content parts
+        return "".join(
+            part.get("text") or ""
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def tool_call_from_wire(call: Any, position: int, truncated: bool) -> ToolCall:
+    """A `ToolCall` from a reply's `tool_calls[]` entry (arguments JSON parsed)."""
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        raise ResponseDecodeError("chat completion reply has a malformed tool call")
+    function = call["function"]
+    arguments = function.get("arguments")
+    if isinstance(arguments, dict):
+        parsed = arguments
+    else:
+        parsed = arguments_from_json(
+            arguments if isinstance(arguments, str) else None,
+            truncated=truncated,
+            where=f"tool call {function.get('name')!r}",
+        )
+    return ToolCall(
+        id=str(call.get("id") or f"call_{position}"),
+        name=str(function.get("name") or ""),
+        arguments=parsed,
+    )
+
+
+def count(value: Any) -> int:
+    """A token count from JSON; anything not a number counts as 0."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def usage_from_wire(data: Any) -> Usage | None:
+    """Usage in our convention; OpenAI's prompt_tokens already counts cached tokens."""
+    if not isinstance(data, dict) or "prompt_tokens" not in data:
+        return None
+    prompt = count(data.get("prompt_tokens"))
+    completion = count(data.get("completion_tokens"))
+    prompt_details = data.get("prompt_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
+    completion_details = data.get("completion_tokens_details")
+    completion_details = completion_details if isinstance(completion_details, dict) else {}
+    # DeepSeek reports cache hits in its own field.
+    cached = count(prompt_details.get("cached_tokens")) or count(
+        data.get("prompt_cache_hit_tokens")
+    )
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        total_tokens=count(data.get("total_tokens")) or prompt + completion,
+        cached_input_tokens=cached,
+        cache_write_tokens=count(prompt_details.get("cache_write_tokens")),
+        reasoning_tokens=count(completion_details.get("reasoning_tokens")),
+    )
+
+
+def groq_usage(payload: Mapping[str, Any]) -> Usage | None:
+    """Usage Groq puts in `x_groq.usage` on a stream's final choice chunk."""
+    extra = payload.get("x_groq")
+    return usage_from_wire(extra.get("usage")) if isinstance(extra, dict) else None
+
+
+def provider_cost(data: Any) -> Decimal | None:
+    """OpenRouter's `usage.cost` (credits = USD), plus the upstream bill when the key is BYOK."""
+    if not isinstance(data, dict):
+        return None
+    cost = decimal_or_none(data.get("cost"))
+    if cost is None:
+        return None
+    details = data.get("cost_details")
+    if data.get("is_byok") and isinstance(details, dict):
+        upstream = decimal_or_none(details.get("upstream_inference_cost"))
+        if upstream is not None:
+            cost += upstream
+    return cost
+
+
+def message_to_wire(message: Message) -> dict[str, Any]:
+    """One `Message` as an OpenAI chat message dict."""
+    wire: dict[str, Any] = {"role": message.role}
+    if message.role == "tool":
+        wire["tool_call_id"] = message.tool_call_id or ""
+        wire["content"] = message.text
+        return wire
+    content = message.content
+    if isinstance(content, list) and any(part.type == "image" for part in content):
+        wire["content"] = [part_to_wire(part) for part in content]
+    elif content is None and message.tool_calls:
+        wire["content"] = None
+    else:
+        # Text-only parts are sent as one string: several compatible servers accept
+        # nothing else for system and assistant turns.
+        wire["content"] = message.text
+    if message.tool_calls:
+        wire["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.name:
+        wire["name"] = message.name
+    return wire
+
+
+def part_to_wire(part: ContentPart) -> dict[str, Any]:
+    """One content part as a text or image_url part (base64 becomes a data: URL)."""
+    if part.type == "text":
+        return {"type": "text", "text": part.text or ""}
+    url = part.image_url if part.image_url else data_url(part.media_type, part.data or "")
+    image: dict[str, Any] = {"url": url}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
+    """A `ToolSpec` as a `{"type": "function", ...}` tool."""
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def tool_choice_to_wire(choice: str) -> Any:
+    """ "auto" | "none" | "required" as is; a tool name as a function choice."""
+    if choice in ("auto", "none", "required"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}

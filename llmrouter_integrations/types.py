@@ -1,0 +1,357 @@
+"""Provider-neutral request, response and configuration types (plain data, no I/O).
+
+>>> from llmrouter_integrations.types import Message, ChatRequest
+>>> request = ChatRequest(messages=[Message(role="user", content="hi")], max_tokens=50)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, cast
+
+from pydantic import SecretStr
+
+__all__ = [
+    "Attempt",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "ContentPart",
+    "CostDetail",
+    "Deployment",
+    "FinishReason",
+    "Message",
+    "Role",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolSpec",
+    "Usage",
+    "message_from_dict",
+    "messages_from_input",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(slots=True)
+class ContentPart:
+    """One part of a multi-part message: text, or an image by URL or base64 data.
+
+    >>> ContentPart(type="image", image_url="https://example.com/cat.png")
+    """
+
+    type: Literal["text", "image"]
+    text: str | None = None
+    image_url: str | None = None  # http(s) URL or a data: URL
+    media_type: str | None = None  # with `data`, e.g. "image/png"
+    data: str | None = None  # base64, without the data: prefix
+    detail: str | None = None  # OpenAI's "auto" | "low" | "high"
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A tool call the model asked for; `arguments` is already parsed JSON."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Message:
+    """One chat message. `content` is text, a list of parts, or None (tool-call only)."""
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the message, parts joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text or "" for part in self.content if part.type == "text")
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A tool the model may call: a name, a description and a JSON schema for arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """Everything that defines one call, independent of provider.
+
+    `tool_choice` is "auto" | "none" | "required" | a tool name.
+    `response_format` uses OpenAI's shape: {"type": "json_object"} or
+    {"type": "json_schema", "json_schema": {"name": ..., "schema": ..., "strict": ...}}.
+    `extra_body` is passed to the provider unchanged.
+    """
+
+    messages: list[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    user: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    timeout: float | None = None
+    cache: bool | None = None
+    deployments: tuple[str, ...] | None = None
+    max_cost_usd: float | None = None
+    priority: int = 0
+    model: str | None = None  # per-call override of the served model name
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    # Set by the router, not by users: absolute clock time by which the request must end.
+    deadline: float | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts. `input_tokens` counts every prompt token, cache reads and writes included."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(slots=True)
+class CostDetail:
+    """Cost split in exact decimals (USD)."""
+
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+    cached_input: Decimal = Decimal(0)
+    cache_write: Decimal = Decimal(0)
+    source: str = "genai-prices"  # or "deployment" | "provider" | "local"
+
+    @property
+    def total(self) -> Decimal:
+        return self.input + self.output + self.cached_input + self.cache_write
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One failed try before the answer: which deployment, what went wrong, how long it took."""
+
+    deployment: str
+    error: BaseException
+    latency_s: float
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """A complete answer, with what it cost and where it came from."""
+
+    message: Message
+    finish_reason: FinishReason | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = None
+    cost_detail: CostDetail | None = None
+    provider: str = ""
+    model: str = ""
+    deployment: str = ""
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    cached: bool = False
+    # On a cache hit `cost` is 0 and this keeps what the original call cost (the saving).
+    original_cost: float | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    raw: Any = None
+    route: Any = None  # a routing explanation, when the strategy gives one
+    id: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return self.message.tool_calls
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call. `id` and `name` come on a call's first fragment."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class ChatChunk:
+    """One piece of a stream. Only the final chunk (`is_final`) carries usage and cost."""
+
+    text: str = ""
+    tool_call_deltas: list[ToolCallDelta] = field(default_factory=list)
+    reasoning: str = ""
+    is_final: bool = False
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    cost: float | None = None
+    cost_detail: CostDetail | None = None
+    provider: str = ""
+    model: str = ""
+    deployment: str = ""
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    cached: bool = False
+    original_cost: float | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    raw: Any = None
+    route: Any = None
+    id: str | None = None
+
+    @property
+    def has_content(self) -> bool:
+        """True once the chunk carries something the caller sees (text or a tool call)."""
+        return bool(self.text or self.tool_call_deltas or self.reasoning)
+
+
+@dataclass(slots=True)
+class Deployment:
+    """One model at one provider, with the facts and limits the router uses.
+
+    >>> Deployment(provider="anthropic", model="claude-haiku-4-5")
+    >>> Deployment(provider="ollama", model="llama3.2", base_url="http://localhost:11434/v1")
+    """
+
+    provider: str
+    model: str
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    name: str | None = None
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    timeout: float | None = None
+    price: dict[str, float] | None = None
+    quality: float | None = None
+    context_window: int | None = None
+    capabilities: dict[str, bool] | None = None
+    tags: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):
+            self.api_key = SecretStr(self.api_key)
+        if self.name is None:
+            self.name = f"{self.provider}/{self.model}"
+        self.tags = tuple(self.tags)
+
+    @property
+    def key(self) -> str:
+        """The deployment's name (never None after construction)."""
+        return self.name or f"{self.provider}/{self.model}"
+
+    def __repr__(self) -> str:
+        # Spelled out so a key can never reach a repr, whatever SecretStr does.
+        key = "'**********'" if self.api_key is not None else "None"
+        return (
+            f"Deployment(provider={self.provider!r}, model={self.model!r}, name={self.name!r}, "
+            f"base_url={self.base_url!r}, api_key={key})"
+        )
+
+
+def _part_from_dict(part: Mapping[str, Any]) -> ContentPart:
+    kind = part.get("type")
+    if kind == "text":
+        return ContentPart(type="text", text=str(part.get("text", "")))
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        detail = image.get("detail") if isinstance(image, Mapping) else None
+        return ContentPart(type="image", image_url=str(url), detail=detail)
+    if kind == "image":  # Anthropic-style block
+        source = part.get("source") or {}
+        if source.get("type") == "base64":
+            return ContentPart(
+                type="image", media_type=source.get("media_type"), data=source.get("data")
+            )
+        return ContentPart(type="image", image_url=source.get("url") or part.get("url"))
+    raise ValueError(f"unsupported content part type: {kind!r}")
+
+
+def message_from_dict(data: Mapping[str, Any] | Message) -> Message:
+    """Build a `Message` from an OpenAI-style dict (tool_calls with JSON-string arguments).
+
+    >>> message_from_dict({"role": "user", "content": "hi"}).text
+    'hi'
+    """
+    if isinstance(data, Message):
+        return data
+    role = data.get("role")
+    if role not in ("system", "user", "assistant", "tool", "developer"):
+        raise ValueError(f"unknown message role: {role!r}")
+    if role == "developer":
+        role = "system"
+    role = cast(Role, role)
+    content = data.get("content")
+    if isinstance(content, list):
+        parsed: str | list[ContentPart] | None = [_part_from_dict(p) for p in content]
+    elif content is None or isinstance(content, str):
+        parsed = content
+    else:
+        raise ValueError(f"message content must be text or a list of parts, got {type(content)}")
+    calls = []
+    for call in data.get("tool_calls") or ():
+        function = call.get("function", call)
+        arguments = function.get("arguments") or {}
+        if isinstance(arguments, str):
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        calls.append(
+            ToolCall(id=str(call.get("id", "")), name=function["name"], arguments=arguments)
+        )
+    return Message(
+        role=role,
+        content=parsed,
+        tool_calls=calls,
+        tool_call_id=data.get("tool_call_id"),
+        name=data.get("name"),
+    )
+
+
+def messages_from_input(
+    messages: str | Message | Sequence[Mapping[str, Any] | Message],
+) -> list[Message]:
+    """Accept a prompt string, one message, or a list of dicts/Messages."""
+    if isinstance(messages, str):
+        return [Message(role="user", content=messages)]
+    if isinstance(messages, Message):
+        return [messages]
+    return [message_from_dict(m) for m in messages]
