@@ -1,0 +1,310 @@
+"""The innermost layer: one deployment answered over HTTP by its endpoint's dialect.
+
+It turns a `ChatRequest` into bytes with the dialect, sends them through the shared
+transport, and turns the reply (whole, or as server-sent events) back into a
+`ChatResponse` or `ChatChunk`s with usage, cost and timing filled in.
+
+    >>> backend = DeploymentBackend(deployment, endpoint=get_endpoint("openai"),
+    ...                             transport=AiohttpTransport(),
+    ...                             base_url="https://api.openai.com/v1")
+    >>> (await backend.chat(request)).text
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ProviderError, ProviderTimeoutError, ResponseDecodeError
+from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
+from ._sse import SSEDecoder
+from .clock import SYSTEM_CLOCK, Clock
+from .tokens import estimate_input_tokens, estimate_text_tokens
+from .transport import HTTPRequest, Transport
+
+if TYPE_CHECKING:
+    from ..providers.base import Dialect, RateLimitInfo
+    from ..providers.endpoints import Endpoint
+    from .cost import Pricer
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT_S", "DEFAULT_TIMEOUT_S", "DeploymentBackend"]
+
+# The official SDKs' defaults: 10 minutes per attempt, 5 seconds to connect.
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+_EXCERPT_CHARS = 200
+
+# Compact separators: smaller bodies, and json's C encoder is as fast as it gets
+# without a new dependency.
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class DeploymentBackend:
+    """A `ChatBackend` for one `Deployment`, speaking its endpoint's wire format over HTTP.
+
+    `deployment.timeout` bounds one attempt (the whole exchange; for a stream, the wait
+    for headers and for each chunk) and `request.deadline`, set by the router, bounds
+    every attempt of the request. `aclose()` leaves the shared transport open: the router
+    owns it.
+
+    >>> backend = DeploymentBackend(Deployment(provider="openai", model="gpt-4o-mini"),
+    ...                             endpoint=get_endpoint("openai"), transport=transport,
+    ...                             base_url="https://api.openai.com/v1", pricer=Pricer())
+    """
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        endpoint: Endpoint,
+        transport: Transport,
+        base_url: str,
+        clock: Clock = SYSTEM_CLOCK,
+        pricer: Pricer | None = None,
+        on_rate_limits: Callable[[str, RateLimitInfo], None] | None = None,
+    ) -> None:
+        from ..providers.endpoints import get_dialect
+
+        self.deployment = deployment
+        self.endpoint = endpoint
+        self.dialect: Dialect = get_dialect(endpoint.dialect)
+        self.url = base_url.rstrip("/") + self.dialect.path
+        self._transport = transport
+        self._clock = clock
+        self._pricer = pricer
+        self._on_rate_limits = on_rate_limits
+        self._timeout = deployment.timeout if deployment.timeout is not None else DEFAULT_TIMEOUT_S
+        self._connect_timeout = min(DEFAULT_CONNECT_TIMEOUT_S, self._timeout)
+        # Built once: the same headers go with every call (the key is read only here).
+        key = deployment.api_key.get_secret_value() if deployment.api_key is not None else None
+        headers = self.dialect.build_headers(key, endpoint)
+        headers.update(deployment.headers)
+        self._headers = headers
+
+    def __repr__(self) -> str:
+        return f"DeploymentBackend({self.deployment.key!r}, url={self.url!r})"
+
+    async def aclose(self) -> None:
+        """Nothing of its own to close; the transport belongs to the router."""
+
+    # -- one whole answer -------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Send the request and return the provider's whole answer."""
+        model = request.model or self.deployment.model
+        try:
+            http_request = self._http_request(request, model, stream=False)
+            started = self._clock.now()
+            response = await self._transport.send(http_request)
+            latency = self._clock.now() - started
+            if self._on_rate_limits is not None:
+                self._report_rate_limits(response.headers)
+            if response.status_code >= 400:
+                raise self.dialect.parse_error(
+                    response.status_code, response.body, response.headers
+                )
+            data = _decode_json(response.body, response.headers)
+            parsed = _guarded(self.dialect.parse_response, data)
+        except ProviderError as error:
+            self._tag(error, model)
+            raise
+        usage = parsed.usage
+        served = parsed.model or model
+        detail = self._cost(usage, served, parsed.provider_cost_usd)
+        return ChatResponse(
+            message=parsed.message,
+            finish_reason=parsed.finish_reason,
+            usage=usage,
+            cost=float(detail.total) if detail is not None else None,
+            cost_detail=detail,
+            provider=self.endpoint.name,
+            model=served,
+            deployment=self.deployment.key,
+            latency_s=latency,
+            raw=data,
+            id=parsed.id,
+        )
+
+    # -- a stream of chunks -----------------------------------------------------------------
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Stream the answer: content chunks, then one final chunk with usage and cost.
+
+        A stream that breaks (connection lost, bad event, no end marker) raises; it never
+        ends as a shorter answer.
+        """
+        return self._stream(request)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        model = request.model or self.deployment.model
+        clock = self._clock
+        deployment_name = self.deployment.key
+        deadline = request.deadline
+        try:
+            http_request = self._http_request(request, model, stream=True)
+            state = self.dialect.new_stream_state(model=model)
+            decoder = SSEDecoder()
+            started = clock.now()
+            ttft: float | None = None
+            produced: list[str] = []  # only to estimate usage if the provider sends none
+            async with self._transport.stream(http_request) as response:
+                if self._on_rate_limits is not None:
+                    self._report_rate_limits(response.headers)
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    raise self.dialect.parse_error(response.status_code, body, response.headers)
+                async for data in response.aiter_bytes():
+                    for event in decoder.feed(data):
+                        for chunk in _guarded(state.feed, event):
+                            if ttft is None and chunk.has_content:
+                                ttft = clock.now() - started
+                            _remember_output(chunk, produced)
+                            chunk.deployment = deployment_name
+                            yield chunk
+                    if deadline is not None and clock.now() >= deadline:
+                        raise ProviderTimeoutError("the request's deadline passed mid-stream")
+                for event in decoder.flush():
+                    for chunk in _guarded(state.feed, event):
+                        if ttft is None and chunk.has_content:
+                            ttft = clock.now() - started
+                        _remember_output(chunk, produced)
+                        chunk.deployment = deployment_name
+                        yield chunk
+                if not state.done:
+                    _raise_if_not_event_stream(response.headers)
+                final = _guarded(state.finish)
+        except ProviderError as error:
+            self._tag(error, model)
+            raise
+        yield self._finish(final, request, model, clock.now() - started, ttft, produced)
+
+    def _finish(
+        self,
+        final: ChatChunk,
+        request: ChatRequest,
+        model: str,
+        latency: float,
+        ttft: float | None,
+        produced: list[str],
+    ) -> ChatChunk:
+        final.is_final = True
+        final.provider = self.endpoint.name
+        final.model = final.model or model
+        final.deployment = self.deployment.key
+        final.latency_s = latency
+        final.ttft_s = ttft
+        if final.usage is None:
+            # The provider sent no usage (an OpenAI-compatible server that ignores
+            # stream_options): estimate rather than report a free call.
+            input_tokens = estimate_input_tokens(request)
+            output_tokens = estimate_text_tokens("".join(produced))
+            final.usage = Usage(input_tokens, output_tokens, input_tokens + output_tokens)
+            final.raw = (
+                {**final.raw, "usage_estimated": True}
+                if isinstance(final.raw, dict)
+                else {"usage_estimated": True}
+            )
+        detail = self._cost(final.usage, final.model, None)
+        final.cost_detail = detail
+        final.cost = float(detail.total) if detail is not None else None
+        return final
+
+    # -- shared pieces ----------------------------------------------------------------------
+
+    def _http_request(self, request: ChatRequest, model: str, *, stream: bool) -> HTTPRequest:
+        timeout = self._timeout
+        if request.timeout is not None and request.timeout < timeout:
+            timeout = request.timeout
+        if request.deadline is not None:
+            remaining = request.deadline - self._clock.now()
+            if remaining <= 0:
+                raise ProviderTimeoutError("the request's deadline passed before this attempt")
+            if remaining < timeout:
+                timeout = remaining
+        connect = self._connect_timeout if self._connect_timeout < timeout else timeout
+        body = _encode_json(
+            self.dialect.build_body(request, model=model, stream=stream, endpoint=self.endpoint)
+        ).encode()
+        return HTTPRequest(
+            "POST",
+            self.url,
+            self._headers,
+            body,
+            connect_timeout=connect,
+            # A whole answer is bounded as one; a stream per wait, with the deadline on top.
+            read_timeout=timeout if stream else None,
+            total_timeout=timeout,
+        )
+
+    def _cost(self, usage: Usage, served_model: str, provider_cost: Any) -> CostDetail | None:
+        if self._pricer is None:
+            return None
+        endpoint = self.endpoint
+        return self._pricer.cost(
+            self.deployment,
+            usage,
+            prices_provider=endpoint.prices_provider,
+            local=endpoint.local,
+            served_model=served_model,
+            provider_cost=provider_cost,
+        )
+
+    def _report_rate_limits(self, headers: Mapping[str, str]) -> None:
+        assert self._on_rate_limits is not None
+        info = self.dialect.parse_rate_limits(headers)
+        if not info.empty:
+            self._on_rate_limits(self.deployment.key, info)
+
+    def _tag(self, error: ProviderError, model: str) -> None:
+        """Say where an error came from, without overwriting what the dialect knew."""
+        if error.provider is None:
+            error.provider = self.endpoint.name
+        if error.model is None:
+            error.model = model
+        if error.deployment is None:
+            error.deployment = self.deployment.key
+
+
+def _guarded(function: Callable[..., Any], *args: Any) -> Any:
+    """Call a dialect parser; a parser tripping over the reply is a decode error, not a crash."""
+    try:
+        return function(*args)
+    except ProviderError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ResponseDecodeError(
+            f"could not read the provider's reply ({type(exc).__name__}: {_excerpt(str(exc))})"
+        ) from exc
+
+
+def _decode_json(body: bytes, headers: Mapping[str, str]) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        kind = headers.get("content-type", "no content-type")
+        raise ResponseDecodeError(
+            f"expected JSON, got {kind}: {_excerpt(body.decode('utf-8', 'replace'))!r}"
+        ) from None
+
+
+def _raise_if_not_event_stream(headers: Mapping[str, str]) -> None:
+    kind = headers.get("content-type", "")
+    if kind and "event-stream" not in kind:
+        raise ResponseDecodeError(f"expected an event stream, got {kind}")
+
+
+def _remember_output(chunk: ChatChunk, produced: list[str]) -> None:
+    if chunk.text:
+        produced.append(chunk.text)
+    if chunk.reasoning:
+        produced.append(chunk.reasoning)
+    for delta in chunk.tool_call_deltas:
+        produced.append(delta.arguments)
+        if delta.name:
+            produced.append(delta.name)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
