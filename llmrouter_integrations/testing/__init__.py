@@ -7,14 +7,20 @@ from typing import TYPE_CHECKING, Any
 from .scripted import ScriptedBackend, ScriptedStep
 
 if TYPE_CHECKING:
-    from .fake_server import FakeProviderServer, ModelBehavior
+    from .fake_server import FakeProviderServer, ModelBehavior, RecordedRequest
 
-__all__ = ["FakeProviderServer", "ModelBehavior", "ScriptedBackend", "ScriptedStep"]
+__all__ = [
+    "FakeProviderServer",
+    "ModelBehavior",
+    "RecordedRequest",
+    "ScriptedBackend",
+    "ScriptedStep",
+]
 
 
 def __getattr__(name: str) -> Any:
     # The fake server imports aiohttp's web server; load it only when asked for.
-    if name in ("FakeProviderServer", "ModelBehavior"):
+    if name in ("FakeProviderServer", "ModelBehavior", "RecordedRequest"):
         from . import fake_server
 
         return getattr(fake_server, name)
