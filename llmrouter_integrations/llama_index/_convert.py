@@ -1,0 +1,476 @@
+"""Translates between LlamaIndex chat types and the router's provider-neutral types.
+
+>>> from llama_index.core.llms import ChatMessage
+>>> to_router_messages([ChatMessage(role="user", content="hi")])[0].text
+'hi'
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import (
+    AudioBlock,
+    CachePoint,
+    ChatMessage,
+    ChatResponse,
+    CitableBlock,
+    CitationBlock,
+    DocumentBlock,
+    ImageBlock,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+    VideoBlock,
+)
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.llms.utils import parse_partial_json
+
+from ..types import ChatChunk, ContentPart, Message, Role, ToolCall, ToolSpec, Usage
+from ..types import ChatResponse as RouterChatResponse
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = [
+    "StreamAccumulator",
+    "extras_from_response",
+    "from_router_message",
+    "normalise_tool_choice",
+    "to_chat_response",
+    "to_router_message",
+    "to_router_messages",
+    "tool_selections",
+    "tools_to_specs",
+    "usage_dict",
+]
+
+_ROLE_MAP: dict[str, Role] = {
+    MessageRole.SYSTEM.value: "system",
+    MessageRole.DEVELOPER.value: "system",
+    MessageRole.USER.value: "user",
+    MessageRole.ASSISTANT.value: "assistant",
+    MessageRole.CHATBOT.value: "assistant",  # Cohere's name for the assistant
+    MessageRole.MODEL.value: "assistant",  # Gemini's name for the assistant
+    MessageRole.TOOL.value: "tool",
+    MessageRole.FUNCTION.value: "tool",  # OpenAI's legacy function-result role
+}
+
+# Document types we can hand to any provider as plain text.
+_TEXT_DOCUMENT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml")
+
+
+# ---------------------------------------------------------------- LlamaIndex -> router
+
+
+def to_router_messages(messages: Sequence[ChatMessage]) -> list[Message]:
+    """Convert a LlamaIndex chat history to router messages.
+
+    >>> to_router_messages([ChatMessage(role="system", content="be brief")])[0].role
+    'system'
+    """
+    return [to_router_message(message) for message in messages]
+
+
+def to_router_message(message: ChatMessage) -> Message:
+    """Convert one `ChatMessage`, every block type included.
+
+    Text, images, text documents and citations become content parts; `ToolCallBlock`s
+    (or legacy `additional_kwargs["tool_calls"]`) become tool calls. Thinking blocks and
+    cache points are dropped: the router's messages have no place for them and every
+    provider accepts the message without them. Audio, video and binary documents raise
+    `ValueError`, because silently dropping user input would change the answer.
+    """
+    role = _ROLE_MAP.get(_role_value(message.role))
+    if role is None:
+        raise ValueError(f"unsupported LlamaIndex message role: {message.role!r}")
+    parts: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    for block in message.blocks:
+        if isinstance(block, ToolCallBlock):
+            calls.append(_tool_call_from_block(block, len(calls)))
+        else:
+            parts.extend(_parts_from_block(block))
+    if not calls:
+        calls = _legacy_tool_calls(message.additional_kwargs.get("tool_calls"))
+
+    content: str | list[ContentPart] | None
+    if all(part.type == "text" for part in parts):
+        # Joined the way ChatMessage.content joins them, so both views agree.
+        text = "\n".join(part.text or "" for part in parts)
+        content = None if (not text and calls) else text
+    else:
+        content = parts
+
+    tool_call_id = None
+    if role == "tool":
+        extra = message.additional_kwargs
+        tool_call_id = extra.get("tool_call_id") or extra.get("tool_use_id")
+        if tool_call_id is None and extra.get("name"):  # legacy function role
+            tool_call_id = str(extra["name"])
+    name = message.additional_kwargs.get("name") if role in ("user", "tool") else None
+    return Message(
+        role=role,
+        content=content,
+        tool_calls=calls if role == "assistant" else [],
+        tool_call_id=None if tool_call_id is None else str(tool_call_id),
+        name=None if name is None else str(name),
+    )
+
+
+def _role_value(role: MessageRole | str) -> str:
+    return role.value if isinstance(role, MessageRole) else str(role)
+
+
+def _parts_from_block(block: Any) -> list[ContentPart]:
+    if isinstance(block, TextBlock):
+        return [ContentPart(type="text", text=block.text)]
+    if isinstance(block, ImageBlock):
+        return [_image_part(block)]
+    if isinstance(block, DocumentBlock):
+        return [_document_part(block)]
+    if isinstance(block, CitableBlock):
+        return [part for inner in block.content for part in _parts_from_block(inner)]
+    if isinstance(block, CitationBlock):
+        return _parts_from_block(block.cited_content)
+    if isinstance(block, (ThinkingBlock, CachePoint)):
+        return []
+    if isinstance(block, (AudioBlock, VideoBlock)):
+        kind = "audio" if isinstance(block, AudioBlock) else "video"
+        raise ValueError(
+            f"{type(block).__name__} is not supported: llmrouter sends text and images only, "
+            f"and dropping the {kind} would silently change the question"
+        )
+    raise ValueError(f"unsupported LlamaIndex content block: {type(block).__name__}")
+
+
+def _image_part(block: ImageBlock) -> ContentPart:
+    if block.url is not None and block.image is None:
+        url = str(block.url)
+        if url.startswith("data:"):
+            media_type, _, data = url[5:].partition(";base64,")
+            return ContentPart(type="image", media_type=media_type, data=data, detail=block.detail)
+        return ContentPart(type="image", image_url=url, detail=block.detail)
+    # Bytes or a local path: inline it as base64 (the validator already base64-encoded bytes).
+    data = block.resolve_image(as_base64=True).read().decode("ascii")
+    media_type = block.image_mimetype or "image/png"
+    return ContentPart(type="image", media_type=media_type, data=data, detail=block.detail)
+
+
+def _document_part(block: DocumentBlock) -> ContentPart:
+    mimetype = block.document_mimetype or ""
+    if not mimetype.startswith(_TEXT_DOCUMENT_TYPES):
+        raise ValueError(
+            f"DocumentBlock of type {mimetype or 'unknown'!r} is not supported: "
+            "llmrouter passes text documents only (extract the text first)"
+        )
+    text = block.resolve_document().read().decode("utf-8", errors="replace")
+    if block.title and block.title != "input_document":
+        text = f"{block.title}\n\n{text}"
+    return ContentPart(type="text", text=text)
+
+
+def _tool_call_from_block(block: ToolCallBlock, position: int) -> ToolCall:
+    arguments = _parse_arguments(block.tool_kwargs)
+    call_id = block.tool_call_id or f"call_{position}"
+    return ToolCall(id=call_id, name=block.tool_name, arguments=arguments)
+
+
+def _legacy_tool_calls(raw_calls: Any) -> list[ToolCall]:
+    """Tool calls from `additional_kwargs["tool_calls"]`: OpenAI SDK objects or dicts."""
+    calls: list[ToolCall] = []
+    for position, call in enumerate(raw_calls or ()):
+        if isinstance(call, Mapping):
+            function = call.get("function") or call
+            name, arguments, call_id = (
+                function.get("name"),
+                function.get("arguments"),
+                call.get("id"),
+            )
+        else:  # an SDK object such as ChatCompletionMessageToolCall
+            function = getattr(call, "function", call)
+            name = getattr(function, "name", None)
+            arguments = getattr(function, "arguments", None)
+            call_id = getattr(call, "id", None)
+        if not name:
+            continue
+        calls.append(
+            ToolCall(
+                id=str(call_id or f"call_{position}"),
+                name=str(name),
+                arguments=_parse_arguments(arguments),
+            )
+        )
+    return calls
+
+
+def _parse_arguments(arguments: Any) -> dict[str, Any]:
+    """Tool arguments as a dict, tolerating partial JSON from an unfinished stream."""
+    if isinstance(arguments, Mapping):
+        return dict(arguments)
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        try:
+            parsed = parse_partial_json(arguments)
+        except (ValueError, TypeError):
+            return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def tools_to_specs(tools: Sequence[BaseTool]) -> list[ToolSpec]:
+    """LlamaIndex tools as router tool specs, via the tools' own OpenAI schema."""
+    specs = []
+    for tool in tools:
+        function = tool.metadata.to_openai_tool(skip_length_check=True)["function"]
+        specs.append(
+            ToolSpec(
+                name=function["name"],
+                description=function.get("description") or "",
+                parameters=function.get("parameters") or {"type": "object", "properties": {}},
+            )
+        )
+    return specs
+
+
+def normalise_tool_choice(tool_choice: Any, tool_required: bool = False) -> str | None:
+    """The router's tool_choice ("auto" | "none" | "required" | a tool name) from any
+    spelling LlamaIndex callers use: a name, OpenAI's or Anthropic's dicts.
+
+    >>> normalise_tool_choice({"type": "function", "function": {"name": "add"}})
+    'add'
+    """
+    if tool_choice is None:
+        return "required" if tool_required else None
+    if isinstance(tool_choice, str):
+        return {"any": "required"}.get(tool_choice, tool_choice)
+    if isinstance(tool_choice, Mapping):
+        function = tool_choice.get("function")
+        if isinstance(function, Mapping) and function.get("name"):
+            return str(function["name"])
+        if tool_choice.get("name"):
+            return str(tool_choice["name"])
+        kind = tool_choice.get("type")
+        if kind in ("any", "required"):
+            return "required"
+        if kind in ("auto", "none"):
+            return str(kind)
+    raise ValueError(f"unsupported tool_choice: {tool_choice!r}")
+
+
+# ---------------------------------------------------------------- router -> LlamaIndex
+
+
+def from_router_message(message: Message) -> ChatMessage:
+    """Convert a router message back to a `ChatMessage` (tool calls as `ToolCallBlock`s)."""
+    blocks: list[Any] = []
+    if isinstance(message.content, str):
+        if message.content or not message.tool_calls:
+            blocks.append(TextBlock(text=message.content))
+    elif message.content:
+        for part in message.content:
+            if part.type == "text":
+                blocks.append(TextBlock(text=part.text or ""))
+            elif part.data is not None:
+                blocks.append(
+                    ImageBlock(
+                        image=part.data.encode("ascii"),
+                        image_mimetype=part.media_type,
+                        detail=part.detail,
+                    )
+                )
+            else:
+                blocks.append(ImageBlock(url=part.image_url, detail=part.detail))
+    for call in message.tool_calls:
+        blocks.append(
+            ToolCallBlock(tool_call_id=call.id, tool_name=call.name, tool_kwargs=call.arguments)
+        )
+    extra: dict[str, Any] = {}
+    if message.tool_call_id is not None:
+        extra["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        extra["name"] = message.name
+    return ChatMessage(role=MessageRole(message.role), blocks=blocks, additional_kwargs=extra)
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    """Usage under the key names LlamaIndex's TokenCountingHandler and OpenAI users read."""
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens or usage.input_tokens + usage.output_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+    }
+
+
+def extras_from_response(response: RouterChatResponse | ChatChunk) -> dict[str, Any]:
+    """The router's facts about one answer, JSON-serialisable, for `additional_kwargs`:
+    usage counts, cost, provider, served model, deployment, attempts, cached, route."""
+    usage = response.usage or Usage()
+    extras: dict[str, Any] = dict(usage_dict(usage))
+    extras.update(
+        cost=response.cost,
+        provider=response.provider,
+        model=response.model,
+        deployment=response.deployment,
+        finish_reason=response.finish_reason,
+        latency_s=response.latency_s,
+        cached=response.cached,
+        attempts=[
+            {
+                "deployment": attempt.deployment,
+                "error_type": type(attempt.error).__name__,
+                "error": str(attempt.error),
+                "latency_s": attempt.latency_s,
+            }
+            for attempt in response.attempts
+        ],
+        route=to_jsonable(response.route),
+    )
+    if response.ttft_s is not None:
+        extras["ttft_s"] = response.ttft_s
+    if response.cached:
+        extras["original_cost"] = response.original_cost
+    return extras
+
+
+def _raw_from_response(response: RouterChatResponse | ChatChunk) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "id": response.id,
+        "model": response.model,
+        "provider": response.provider,
+        "deployment": response.deployment,
+        "usage": usage_dict(response.usage or Usage()),
+        "finish_reason": response.finish_reason,
+        "cost": response.cost,
+        "cached": response.cached,
+    }
+    provider_json = to_jsonable(response.raw)
+    if provider_json is not None:
+        raw["provider_response"] = provider_json
+    return raw
+
+
+def to_chat_response(response: RouterChatResponse) -> ChatResponse:
+    """A complete router answer as a LlamaIndex `ChatResponse`.
+
+    `raw["usage"]` holds the provider-reported counts (what TokenCountingHandler reads);
+    `additional_kwargs` repeats them with cost, provider, deployment, attempts and route.
+    """
+    return ChatResponse(
+        message=from_router_message(response.message),
+        raw=_raw_from_response(response),
+        additional_kwargs=extras_from_response(response),
+    )
+
+
+class StreamAccumulator:
+    """Turns router chunks into LlamaIndex stream responses.
+
+    LlamaIndex's convention: each yielded `ChatResponse.message` holds everything so far
+    (text and `ToolCallBlock`s with the arguments received so far), `.delta` only the new
+    text. The final response parses tool arguments and carries usage, cost and route.
+
+        >>> acc = StreamAccumulator()
+        >>> [acc.add(chunk).delta for chunk in chunks]
+    """
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._thinking: list[str] = []
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, chunk: ChatChunk) -> ChatResponse:
+        """Fold in one chunk and return the LlamaIndex response for it."""
+        if chunk.text:
+            self._text.append(chunk.text)
+        if chunk.reasoning:
+            self._thinking.append(chunk.reasoning)
+        for delta in chunk.tool_call_deltas:
+            call = self._calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = call["id"] or (delta.id or "")
+            call["name"] = call["name"] or (delta.name or "")
+            call["arguments"] += delta.arguments
+        additional: dict[str, Any] = {}
+        if chunk.reasoning:
+            additional["thinking_delta"] = chunk.reasoning
+        if chunk.is_final:
+            additional.update(extras_from_response(chunk))
+            raw: Any = _raw_from_response(chunk)
+        else:
+            raw = to_jsonable(chunk.raw)
+        return ChatResponse(
+            message=self._message(final=chunk.is_final),
+            delta=chunk.text,
+            raw=raw,
+            additional_kwargs=additional,
+        )
+
+    def _message(self, final: bool) -> ChatMessage:
+        blocks: list[Any] = []
+        if self._thinking:
+            blocks.append(ThinkingBlock(content="".join(self._thinking)))
+        if self._text or not self._calls:
+            blocks.append(TextBlock(text="".join(self._text)))
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            kwargs: dict[str, Any] | str = call["arguments"]
+            if final:
+                kwargs = _parse_arguments(call["arguments"])
+            blocks.append(
+                ToolCallBlock(
+                    tool_call_id=call["id"] or None, tool_name=call["name"], tool_kwargs=kwargs
+                )
+            )
+        return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
+
+
+def tool_selections(
+    response: ChatResponse, error_on_no_tool_call: bool = True
+) -> list[ToolSelection]:
+    """The tool calls in a response (final or mid-stream), never raising on partial JSON."""
+    blocks = [block for block in response.message.blocks if isinstance(block, ToolCallBlock)]
+    calls = [_tool_call_from_block(block, i) for i, block in enumerate(blocks)]
+    if not calls:
+        calls = _legacy_tool_calls(response.message.additional_kwargs.get("tool_calls"))
+    if not calls and error_on_no_tool_call:
+        raise ValueError(
+            f"Expected at least one tool call, but got 0 tool calls. Response: {response}"
+        )
+    return [
+        ToolSelection(tool_id=call.id, tool_name=call.name, tool_kwargs=call.arguments)
+        for call in calls
+    ]
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-safe copy of `value` (dataclasses and pydantic models become dicts)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    to_dict = getattr(value, "to_dict", None) or getattr(value, "model_dump", None)
+    if callable(to_dict):
+        return to_jsonable(to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return to_jsonable(fields)
+    return str(value)
