@@ -350,3 +350,66 @@ async def test_rate_limited_everywhere_is_all_failed_with_429s(fake: FakeProvide
         with pytest.raises(AllDeploymentsFailedError) as caught:
             await router.acomplete("hello")
     assert all(isinstance(e, RateLimitError) for e in caught.value.exceptions)
+
+
+async def test_openrouter_reported_cost_is_used_streaming_and_not(fake: FakeProviderServer) -> None:
+    fake.set_behavior(
+        "openai/gpt-4o-mini", ModelBehavior(usage={"input": 100, "output": 10, "cost": 0.0123})
+    )
+    router = Router(
+        deployments=[
+            Deployment(
+                "openrouter",
+                "openai/gpt-4o-mini",
+                api_key=OPENAI_KEY,
+                base_url=fake.openrouter_base_url,
+            )
+        ]
+    )
+    async with router:
+        response = await router.acomplete("hi")
+        chunks = [c async for c in router.astream("hi")]
+    assert response.cost == pytest.approx(0.0123)
+    assert response.cost_detail is not None and response.cost_detail.source == "provider"
+    assert chunks[-1].cost == pytest.approx(0.0123)
+
+
+async def test_reply_without_usage_is_estimated_not_free() -> None:
+    """An OpenAI-compatible server that sends no usage must not look like a free call."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "id": "x",
+                "object": "chat.completion",
+                "model": "my-model",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "four words of text"},
+                    }
+                ],
+            },
+        )
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    router = Router(
+        deployments=[
+            Deployment(
+                "openai_compatible",
+                "my-model",
+                base_url="http://127.0.0.1:9/v1",
+                price={"input": 1.0, "output": 2.0},
+            )
+        ],
+        http_client=client,
+    )
+    async with router:
+        response = await router.acomplete("count my tokens please")
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.raw["usage_estimated"] is True
+    assert response.cost is not None and response.cost > 0
+    await client.aclose()

@@ -110,6 +110,13 @@ class DeploymentBackend:
             self._tag(error, model)
             raise
         usage = parsed.usage
+        if usage is None:
+            # Some OpenAI-compatible servers omit usage: estimate, never report a free call.
+            input_tokens = estimate_input_tokens(request)
+            output_tokens = estimate_text_tokens(parsed.message.text)
+            usage = Usage(input_tokens, output_tokens, input_tokens + output_tokens)
+            if isinstance(data, dict):
+                data = {**data, "usage_estimated": True}
         served = parsed.model or model
         detail = self._cost(usage, served, parsed.provider_cost_usd)
         return ChatResponse(
@@ -177,7 +184,10 @@ class DeploymentBackend:
         except ProviderError as error:
             self._tag(error, model)
             raise
-        yield self._finish(final, request, model, clock.now() - started, ttft, produced)
+        provider_cost = getattr(state, "provider_cost_usd", None)  # OpenRouter's usage.cost
+        yield self._finish(
+            final, request, model, clock.now() - started, ttft, produced, provider_cost
+        )
 
     def _finish(
         self,
@@ -187,6 +197,7 @@ class DeploymentBackend:
         latency: float,
         ttft: float | None,
         produced: list[str],
+        provider_cost: Any = None,
     ) -> ChatChunk:
         final.is_final = True
         final.provider = self.endpoint.name
@@ -205,7 +216,7 @@ class DeploymentBackend:
                 if isinstance(final.raw, dict)
                 else {"usage_estimated": True}
             )
-        detail = self._cost(final.usage, final.model, None)
+        detail = self._cost(final.usage, final.model, provider_cost)
         final.cost_detail = detail
         final.cost = float(detail.total) if detail is not None else None
         return final

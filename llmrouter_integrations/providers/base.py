@@ -27,7 +27,7 @@ class ParsedResponse:
 
     message: Message
     finish_reason: FinishReason | None
-    usage: Usage
+    usage: Usage | None  # None when the server sent none: the HTTP layer estimates it
     model: str
     id: str | None = None
     provider_cost_usd: Decimal | None = None  # OpenRouter's usage.cost, when it sends one

@@ -180,7 +180,7 @@ class OpenAIChatDialect:
         legacy = message.get("function_call")
         if isinstance(legacy, dict) and not calls:
             calls.append(wire.tool_call_from_wire({"function": legacy}, 0, truncated))
-        usage = wire.usage_from_wire(body.get("usage")) or wire.groq_usage(body) or Usage()
+        usage = wire.usage_from_wire(body.get("usage")) or wire.groq_usage(body)
         return ParsedResponse(
             message=Message(
                 role="assistant", content=text if text or not calls else None, tool_calls=calls
