@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .core.backend import ChatBackend
+from .core.budget import Budget, BudgetManager
+from .core.budget_backend import BudgetBackend
 from .core.clock import SYSTEM_CLOCK, Clock
 from .core.cost import Pricer
 from .core.events import EventHandler, EventHub
@@ -26,6 +28,8 @@ from .core.fallback import (
     PriorityPlanner,
     make_fallback_predicate,
 )
+from .core.ledger import CostLedger, LedgerStore, ledger_from_url
+from .core.ledger_backend import LedgerBackend
 from .core.retry import RetryBackend, RetryPolicy
 from .errors import ConfigurationError
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
@@ -150,6 +154,8 @@ class Router:
         | type[BaseException]
         | Sequence[type[BaseException]]
         | None = None,
+        budgets: Sequence[Budget] | None = None,
+        ledger: str | LedgerStore | CostLedger = "memory",
         on_event: EventHandler | None = None,
         transport: Transport | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -174,6 +180,10 @@ class Router:
         for spec in deployments:
             self._add_deployment(parse_deployment(spec), env)
         self._strategy_spec = strategy
+        self.costs: CostLedger = ledger_from_url(ledger)
+        self.budgets = BudgetManager(
+            budgets or (), clock=clock, events=self.events, store=self.costs
+        )
         self._transport = transport if transport is not None else self._make_transport(http_client)
         self._backend = self._assemble(make_fallback_predicate(fallback_on))
         self._closed = False
@@ -230,6 +240,16 @@ class Router:
         backend = RetryBackend(
             backend, deployment=name, policy=self.retry_policy, clock=self.clock, events=self.events
         )
+        if self.budgets.budgets:  # without budgets the layer would only cost time
+            endpoint = self._endpoints[name]
+            backend = BudgetBackend(
+                backend,
+                deployment,
+                manager=self.budgets,
+                pricer=self.pricer,
+                prices_provider=endpoint.prices_provider,
+                local=endpoint.local,
+            )
         return backend
 
     def _make_planner(self) -> Planner:
@@ -241,13 +261,14 @@ class Router:
 
     def _assemble(self, should_fallback: FallbackPredicate) -> ChatBackend:
         backends = {d.key: self._deployment_stack(d) for d in self.deployments}
-        return FallbackBackend(
+        routed: ChatBackend = FallbackBackend(
             backends,
             planner=self._make_planner(),
             should_fallback=should_fallback,
             clock=self.clock,
             events=self.events,
         )
+        return LedgerBackend(routed, self.costs, clock=self.clock)
 
     @classmethod
     def from_env(cls, *, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Router:
@@ -337,6 +358,7 @@ class Router:
         self._closed = True
         await self._backend.aclose()
         await self._transport.aclose()
+        self.costs.close()
 
     def close(self) -> None:
         from .core._sync import run_sync

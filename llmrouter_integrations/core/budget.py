@@ -1,0 +1,440 @@
+"""Spending limits that concurrent calls cannot overshoot: reserve the worst case, then settle.
+
+Before a call is sent, its worst-case cost (input tokens estimated locally + `max_tokens`,
+at that deployment's price) is reserved against every budget that applies; if it does not
+fit, `BudgetExceededError` is raised and nothing is sent. After the call the reservation is
+settled to the real cost (or released, if the call failed). Check-and-reserve is one atomic
+step under a lock, so N concurrent calls can never together pass a limit.
+
+    >>> router = Router(deployments=[...], budgets=[
+    ...     Budget(10.0, period="day"),                        # $10 a day, all requests
+    ...     Budget(1.0, period="month", scope="user"),         # $1 a month per user
+    ...     Budget(0.5, scope="tag", key="experiments"),       # $0.50 ever for that tag
+    ... ])
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+from ..errors import BudgetExceededError, ConfigurationError
+from ..types import ChatRequest, Deployment
+from ._ledger_report import money
+from .clock import SYSTEM_CLOCK, Clock
+from .events import EventHub, RouterEvent
+from .ledger import CostLedger, LedgerFilter, LedgerStore
+from .ledger_backend import request_tags, request_user
+
+__all__ = ["Budget", "BudgetManager", "BudgetRefusal", "BudgetStatus", "Reservation"]
+
+Period = Literal["day", "month"]
+Scope = Literal["global", "user", "tag", "deployment"]
+_ZERO = Decimal(0)
+_DAY = 86_400
+_PERIOD_WORDS = {"day": "daily", "month": "monthly", None: "total"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spending limit in USD, over a period ("day" or "month", UTC; None = forever).
+
+    `scope` says whose spend counts: "global" (every request), "user", "tag" or
+    "deployment". With `key` the budget covers that one user/tag/deployment; without it,
+    each user (tag, deployment) gets its own limit. Requests without a user are not
+    covered by user budgets. `alert_thresholds` are fractions of the limit at which a
+    "budget_alert" event fires, once per period.
+
+    >>> Budget(25, period="month", scope="user")              # $25 per user per month
+    >>> Budget(5, period="day", scope="deployment", key="openai/gpt-4o")
+    """
+
+    limit_usd: Decimal | float | int | str
+    period: Period | None = None
+    scope: Scope = "global"
+    key: str | None = None
+    alert_thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
+    name: str | None = None
+    # Derived in __post_init__: the exact limit, and the spend at which each alert fires.
+    _limit: Decimal = field(init=False, repr=False, compare=False, default=_ZERO)
+    _alert_levels: tuple[tuple[float, Decimal], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
+
+    def __post_init__(self) -> None:
+        limit = Decimal(str(self.limit_usd))
+        if not limit.is_finite() or limit < 0:
+            raise ConfigurationError(
+                f"a budget limit must be a sum of USD >= 0, got {self.limit_usd!r}"
+            )
+        if self.period not in ("day", "month", None):
+            raise ConfigurationError(
+                f"budget period must be 'day', 'month' or None, not {self.period!r}"
+            )
+        if self.scope not in ("global", "user", "tag", "deployment"):
+            raise ConfigurationError(
+                f"budget scope must be 'global', 'user', 'tag' or 'deployment', not {self.scope!r}"
+            )
+        if self.scope == "global" and self.key is not None:
+            raise ConfigurationError("a global budget takes no key")
+        thresholds = tuple(sorted(float(t) for t in self.alert_thresholds))
+        if any(t <= 0 for t in thresholds):
+            raise ConfigurationError("alert thresholds are fractions of the limit, above 0")
+        object.__setattr__(self, "limit_usd", limit)
+        object.__setattr__(self, "_limit", limit)
+        object.__setattr__(self, "alert_thresholds", thresholds)
+        levels = tuple((t, limit * Decimal(str(t))) for t in thresholds)
+        object.__setattr__(self, "_alert_levels", levels)
+        if self.name is None:
+            object.__setattr__(self, "name", self._default_name())
+
+    @property
+    def limit(self) -> Decimal:
+        """The limit as an exact Decimal."""
+        return self._limit
+
+    def _default_name(self) -> str:
+        words = _PERIOD_WORDS[self.period]
+        if self.scope == "global":
+            return words
+        if self.key is None:
+            return f"{words} per {self.scope}"
+        return f"{words} for {self.scope} {self.key}"
+
+    def scope_values(self, request: ChatRequest, deployment: str) -> tuple[str, ...]:
+        """Which accounts of this budget a request draws on (none: it does not apply)."""
+        if self.scope == "global":
+            return ("",)
+        if self.scope == "user":
+            values: tuple[str, ...] = (user,) if (user := request_user(request)) else ()
+        elif self.scope == "tag":
+            values = request_tags(request)
+        else:
+            values = (deployment,)
+        if self.key is not None:
+            return (self.key,) if self.key in values else ()
+        return values
+
+
+def _period_bounds(period: str | None, wall: float) -> tuple[float, float]:
+    """[start, end) of the UTC period containing `wall`."""
+    if period is None:
+        return -math.inf, math.inf
+    if period == "day":
+        start = wall // _DAY * _DAY
+        return start, start + _DAY
+    now = datetime.fromtimestamp(wall, timezone.utc)
+    start_dt = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+    end_dt = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
+    return start_dt.timestamp(), end_dt.timestamp()
+
+
+@dataclass(slots=True)
+class _Account:
+    """One budget's running totals for one scope value (a user, a tag...) in one period."""
+
+    budget: Budget
+    scope_value: str
+    period_start: float
+    period_end: float
+    spent: Decimal = _ZERO
+    reserved: Decimal = _ZERO
+    alerted: set[float] = field(default_factory=set)
+
+    def roll(self, wall: float) -> None:
+        # Money still reserved by calls in flight stays reserved into the new period.
+        if wall >= self.period_end:
+            self.period_start, self.period_end = _period_bounds(self.budget.period, wall)
+            self.spent = _ZERO
+            self.alerted.clear()
+
+    def fits(self, needed: Decimal) -> bool:
+        # A free call always fits, even in a budget already overspent by a bad estimate.
+        return not needed or self.spent + self.reserved + needed <= self.budget.limit
+
+    def left(self) -> Decimal:
+        return max(_ZERO, self.budget.limit - self.spent - self.reserved)
+
+    def shortfall(self, needed: Decimal) -> str:
+        """The planner's one-line reason: "would exceed budget 'daily': $x left, needs $y"."""
+        return f"would exceed budget {self.budget.name!r}: {money(self.left())} left, needs {money(needed)}"
+
+    def refusal(self, needed: Decimal) -> BudgetExceededError:
+        budget = self.budget
+        return _error(
+            self,
+            needed,
+            f"budget {budget.name!r} ({money(budget.limit)} {_PERIOD_WORDS[budget.period]}) would "
+            f"be exceeded: {money(self.left())} left ({money(self.spent)} spent, "
+            f"{money(self.reserved)} held by calls in flight) and this call needs up to "
+            f"{money(needed)}. Nothing was sent.",
+        )
+
+    def unpriced(self, deployment: str) -> BudgetExceededError:
+        return _error(
+            self,
+            math.inf,
+            f"budget {self.budget.name!r} cannot bound a call to deployment {deployment!r}: no "
+            "price is known for its model (set Deployment(price={'input': ..., 'output': ...}) "
+            "in USD per million tokens). Nothing was sent.",
+        )
+
+    def crossed_thresholds(self) -> list[float]:
+        if not self.spent:
+            return []
+        levels = self.budget._alert_levels
+        crossed = [t for t, level in levels if self.spent >= level and t not in self.alerted]
+        self.alerted.update(crossed)
+        return crossed
+
+
+def _error(account: _Account, needed: Decimal | float, message: str) -> BudgetExceededError:
+    return BudgetExceededError(
+        message,
+        limit_usd=float(account.budget.limit),
+        spent_usd=float(account.spent),
+        needed_usd=float(needed),
+        budget=account.budget.name,
+    )
+
+
+class BudgetRefusal(str):
+    """`BudgetManager.check`'s reason: a plain string for a planner's route explanation, that
+    also carries the `BudgetExceededError` to raise if budgets leave no candidate at all.
+
+    >>> reasons = {name: r for name, r in planner_reasons.items()}
+    >>> if reasons and all(isinstance(r, BudgetRefusal) for r in reasons.values()):
+    ...     raise next(iter(reasons.values())).error
+    """
+
+    error: BudgetExceededError
+
+    def __new__(cls, reason: str, error: BudgetExceededError) -> BudgetRefusal:
+        refusal = super().__new__(cls, reason)
+        refusal.error = error
+        return refusal
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Money held for one call until it is settled or released (each happens once)."""
+
+    amount: Decimal
+    accounts: tuple[_Account, ...] = ()
+    deployment: str = ""
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Where one budget account stands now."""
+
+    budget: str
+    scope_value: str
+    limit_usd: float
+    spent_usd: float
+    reserved_usd: float
+    period_start: float | None
+
+
+class BudgetManager:
+    """Holds every budget's spend and reservations; one per Router, shared by its layers.
+
+    Thread-safe (one lock), so it works across event loops. Spend counts settled costs.
+    Given the router's ledger (`store=`), each budget starts from the ledger's spend in the
+    current period, so a restart does not reset it. Other processes writing the same ledger
+    are seen at start-up only: the limit is enforced exactly within one process.
+
+    >>> manager = BudgetManager([Budget(10, period="day")], clock=clock, events=hub, store=ledger)
+    >>> reservation = manager.reserve(request, "openai/gpt-4o-mini", Decimal("0.01"))
+    >>> manager.settle(reservation, Decimal("0.0042"))
+    """
+
+    def __init__(
+        self,
+        budgets: Iterable[Budget | Mapping[str, Any]] = (),
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventHub | None = None,
+        store: CostLedger | LedgerStore | None = None,
+    ) -> None:
+        self.budgets: tuple[Budget, ...] = tuple(
+            b if isinstance(b, Budget) else Budget(**dict(b)) for b in budgets
+        )
+        self._clock = clock
+        self._events = events
+        self._lock = threading.Lock()
+        self._accounts: dict[tuple[int, str], _Account] = {}
+        self._loaded: list[tuple[float, dict[str, Decimal]]] = []
+        if store is not None and self.budgets:
+            self._load_spend(store.store if isinstance(store, CostLedger) else store)
+
+    def _load_spend(self, store: LedgerStore) -> None:
+        wall = self._clock.wall()
+        for budget in self.budgets:
+            start, _ = _period_bounds(budget.period, wall)
+            since = None if math.isinf(start) else start
+            key = budget.key
+            filters = LedgerFilter(
+                since=since,
+                user=key if budget.scope == "user" else None,
+                tag=key if budget.scope == "tag" else None,
+                deployment=key if budget.scope == "deployment" else None,
+            )
+            by = None if budget.scope == "global" else budget.scope
+            groups = store.aggregate(filters, by)
+            spend = {("" if by is None else name): s.cost for name, s in groups.items()}
+            self._loaded.append((start, spend))
+
+    def _account(self, index: int, scope_value: str, wall: float) -> _Account:
+        account = self._accounts.get((index, scope_value))
+        if account is None:
+            budget = self.budgets[index]
+            start, end = _period_bounds(budget.period, wall)
+            account = _Account(budget, scope_value, start, end)
+            if self._loaded and self._loaded[index][0] == start:
+                account.spent = self._loaded[index][1].get(scope_value, _ZERO)
+                # Thresholds passed before a restart were announced then.
+                account.crossed_thresholds()
+            self._accounts[(index, scope_value)] = account
+        else:
+            account.roll(wall)
+        return account
+
+    def _applicable(self, request: ChatRequest, deployment: str, wall: float) -> list[_Account]:
+        return [
+            self._account(index, value, wall)
+            for index, budget in enumerate(self.budgets)
+            for value in budget.scope_values(request, deployment)
+        ]
+
+    def applies(self, request: ChatRequest, deployment: Deployment | str) -> bool:
+        """Whether any budget covers this request on this deployment."""
+        name = deployment if isinstance(deployment, str) else deployment.key
+        return any(b.scope_values(request, name) for b in self.budgets)
+
+    def reserve(
+        self, request: ChatRequest, deployment: Deployment | str, worst_case_usd: Decimal
+    ) -> Reservation:
+        """Hold `worst_case_usd` against every applicable budget, or raise BudgetExceededError."""
+        name = deployment if isinstance(deployment, str) else deployment.key
+        if not self.budgets:
+            return Reservation(_ZERO, deployment=name)
+        needed = Decimal(worst_case_usd)
+        with self._lock:
+            accounts = self._applicable(request, name, self._clock.wall())
+            for account in accounts:
+                if not account.fits(needed):
+                    raise account.refusal(needed)
+            for account in accounts:
+                account.reserved += needed
+        return Reservation(needed, tuple(accounts), name)
+
+    def check(
+        self, request: ChatRequest, deployment: Deployment | str, worst_case_usd: Decimal | None
+    ) -> BudgetRefusal | None:
+        """Why this call would be refused, or None if it fits (reserves nothing).
+
+        Its signature is the routing planner's `budget_check` hook. `worst_case_usd=None`
+        means the price is unknown: refused if any budget applies.
+        """
+        name = deployment if isinstance(deployment, str) else deployment.key
+        if not self.budgets:
+            return None
+        with self._lock:
+            for account in self._applicable(request, name, self._clock.wall()):
+                if worst_case_usd is None:
+                    return BudgetRefusal(
+                        f"no price known, so budget {account.budget.name!r} cannot be checked",
+                        account.unpriced(name),
+                    )
+                needed = Decimal(worst_case_usd)
+                if not account.fits(needed):
+                    return BudgetRefusal(account.shortfall(needed), account.refusal(needed))
+        return None
+
+    def refuse_unpriced(self, request: ChatRequest, deployment: Deployment | str) -> None:
+        """Raise BudgetExceededError if a budget covers a call whose price is unknown."""
+        name = deployment if isinstance(deployment, str) else deployment.key
+        with self._lock:
+            accounts = self._applicable(request, name, self._clock.wall())
+        if accounts:
+            raise accounts[0].unpriced(name)
+
+    def settle(self, reservation: Reservation, actual_usd: Decimal | None) -> None:
+        """The call is over and cost `actual_usd` (None: unknown, so the reservation counts)."""
+        if reservation.done:
+            return
+        reservation.done = True
+        if not reservation.accounts:
+            return
+        actual = reservation.amount if actual_usd is None else Decimal(actual_usd)
+        alerts: list[tuple[_Account, float]] = []
+        with self._lock:
+            wall = self._clock.wall()
+            for account in reservation.accounts:
+                account.roll(wall)
+                account.reserved = max(_ZERO, account.reserved - reservation.amount)
+                account.spent += actual
+                alerts += [(account, t) for t in account.crossed_thresholds()]
+        for account, threshold in alerts:
+            self._alert(account, threshold, reservation.deployment, wall)
+
+    def release(self, reservation: Reservation) -> None:
+        """The call failed without being billed: give its reservation back."""
+        if reservation.done:
+            return
+        reservation.done = True
+        with self._lock:
+            for account in reservation.accounts:
+                account.reserved = max(_ZERO, account.reserved - reservation.amount)
+
+    def status(self) -> list[BudgetStatus]:
+        """Every account with activity: spent and reserved in its current period."""
+        with self._lock:
+            wall = self._clock.wall()
+            result = []
+            for account in self._accounts.values():
+                account.roll(wall)
+                result.append(
+                    BudgetStatus(
+                        budget=account.budget.name or "",
+                        scope_value=account.scope_value,
+                        limit_usd=float(account.budget.limit),
+                        spent_usd=float(account.spent),
+                        reserved_usd=float(account.reserved),
+                        period_start=None
+                        if math.isinf(account.period_start)
+                        else account.period_start,
+                    )
+                )
+        return result
+
+    def _alert(self, account: _Account, threshold: float, deployment: str, wall: float) -> None:
+        if self._events is None:
+            return
+        budget = account.budget
+        self._events.emit(
+            RouterEvent(
+                type="budget_alert",
+                deployment=deployment or None,
+                data={
+                    "budget": budget.name,
+                    "threshold": threshold,
+                    "spent_usd": float(account.spent),
+                    "limit_usd": float(budget.limit),
+                    "scope": budget.scope,
+                    "key": account.scope_value or None,
+                    "period": budget.period,
+                    "period_start": None
+                    if math.isinf(account.period_start)
+                    else account.period_start,
+                },
+                time=wall,
+            )
+        )

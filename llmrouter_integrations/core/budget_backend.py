@@ -1,0 +1,150 @@
+"""The per-deployment budget layer: reserve a call's worst case before sending, settle after.
+
+    >>> backend = BudgetBackend(inner, deployment, manager=manager, pricer=Pricer(),
+    ...                         prices_provider="openai", local=False)
+    >>> backend.check(request)           # None, or why the call would be refused
+    >>> await backend.chat(request)      # raises BudgetExceededError before sending if it cannot fit
+
+Policy for a deployment with no known price (no genai-prices entry, no `Deployment.price`,
+not local): a budget cannot bound its cost, so when any budget covers the request the
+deployment is refused with `BudgetExceededError` (the router then tries the next
+candidate); with no budget covering it, the call goes ahead unreserved. Local models cost 0
+and always fit. A stream the caller abandons, or that breaks after content arrived, is
+settled to an estimate of what was produced (providers bill partial output), unless the
+error reports its billed usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
+from .backend import ChatBackend
+from .budget import BudgetManager, BudgetRefusal, Reservation
+from .cost import Pricer, decimal_cost
+from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens, estimate_text_tokens
+
+__all__ = ["BudgetBackend"]
+
+
+class BudgetBackend:
+    """Wraps one deployment's stack with the router's budgets (see the module docstring)."""
+
+    def __init__(
+        self,
+        inner: ChatBackend,
+        deployment: Deployment,
+        *,
+        manager: BudgetManager,
+        pricer: Pricer,
+        prices_provider: str | None = None,
+        local: bool = False,
+    ) -> None:
+        self.inner = inner
+        self.deployment = deployment
+        self.manager = manager
+        self._pricer = pricer
+        self._prices_provider = prices_provider
+        self._local = local
+
+    def worst_case(self, request: ChatRequest) -> Decimal | None:
+        """The most this call can cost here: estimated input + `max_tokens` of output."""
+        return self._price(
+            estimate_input_tokens(request), request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        )
+
+    def check(self, request: ChatRequest) -> BudgetRefusal | None:
+        """Why budgets would refuse this call on this deployment, or None (reserves nothing)."""
+        if not self.manager.budgets:
+            return None
+        return self.manager.check(request, self.deployment, self.worst_case(request))
+
+    def _price(self, input_tokens: int, output_tokens: int) -> Decimal | None:
+        return self._pricer.estimate(
+            self.deployment,
+            input_tokens,
+            output_tokens,
+            prices_provider=self._prices_provider,
+            local=self._local,
+        )
+
+    def _reserve(self, request: ChatRequest) -> Reservation | None:
+        worst_case = self.worst_case(request)
+        if worst_case is None:
+            self.manager.refuse_unpriced(request, self.deployment)
+            return None  # no budget covers it: nothing to hold
+        return self.manager.reserve(request, self.deployment, worst_case)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        if not self.manager.budgets:
+            return await self.inner.chat(request)
+        reservation = self._reserve(request)
+        try:
+            response = await self.inner.chat(request)
+        except BaseException as error:
+            if reservation is not None:
+                self._settle_failure(reservation, error, request, produced=0)
+            raise
+        if reservation is not None:
+            self.manager.settle(reservation, decimal_cost(response.cost_detail, response.cost))
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if not self.manager.budgets:
+            async for chunk in self.inner.stream(request):
+                yield chunk
+            return
+        reservation = self._reserve(request)
+        produced = 0  # output tokens seen (estimated), to bill a stream that ends early
+        try:
+            async for chunk in self.inner.stream(request):
+                if reservation is not None:
+                    if chunk.is_final:
+                        self.manager.settle(
+                            reservation, decimal_cost(chunk.cost_detail, chunk.cost)
+                        )
+                    else:
+                        produced += _chunk_tokens(chunk)
+                yield chunk
+        except BaseException as error:
+            if reservation is not None:
+                self._settle_failure(reservation, error, request, produced)
+            raise
+        if reservation is not None and not reservation.done:  # ended without a final chunk
+            self._settle_failure(reservation, None, request, produced)
+
+    def _settle_failure(
+        self,
+        reservation: Reservation,
+        error: BaseException | None,
+        request: ChatRequest,
+        produced: int,
+    ) -> None:
+        if reservation.done:
+            return
+        billed = getattr(error, "usage", None)
+        if isinstance(billed, Usage):
+            detail = getattr(error, "cost_detail", None)
+            if not isinstance(detail, CostDetail):
+                detail = self._pricer.cost(
+                    self.deployment,
+                    billed,
+                    prices_provider=self._prices_provider,
+                    local=self._local,
+                )
+            self.manager.settle(reservation, detail.total if detail is not None else None)
+        elif produced:
+            self.manager.settle(reservation, self._price(estimate_input_tokens(request), produced))
+        else:
+            self.manager.release(reservation)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _chunk_tokens(chunk: ChatChunk) -> int:
+    # Providers stream about a token per chunk; rounding each chunk up leans high, as it should.
+    text = chunk.text + chunk.reasoning
+    text += "".join((d.name or "") + d.arguments for d in chunk.tool_call_deltas)
+    return estimate_text_tokens(text) if text else 0
