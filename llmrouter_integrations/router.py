@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .core.backend import ChatBackend
 from .core.budget import Budget, BudgetManager
 from .core.budget_backend import BudgetBackend
+from .core.cache import CacheBackend
+from .core.cache_stores import CacheStore, cache_store_from_spec
 from .core.clock import SYSTEM_CLOCK, Clock
 from .core.cost import Pricer
 from .core.events import EventHandler, EventHub
@@ -30,6 +32,8 @@ from .core.fallback import (
 )
 from .core.ledger import CostLedger, LedgerStore, ledger_from_url
 from .core.ledger_backend import LedgerBackend
+from .core.queue import QueueBackend, RequestQueue
+from .core.ratelimit import RateLimitBackend, RateLimits
 from .core.retry import RetryBackend, RetryPolicy
 from .errors import ConfigurationError
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
@@ -156,6 +160,10 @@ class Router:
         | None = None,
         budgets: Sequence[Budget] | None = None,
         ledger: str | LedgerStore | CostLedger = "memory",
+        cache: str | CacheStore | None = None,
+        cache_ttl_s: float | None = None,
+        max_queue_wait: float | None = 60.0,
+        rate_limit_wait: float | None = 10.0,
         on_event: EventHandler | None = None,
         transport: Transport | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -184,7 +192,17 @@ class Router:
         self.budgets = BudgetManager(
             budgets or (), clock=clock, events=self.events, store=self.costs
         )
+        self.limits = RateLimits(self.deployments, clock=clock, events=self.events)
+        self.queue = RequestQueue(
+            self.limits, clock=clock, events=self.events, max_wait=max_queue_wait
+        )
+        self._rate_limit_wait = rate_limit_wait
+        self.cache_store: CacheStore | None = (
+            cache_store_from_spec(cache, clock=clock) if cache is not None else None
+        )
+        self._cache_ttl_s = cache_ttl_s
         self._transport = transport if transport is not None else self._make_transport(http_client)
+        self._names = [d.key for d in self.deployments]
         self._backend = self._assemble(make_fallback_predicate(fallback_on))
         self._closed = False
 
@@ -236,6 +254,14 @@ class Router:
             base_url=self._base_urls[name],
             clock=self.clock,
             pricer=self.pricer,
+            on_rate_limits=self.limits.update_from_headers,
+        )
+        backend = RateLimitBackend(
+            backend,
+            deployment=name,
+            limits=self.limits,
+            queue=self.queue,
+            max_wait=self._rate_limit_wait,
         )
         backend = RetryBackend(
             backend, deployment=name, policy=self.retry_policy, clock=self.clock, events=self.events
@@ -268,7 +294,25 @@ class Router:
             clock=self.clock,
             events=self.events,
         )
+        routed = QueueBackend(routed, self.queue, candidate_names=self._candidate_names)
+        if self.cache_store is not None:
+            routed = CacheBackend(
+                routed,
+                self.cache_store,
+                candidate_names=self._candidate_names,
+                deployments=self.deployments,
+                clock=self.clock,
+                events=self.events,
+                ttl_s=self._cache_ttl_s,
+            )
         return LedgerBackend(routed, self.costs, clock=self.clock)
+
+    def _candidate_names(self, request: ChatRequest) -> list[str]:
+        """Deployments that may serve `request`, in configured order (cache key, queue)."""
+        if request.deployments is None:
+            return self._names
+        wanted = set(request.deployments)
+        return [name for name in self._names if name in wanted]
 
     @classmethod
     def from_env(cls, *, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Router:
@@ -358,6 +402,9 @@ class Router:
         self._closed = True
         await self._backend.aclose()
         await self._transport.aclose()
+        if self.cache_store is not None:
+            await self.cache_store.aclose()
+        self.queue.close()
         self.costs.close()
 
     def close(self) -> None:

@@ -91,7 +91,8 @@ def make_fallback_predicate(
 ) -> FallbackPredicate:
     """`Router(fallback_on=...)`: error types or a predicate; None keeps the default.
 
-    Routing refusals of one deployment (circuit open, over budget) always fall through,
+    Routing refusals of one deployment (circuit open, over budget, a rate-limit wait too
+    long) always fall through,
     since the request never reached that provider.
     """
     if fallback_on is None:
@@ -102,7 +103,9 @@ def make_fallback_predicate(
         types = tuple(fallback_on)
 
         def by_type(error: BaseException) -> bool:
-            return isinstance(error, (*types, CircuitOpenError, BudgetExceededError))
+            return isinstance(
+                error, (*types, CircuitOpenError, BudgetExceededError, QueueTimeoutError)
+            )
 
         return by_type
     return fallback_on
