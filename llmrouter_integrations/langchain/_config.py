@@ -1,0 +1,98 @@
+"""ChatLLMRouter configuration: the Router it builds, and its description as keyless data.
+
+What is serialised or hashed (LangChain's `dumpd`, `_identifying_params`, cache keys)
+never holds an API key or an auth header; keys come back from the environment.
+
+    >>> public_deployment(Deployment("openai", "gpt-4o-mini", api_key="sk-..."))
+    {'provider': 'openai', 'model': 'gpt-4o-mini'}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import SecretStr
+
+from ..types import Deployment
+
+__all__ = [
+    "API_KEY_ENV",
+    "deployment_identity",
+    "describe_strategy",
+    "public_deployment",
+    "router_arguments",
+    "secret_from_env",
+]
+
+API_KEY_ENV = "LLMROUTER_API_KEY"
+_SECRET_HEADER_HINTS = ("auth", "key", "token", "secret", "cookie")
+
+
+def secret_from_env() -> SecretStr | None:
+    """The LLMROUTER_API_KEY environment variable, if set."""
+    value = os.environ.get(API_KEY_ENV)
+    return SecretStr(value) if value else None
+
+
+def router_arguments(
+    deployments: Sequence[Deployment],
+    *,
+    api_key: SecretStr | None,
+    max_retries: int | None,
+    options: Mapping[str, Any],
+    router_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """`Router(...)` arguments: deployments (copies, `api_key` filling missing keys), the
+    options that are set, and a retry policy from `max_retries` unless `retry` is given."""
+    copies = []
+    for deployment in deployments:
+        # A copy: the router writes keys found in the environment into its deployments.
+        copy = dataclasses.replace(deployment)
+        if copy.api_key is None and api_key is not None:
+            copy.api_key = api_key
+        copies.append(copy)
+    arguments: dict[str, Any] = {"deployments": copies, **router_kwargs}
+    arguments.update({key: value for key, value in options.items() if value is not None})
+    if "retry" not in arguments and max_retries is not None:
+        from ..core.retry import RetryPolicy
+
+        arguments["retry"] = RetryPolicy(max_attempts=max_retries + 1)
+    return arguments
+
+
+def public_deployment(deployment: Deployment) -> dict[str, Any]:
+    """A deployment as JSON data with nothing secret in it (no key, no auth headers)."""
+    data: dict[str, Any] = {"provider": deployment.provider, "model": deployment.model}
+    if deployment.name and deployment.name != f"{deployment.provider}/{deployment.model}":
+        data["name"] = deployment.name
+    defaults = {field.name: field.default for field in dataclasses.fields(Deployment)}
+    for field in dataclasses.fields(Deployment):
+        if field.name in ("provider", "model", "name", "api_key", "headers"):
+            continue
+        value = getattr(deployment, field.name)
+        if value is not None and value != defaults[field.name] and value != ():
+            data[field.name] = list(value) if isinstance(value, tuple) else value
+    headers = {
+        name: value
+        for name, value in deployment.headers.items()
+        if not any(hint in name.lower() for hint in _SECRET_HEADER_HINTS)
+    }
+    if headers:
+        data["headers"] = headers
+    return data
+
+
+def deployment_identity(deployment: Deployment) -> str:
+    """`name=provider/model@base_url`: what a cache key must tell apart."""
+    base_url = f"@{deployment.base_url}" if deployment.base_url else ""
+    return f"{deployment.key}={deployment.provider}/{deployment.model}{base_url}"
+
+
+def describe_strategy(strategy: Any) -> str:
+    """A stable text for a strategy name or object."""
+    if strategy is None or isinstance(strategy, str):
+        return str(strategy or "default")
+    return type(strategy).__name__

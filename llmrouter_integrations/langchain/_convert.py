@@ -1,0 +1,441 @@
+"""Translate between LangChain messages and the router's types: messages in, answers out.
+
+>>> to_router_messages([HumanMessage("hi")])
+[Message(role='user', content='hi', ...)]
+>>> response_to_message(response).usage_metadata["input_tokens"]
+12
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    InvalidToolCall,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+from langchain_core.messages.tool import (
+    invalid_tool_call,
+    tool_call,
+    tool_call_chunk,
+)
+
+from ..types import (
+    Attempt,
+    ChatChunk,
+    ChatResponse,
+    ContentPart,
+    Message,
+    ToolCall,
+    Usage,
+)
+
+__all__ = [
+    "UnsupportedContentError",
+    "chunk_to_message_chunk",
+    "jsonable",
+    "response_metadata",
+    "response_to_message",
+    "to_router_messages",
+    "usage_to_metadata",
+]
+
+# History blocks that only make sense to the provider that produced them (Anthropic
+# thinking signatures, OpenAI reasoning items). A routed conversation may continue on
+# another provider, so they are dropped rather than sent somewhere that rejects them.
+_PROVIDER_PRIVATE_BLOCKS = frozenset(
+    {"thinking", "redacted_thinking", "reasoning", "server_tool_call", "server_tool_result"}
+)
+# Blocks already represented elsewhere on the message (AIMessage.tool_calls).
+_TOOL_CALL_BLOCKS = frozenset({"tool_use", "tool_call", "tool_call_chunk", "invalid_tool_call"})
+_MEDIA_BLOCKS = frozenset({"file", "audio", "input_audio", "video", "document"})
+
+_ROLE_ALIASES = {
+    "human": "user",
+    "user": "user",
+    "ai": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "developer": "system",
+    "tool": "tool",
+    "function": "tool",
+}
+
+
+class UnsupportedContentError(ValueError):
+    """A message holds content the router cannot carry (PDF, audio or video blocks)."""
+
+
+# --------------------------------------------------------------------------- input side
+
+
+def to_router_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """Convert LangChain messages of every shape LangChain produces into router messages.
+
+    Accepts plain strings and block lists in OpenAI, LangChain v0/v1 and Anthropic-native
+    shapes (`tool_use`, `tool_result`, `thinking`, `cache_control`, image `source`).
+    Anthropic `tool_result` blocks inside a human message become tool messages placed
+    before the rest of that message, which is the order every provider accepts.
+
+    >>> to_router_messages([SystemMessage("be brief"), HumanMessage("hi")])[1].text
+    'hi'
+    """
+    converted: list[Message] = []
+    for message in messages:
+        converted.extend(_convert_message(message))
+    return converted
+
+
+def _convert_message(message: BaseMessage) -> list[Message]:
+    if isinstance(message, SystemMessage):
+        return [Message(role="system", content=_text_only(message.content))]
+    if isinstance(message, HumanMessage):
+        return _convert_user(message.content, message.name)
+    if isinstance(message, AIMessage):  # AIMessageChunk included
+        return [_convert_assistant(message)]
+    if isinstance(message, ToolMessage):
+        return [
+            Message(
+                role="tool",
+                content=_parts_or_text(message.content),
+                tool_call_id=message.tool_call_id,
+                name=message.name,
+            )
+        ]
+    if isinstance(message, FunctionMessage):
+        return [Message(role="tool", content=_text_only(message.content), name=message.name)]
+    if isinstance(message, ChatMessage):
+        role = _ROLE_ALIASES.get(message.role)
+        if role is None:
+            raise ValueError(f"unsupported chat message role: {message.role!r}")
+        if role == "user":
+            return _convert_user(message.content, message.name)
+        if role == "system":
+            return [Message(role="system", content=_text_only(message.content))]
+        if role == "tool":
+            call_id = message.additional_kwargs.get("tool_call_id")
+            return [
+                Message(role="tool", content=_parts_or_text(message.content), tool_call_id=call_id)
+            ]
+        return [Message(role="assistant", content=_text_only(message.content) or None)]
+    raise ValueError(f"unsupported message type: {type(message).__name__}")
+
+
+def _convert_user(content: str | list[str | dict[str, Any]], name: str | None) -> list[Message]:
+    if isinstance(content, str):
+        return [Message(role="user", content=content, name=name)]
+    tool_results: list[Message] = []
+    parts: list[ContentPart] = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            tool_results.append(
+                Message(
+                    role="tool",
+                    content=_parts_or_text(block.get("content") or ""),
+                    tool_call_id=str(block.get("tool_use_id", "")),
+                )
+            )
+            continue
+        part = _convert_block(block)
+        if part is not None:
+            parts.append(part)
+    if not parts:
+        return tool_results
+    return [*tool_results, Message(role="user", content=_simplify(parts), name=name)]
+
+
+def _convert_assistant(message: AIMessage) -> Message:
+    calls = [
+        ToolCall(id=str(call.get("id") or ""), name=call["name"], arguments=dict(call["args"]))
+        for call in message.tool_calls
+    ]
+    # A call whose JSON failed to parse is still part of the conversation (a tool message
+    # answers it), so it is kept with whatever arguments can be recovered.
+    for bad in message.invalid_tool_calls:
+        calls.append(
+            ToolCall(
+                id=str(bad.get("id") or ""),
+                name=str(bad.get("name") or ""),
+                arguments=_loads_object(bad.get("args")),
+            )
+        )
+    if not calls and isinstance(message.content, list):
+        # Anthropic-native history may carry tool_use blocks without tool_calls filled in.
+        for block in message.content:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                calls.append(
+                    ToolCall(
+                        id=str(block.get("id", "")),
+                        name=str(block.get("name", "")),
+                        arguments=dict(block.get("input") or {}),
+                    )
+                )
+    text = _text_only(message.content)
+    return Message(role="assistant", content=text or None, tool_calls=calls, name=message.name)
+
+
+def _loads_object(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _text_only(content: str | list[str | dict[str, Any]]) -> str:
+    """The text of a message, ignoring blocks that are not text."""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for block in content:
+        part = _convert_block(block, allow_media=False)
+        if part is not None and part.type == "text":
+            texts.append(part.text or "")
+    return "".join(texts)
+
+
+def _parts_or_text(content: Any) -> str | list[ContentPart]:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return json.dumps(content, ensure_ascii=False, default=str)
+    parts = [part for block in content if (part := _convert_block(block)) is not None]
+    return _simplify(parts)
+
+
+def _simplify(parts: list[ContentPart]) -> str | list[ContentPart]:
+    """Plain text stays a string: every provider accepts that, and caches key on it."""
+    if all(part.type == "text" for part in parts):
+        return "".join(part.text or "" for part in parts)
+    return parts
+
+
+def _convert_block(block: Any, *, allow_media: bool = True) -> ContentPart | None:
+    """One content block to a part; None for blocks that carry nothing to send."""
+    if isinstance(block, str):
+        return ContentPart(type="text", text=block)
+    if not isinstance(block, Mapping):
+        raise UnsupportedContentError(f"unsupported content block: {block!r}")
+    kind = block.get("type")
+    if kind in ("text", "text-plain"):
+        return ContentPart(type="text", text=str(block.get("text") or ""))
+    if kind in _PROVIDER_PRIVATE_BLOCKS or kind in _TOOL_CALL_BLOCKS or kind == "non_standard":
+        return None
+    if kind in ("image_url", "image"):
+        return _convert_image(block) if allow_media else None
+    if kind in _MEDIA_BLOCKS:
+        if not allow_media:
+            return None
+        raise UnsupportedContentError(
+            f"{kind!r} content blocks are not supported by llmrouter_integrations yet; "
+            "text and images are"
+        )
+    raise UnsupportedContentError(f"unsupported content block type: {kind!r}")
+
+
+def _convert_image(block: Mapping[str, Any]) -> ContentPart:
+    if block.get("type") == "image_url":
+        image = block.get("image_url")
+        if isinstance(image, Mapping):
+            return ContentPart(
+                type="image", image_url=str(image["url"]), detail=image.get("detail")
+            )
+        return ContentPart(type="image", image_url=str(image))
+    source = block.get("source")
+    if isinstance(source, Mapping):  # Anthropic: {"type": "base64"|"url", ...}
+        if source.get("type") == "base64":
+            return ContentPart(
+                type="image", media_type=source.get("media_type"), data=source.get("data")
+            )
+        return ContentPart(type="image", image_url=str(source.get("url")))
+    mime_type = block.get("mime_type") or "image/png"
+    # LangChain v1 (`base64`/`url`) and v0 (`source_type` with `data`/`url`) shapes.
+    data = block.get("base64") or (
+        block.get("data") if block.get("source_type") == "base64" else None
+    )
+    if data:
+        return ContentPart(type="image", media_type=str(mime_type), data=str(data))
+    url = block.get("url")
+    if url:
+        return ContentPart(type="image", image_url=str(url))
+    raise UnsupportedContentError("image blocks must carry base64 data or a URL (not a file id)")
+
+
+# --------------------------------------------------------------------------- output side
+
+
+def usage_to_metadata(usage: Usage) -> UsageMetadata:
+    """Router usage as LangChain `usage_metadata`: ints only, input includes cache traffic.
+
+    >>> usage_to_metadata(Usage(input_tokens=10, output_tokens=5, cached_input_tokens=4))
+    {'input_tokens': 10, 'output_tokens': 5, 'total_tokens': 15, 'input_token_details': {'cache_read': 4}}
+    """
+    total = usage.total_tokens or usage.input_tokens + usage.output_tokens
+    metadata = UsageMetadata(
+        input_tokens=int(usage.input_tokens),
+        output_tokens=int(usage.output_tokens),
+        total_tokens=int(total),
+    )
+    input_details = InputTokenDetails()
+    if usage.cached_input_tokens:
+        input_details["cache_read"] = int(usage.cached_input_tokens)
+    if usage.cache_write_tokens:
+        input_details["cache_creation"] = int(usage.cache_write_tokens)
+    if input_details:
+        metadata["input_token_details"] = input_details
+    if usage.reasoning_tokens:
+        metadata["output_token_details"] = OutputTokenDetails(reasoning=int(usage.reasoning_tokens))
+    return metadata
+
+
+def jsonable(value: Any) -> Any:
+    """`value` made of JSON types only, so LangChain caches (SQLiteCache) can store it."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(item) for item in value]
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return jsonable(to_dict())
+    return str(value)
+
+
+def _attempts_to_json(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    return [
+        {
+            "deployment": attempt.deployment,
+            "error_type": type(attempt.error).__name__,
+            "error": str(attempt.error),
+            "status_code": getattr(attempt.error, "status_code", None),
+            "latency_s": round(float(attempt.latency_s), 6),
+        }
+        for attempt in attempts
+    ]
+
+
+def response_metadata(result: ChatResponse | ChatChunk) -> dict[str, Any]:
+    """What the router knows about an answer, as JSON-serialisable `response_metadata`.
+
+    `model_name` is the model that actually served the request (after any fallback);
+    `attempts` lists the failures before the answer; `cost_usd` is None when the price is
+    unknown and 0.0 for a router cache hit (`cached=True`, `original_cost_usd` is what the
+    first call cost).
+    """
+    metadata: dict[str, Any] = {
+        "model_name": result.model,
+        "finish_reason": result.finish_reason,
+        "provider": result.provider,
+        "deployment": result.deployment,
+        "cost_usd": None if result.cost is None else float(result.cost),
+        "attempts": _attempts_to_json(result.attempts),
+        "cached": bool(result.cached),
+    }
+    if result.cost_detail is not None:
+        metadata["cost_source"] = result.cost_detail.source
+    if result.cached and result.original_cost is not None:
+        metadata["original_cost_usd"] = float(result.original_cost)
+    if result.latency_s is not None:
+        metadata["latency_s"] = round(float(result.latency_s), 6)
+    if result.ttft_s is not None:
+        metadata["ttft_s"] = round(float(result.ttft_s), 6)
+    if result.route is not None:
+        metadata["route"] = jsonable(result.route)
+    if result.id:
+        metadata["id"] = result.id
+    return metadata
+
+
+def response_to_message(response: ChatResponse) -> AIMessage:
+    """A router answer as an `AIMessage` with tool calls, usage and router metadata.
+
+    >>> message = response_to_message(response)
+    >>> message.response_metadata["model_name"], message.usage_metadata["total_tokens"]
+    ('gpt-4o-mini', 21)
+    """
+    calls = []
+    invalid: list[InvalidToolCall] = []
+    for call in response.message.tool_calls:
+        if isinstance(call.arguments, dict):
+            calls.append(tool_call(name=call.name, args=call.arguments, id=call.id or None))
+        else:  # defensive: a dialect that could not parse the arguments
+            invalid.append(
+                invalid_tool_call(
+                    name=call.name,
+                    args=str(call.arguments),
+                    id=call.id,
+                    error="arguments not a JSON object",
+                )
+            )
+    additional_kwargs: dict[str, Any] = {}
+    return AIMessage(
+        content=response.message.text,
+        tool_calls=calls,
+        invalid_tool_calls=invalid,
+        usage_metadata=usage_to_metadata(response.usage),
+        response_metadata=response_metadata(response),
+        additional_kwargs=additional_kwargs,
+        # A replayed (cached) answer keeps the provider id of the first call; giving it
+        # to a second message would make LangGraph's add_messages replace the first one.
+        id=None if response.cached else response.id,
+    )
+
+
+def chunk_to_message_chunk(chunk: ChatChunk) -> AIMessageChunk:
+    """One router stream chunk as an `AIMessageChunk`.
+
+    Text and tool-call fragments map one to one (each fragment keeps its call's `index`);
+    usage and router metadata appear only on the final chunk, which is marked
+    `chunk_position="last"`, because LangChain sums usage and concatenates strings when it
+    merges chunks.
+    """
+    fragments = [
+        tool_call_chunk(
+            name=delta.name,
+            args=delta.arguments or None,
+            id=delta.id,
+            index=delta.index,
+        )
+        for delta in chunk.tool_call_deltas
+    ]
+    additional_kwargs: dict[str, Any] = {}
+    if chunk.reasoning:
+        # The key LangChain's best-effort content_blocks reads reasoning from.
+        additional_kwargs["reasoning_content"] = chunk.reasoning
+    message_id = None if chunk.cached else chunk.id
+    if not chunk.is_final:
+        return AIMessageChunk(
+            content=chunk.text,
+            tool_call_chunks=fragments,
+            additional_kwargs=additional_kwargs,
+            id=message_id,
+        )
+    usage = chunk.usage if chunk.usage is not None else Usage()
+    return AIMessageChunk(
+        content=chunk.text,
+        tool_call_chunks=fragments,
+        additional_kwargs=additional_kwargs,
+        usage_metadata=usage_to_metadata(usage),
+        response_metadata=response_metadata(chunk),
+        chunk_position="last",
+        id=message_id,
+    )

@@ -1,0 +1,81 @@
+"""LangChain tools and tool choices in the router's terms (`ToolSpec`, "required"...).
+
+>>> to_tool_spec(my_adder_tool).name
+'my_adder_tool'
+>>> to_tool_choice("any")
+'required'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from ..types import ToolSpec
+
+__all__ = ["to_openai_tool", "to_tool_choice", "to_tool_spec"]
+
+
+def to_openai_tool(
+    tool: Mapping[str, Any] | type | Any, *, strict: bool | None = None
+) -> dict[str, Any]:
+    """Any LangChain tool shape (BaseTool, function, Pydantic, TypedDict, OpenAI or
+    Anthropic dict) as an OpenAI tool dict.
+
+    >>> to_openai_tool(my_adder_tool)["function"]["name"]
+    'my_adder_tool'
+    """
+    return convert_to_openai_tool(tool, strict=strict)
+
+
+def to_tool_spec(tool: Mapping[str, Any] | ToolSpec | BaseTool | type | Any) -> ToolSpec:
+    """A bound tool as the router's `ToolSpec`."""
+    if isinstance(tool, ToolSpec):
+        return tool
+    openai_tool: Mapping[str, Any] = (
+        cast("Mapping[str, Any]", tool) if _is_openai_tool(tool) else to_openai_tool(tool)
+    )
+    function = openai_tool["function"]
+    return ToolSpec(
+        name=function["name"],
+        description=function.get("description", ""),
+        parameters=function.get("parameters") or {"type": "object", "properties": {}},
+        strict=function.get("strict"),
+    )
+
+
+def _is_openai_tool(tool: Any) -> bool:
+    return isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool
+
+
+def to_tool_choice(choice: Any) -> str | None:
+    """Every LangChain `tool_choice` form as the router's: "auto" | "none" | "required" | a name.
+
+    `"any"`, `True` and `"required"` force some tool; a string that names a tool forces that
+    tool; OpenAI and Anthropic dict forms are understood. `None` and `False` leave it to the
+    model.
+
+    >>> to_tool_choice("any"), to_tool_choice({"type": "function", "function": {"name": "f"}})
+    ('required', 'f')
+    """
+    if choice is None or choice is False:
+        return None
+    if choice is True:
+        return "required"
+    if isinstance(choice, str):
+        return "required" if choice in ("any", "required") else choice
+    if isinstance(choice, Mapping):
+        kind = choice.get("type")
+        function = choice.get("function")
+        if isinstance(function, Mapping) and function.get("name"):
+            return str(function["name"])
+        if kind == "tool" and choice.get("name"):  # Anthropic {"type": "tool", "name": ...}
+            return str(choice["name"])
+        if kind in ("any", "required"):
+            return "required"
+        if kind in ("auto", "none"):
+            return str(kind)
+    raise ValueError(f"unsupported tool_choice: {choice!r}")
