@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .core.backend import ChatBackend
-from .core.budget import Budget, BudgetManager
+from .core.breaker import CircuitBreakerBackend
+from .core.budget import Budget, BudgetManager, BudgetRefusal
 from .core.budget_backend import BudgetBackend
 from .core.cache import CacheBackend
 from .core.cache_stores import CacheStore, cache_store_from_spec
+from .core.catalog import Catalog, ModelInfo
 from .core.clock import SYSTEM_CLOCK, Clock
 from .core.cost import Pricer
 from .core.events import EventHandler, EventHub
@@ -27,15 +29,18 @@ from .core.fallback import (
     FallbackBackend,
     FallbackPredicate,
     Planner,
-    PriorityPlanner,
+    RoutePlan,
     make_fallback_predicate,
 )
+from .core.health import BreakerPolicy, DeploymentHealth, HealthTracker
 from .core.ledger import CostLedger, LedgerStore, ledger_from_url
 from .core.ledger_backend import LedgerBackend
 from .core.queue import QueueBackend, RequestQueue
 from .core.ratelimit import RateLimitBackend, RateLimits
 from .core.retry import RetryBackend, RetryPolicy
-from .errors import ConfigurationError
+from .core.routing import RoutingPlanner
+from .core.strategies import RoutingStrategy
+from .errors import ConfigurationError, NoDeploymentAvailableError
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
 from .types import (
     ChatChunk,
@@ -151,8 +156,9 @@ class Router:
         self,
         deployments: Sequence[Deployment | str | Mapping[str, Any]],
         *,
-        strategy: Any = "priority",
+        strategy: str | RoutingStrategy = "balanced",
         retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
         timeout: float | None = None,
         fallback_on: FallbackPredicate
         | type[BaseException]
@@ -203,6 +209,13 @@ class Router:
         self._cache_ttl_s = cache_ttl_s
         self._transport = transport if transport is not None else self._make_transport(http_client)
         self._names = [d.key for d in self.deployments]
+        self.catalog = Catalog(
+            prices_provider=lambda p: _endpoint_or_none(p, "prices_provider"),
+            is_local=lambda p: bool(_endpoint_or_none(p, "local")),
+        )
+        self.health_tracker = HealthTracker(
+            self._names, policy=breaker or BreakerPolicy(), clock=clock, events=self.events
+        )
         self._backend = self._assemble(make_fallback_predicate(fallback_on))
         self._closed = False
 
@@ -266,6 +279,7 @@ class Router:
         backend = RetryBackend(
             backend, deployment=name, policy=self.retry_policy, clock=self.clock, events=self.events
         )
+        backend = CircuitBreakerBackend(backend, deployment=name, health=self.health_tracker)
         if self.budgets.budgets:  # without budgets the layer would only cost time
             endpoint = self._endpoints[name]
             backend = BudgetBackend(
@@ -279,11 +293,41 @@ class Router:
         return backend
 
     def _make_planner(self) -> Planner:
-        if self._strategy_spec not in ("priority", None):
-            raise ConfigurationError(
-                f"unknown routing strategy {self._strategy_spec!r}; available: 'priority'"
+        limits = self.limits
+        return _BudgetAwarePlanner(
+            RoutingPlanner(
+                self.deployments,
+                strategy=self._strategy_spec,
+                catalog=self.catalog,
+                health=self.health_tracker,
+                pricer=self.pricer,
+                prices_provider_of=lambda d: self._endpoints[d.key].prices_provider,
+                is_local=lambda d: self._endpoints[d.key].local,
+                budget_check=self.budgets.check if self.budgets.budgets else None,
+                capacity_check=lambda d, tokens: limits.has_capacity(d.key, tokens),
             )
-        return PriorityPlanner([d.key for d in self.deployments])
+        )
+
+    def model_info(self, name: str) -> ModelInfo:
+        """What the catalog (and the deployment's overrides) say about deployment `name`:
+        context window, max output, capabilities, quality and speed."""
+        for deployment in self.deployments:
+            if deployment.key == name:
+                return self.catalog.for_deployment(deployment)
+        raise KeyError(name)
+
+    def health(self) -> dict[str, DeploymentHealth]:
+        """Per deployment: circuit state, EWMA latency and TTFT, error rate, in-flight and
+        queued requests, and what is left of its rate limits."""
+        for name in self._names:
+            snapshot = self.limits.snapshot(name)
+            self.health_tracker.update_capacity(
+                name,
+                remaining_requests=snapshot.get("remaining_requests"),
+                remaining_tokens=snapshot.get("remaining_tokens"),
+                queued=self.queue.depth(name),
+            )
+        return self.health_tracker.snapshot()
 
     def _assemble(self, should_fallback: FallbackPredicate) -> ChatBackend:
         backends = {d.key: self._deployment_stack(d) for d in self.deployments}
@@ -429,6 +473,29 @@ class Router:
         return f"Router(deployments=[{names}], strategy={self._strategy_spec!r})"
 
 
+def _endpoint_or_none(provider: str, field: str) -> Any:
+    try:
+        return getattr(get_endpoint(provider), field)
+    except ConfigurationError:
+        return None
+
+
+class _BudgetAwarePlanner:
+    """When budgets are the only reason nothing can serve, say so with BudgetExceededError."""
+
+    def __init__(self, inner: RoutingPlanner) -> None:
+        self.inner = inner
+
+    def plan(self, request: ChatRequest) -> RoutePlan:
+        try:
+            return self.inner.plan(request)
+        except NoDeploymentAvailableError as error:
+            reasons = list(error.reasons.values())
+            if reasons and all(isinstance(r, BudgetRefusal) for r in reasons):
+                raise reasons[0].error from None  # type: ignore[attr-defined]
+            raise
+
+
 def _deployments_from_env(
     env: Mapping[str, str], provider: str | None, api_keys: Mapping[str, str]
 ) -> list[Deployment]:
@@ -477,7 +544,7 @@ class APILoader(Router):
         self,
         provider: str = "auto",
         api_keys: Mapping[str, str] | None = None,
-        strategy: Any = "priority",
+        strategy: Any = "balanced",
         *,
         environ: Mapping[str, str] | None = None,
         **router_kwargs: Any,

@@ -19,6 +19,7 @@ from llmrouter_integrations import (
     RouterEvent,
 )
 from llmrouter_integrations.core.cost import Pricer
+from llmrouter_integrations.core.health import BreakerPolicy
 from llmrouter_integrations.core.tokens import estimate_input_tokens
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 from llmrouter_integrations.types import ChatRequest, Message
@@ -63,9 +64,12 @@ async def test_a_budget_holds_under_500_concurrent_requests(fake: FakeProviderSe
     limit = worst_case("gpt-4o-mini", 60) * 100  # about 100 calls at their worst case
     alerts: list[RouterEvent] = []
     router = Router(
+        strategy="priority",
         deployments=[deployment(fake)],
         budgets=[Budget(limit, period="day", name="daily")],
         retry=NO_RETRY,
+        # The 20 scripted 500s would open the circuit breaker; this test is about budgets.
+        breaker=BreakerPolicy(failure_threshold=1_000, window=1_000, min_calls=1_000),
         on_event=lambda e: alerts.append(e) if e.type == "budget_alert" else None,
     )
     outcomes: list[str] = []
@@ -102,6 +106,7 @@ async def test_a_budget_holds_under_500_concurrent_requests(fake: FakeProviderSe
 async def test_falls_back_to_a_cheaper_deployment_then_refuses(fake: FakeProviderServer) -> None:
     pricey_worst = worst_case("gpt-4o", 200)
     router = Router(
+        strategy="priority",
         deployments=[deployment(fake, "gpt-4o"), deployment(fake)],
         budgets=[Budget(pricey_worst * Decimal("0.9"), name="tight")],
         retry=NO_RETRY,
@@ -110,8 +115,8 @@ async def test_falls_back_to_a_cheaper_deployment_then_refuses(fake: FakeProvide
         response = await router.achat([{"role": "user", "content": PROMPT}], max_tokens=200)
         assert response.deployment == "openai/gpt-4o-mini"  # gpt-4o cannot fit; no bytes sent to it
         assert fake.request_count("gpt-4o") == 0
-        with pytest.raises(BudgetExceededError):  # nothing fits 100k output tokens
-            await router.achat([{"role": "user", "content": PROMPT}], max_tokens=100_000)
+        with pytest.raises(BudgetExceededError):  # nothing fits 16k output tokens
+            await router.achat([{"role": "user", "content": PROMPT}], max_tokens=16_000)
     assert fake.request_count() == 1
 
 
@@ -119,12 +124,12 @@ async def test_sqlite_ledger_keeps_costs_across_routers(
     fake: FakeProviderServer, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'costs.db'}"
-    async with Router(deployments=[deployment(fake)], ledger=url) as first:
+    async with Router(strategy="priority", deployments=[deployment(fake)], ledger=url) as first:
         answer = await first.achat(
             [{"role": "user", "content": PROMPT}], max_tokens=60, tags=["docs"]
         )
     assert first.costs.requests == 1  # still readable after close
-    async with Router(deployments=[deployment(fake)], ledger=url) as second:
+    async with Router(strategy="priority", deployments=[deployment(fake)], ledger=url) as second:
         await second.achat([{"role": "user", "content": PROMPT}], max_tokens=60)
         assert second.costs.requests == 2
         assert second.costs.by_tag()["docs"].cost_usd == pytest.approx(answer.cost)

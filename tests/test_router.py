@@ -44,6 +44,7 @@ def _fresh(fake: FakeProviderServer) -> None:
 def two(fake: FakeProviderServer, **kwargs: object) -> Router:
     kwargs.setdefault("retry", FAST_RETRY)
     return Router(
+        strategy="priority",
         deployments=[
             Deployment("openai", "gpt-4o-mini", api_key=OPENAI_KEY, base_url=fake.openai_base_url),
             Deployment(
@@ -138,6 +139,7 @@ async def test_falls_back_when_first_provider_is_down(fake: FakeProviderServer) 
 async def test_bad_key_falls_back_and_never_leaks(fake: FakeProviderServer) -> None:
     wrong = "sk-wrong-key-do-not-print-me-123456"
     router = Router(
+        strategy="priority",
         deployments=[
             Deployment("openai", "gpt-4o-mini", api_key=wrong, base_url=fake.openai_base_url),
             Deployment(
@@ -206,6 +208,7 @@ async def test_overall_timeout_covers_a_hanging_provider(fake: FakeProviderServe
 async def test_per_deployment_timeout_then_fallback(fake: FakeProviderServer) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(hang=True))
     router = Router(
+        strategy="priority",
         deployments=[
             Deployment(
                 "openai",
@@ -282,22 +285,27 @@ async def test_sync_and_async_callers_share_one_router(fake: FakeProviderServer)
 
 def test_configuration_errors_say_what_to_set() -> None:
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
-        Router(deployments=["openai/gpt-4o-mini"], environ={})
+        Router(strategy="priority", deployments=["openai/gpt-4o-mini"], environ={})
     with pytest.raises(ConfigurationError, match="unknown provider"):
-        Router(deployments=["nosuch/model"], environ={})
+        Router(strategy="priority", deployments=["nosuch/model"], environ={})
     with pytest.raises(ConfigurationError, match="provider/model"):
-        Router(deployments=["gpt-4o-mini"], environ={})
+        Router(strategy="priority", deployments=["gpt-4o-mini"], environ={})
     with pytest.raises(ConfigurationError, match="base_url"):
-        Router(deployments=["openai_compatible/my-model"], environ={})
+        Router(strategy="priority", deployments=["openai_compatible/my-model"], environ={})
     with pytest.raises(ConfigurationError, match="distinct name"):
-        Router(deployments=["groq/llama", "groq/llama"], environ={"GROQ_API_KEY": "gsk-1"})
+        Router(
+            strategy="priority",
+            deployments=["groq/llama", "groq/llama"],
+            environ={"GROQ_API_KEY": "gsk-1"},
+        )
     with pytest.raises(ConfigurationError, match="at least one"):
-        Router(deployments=[], environ={})
+        Router(strategy="priority", deployments=[], environ={})
 
 
 def test_deployment_specs_strings_and_dicts() -> None:
     env = {"OPENROUTER_API_KEY": "sk-or-1", "GROQ_API_KEY": "gsk-1"}
     router = Router(
+        strategy="priority",
         deployments=[
             "openrouter/anthropic/claude-sonnet-4-5",
             {"provider": "groq", "model": "openai/gpt-oss-20b", "name": "fast"},
@@ -357,6 +365,7 @@ async def test_openrouter_reported_cost_is_used_streaming_and_not(fake: FakeProv
         "openai/gpt-4o-mini", ModelBehavior(usage={"input": 100, "output": 10, "cost": 0.0123})
     )
     router = Router(
+        strategy="priority",
         deployments=[
             Deployment(
                 "openrouter",
@@ -364,7 +373,7 @@ async def test_openrouter_reported_cost_is_used_streaming_and_not(fake: FakeProv
                 api_key=OPENAI_KEY,
                 base_url=fake.openrouter_base_url,
             )
-        ]
+        ],
     )
     async with router:
         response = await router.acomplete("hi")
@@ -397,6 +406,7 @@ async def test_reply_without_usage_is_estimated_not_free() -> None:
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     router = Router(
+        strategy="priority",
         deployments=[
             Deployment(
                 "openai_compatible",

@@ -1,4 +1,4 @@
-"""Cache, rate limits and queueing as a user configures them: through `Router(...)` options."""
+"""Cache, rate limits and queueing as a user configures them: through `Router(strategy="priority", ...)` options."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def openai(fake: FakeProviderServer, **fields: object) -> Deployment:
 
 async def test_cache_hit_is_free_marked_and_counted_as_saving(fake: FakeProviderServer) -> None:
     events: list[RouterEvent] = []
-    async with Router(deployments=[openai(fake)], cache="memory", on_event=events.append) as router:
+    async with Router(
+        strategy="priority", deployments=[openai(fake)], cache="memory", on_event=events.append
+    ) as router:
         first = await router.acomplete("cache me", temperature=0)
         second = await router.acomplete("cache me", temperature=0)
         other = await router.acomplete("cache me", temperature=0.5)
@@ -50,7 +52,7 @@ async def test_cache_hit_is_free_marked_and_counted_as_saving(fake: FakeProvider
 
 async def test_identical_concurrent_requests_share_one_call(fake: FakeProviderServer) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.05))
-    async with Router(deployments=[openai(fake)], cache="memory") as router:
+    async with Router(strategy="priority", deployments=[openai(fake)], cache="memory") as router:
         answers = await asyncio.gather(*(router.acomplete("same", seed=1) for _ in range(50)))
     assert {a.text for a in answers} == {"Echo: same"}
     assert fake.request_count("gpt-4o-mini") == 1
@@ -60,9 +62,9 @@ async def test_sqlite_cache_survives_a_restart_without_keys(
     fake: FakeProviderServer, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cache.db'}"
-    async with Router(deployments=[openai(fake)], cache=url) as router:
+    async with Router(strategy="priority", deployments=[openai(fake)], cache=url) as router:
         await router.acomplete("persist me", temperature=0)
-    async with Router(deployments=[openai(fake)], cache=url) as router:
+    async with Router(strategy="priority", deployments=[openai(fake)], cache=url) as router:
         again = await router.acomplete("persist me", temperature=0)
     assert again.cached and fake.request_count("gpt-4o-mini") == 1
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
@@ -71,7 +73,7 @@ async def test_sqlite_cache_survives_a_restart_without_keys(
 
 async def test_max_concurrency_is_never_exceeded(fake: FakeProviderServer) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.02))
-    async with Router(deployments=[openai(fake, max_concurrency=3)]) as router:
+    async with Router(strategy="priority", deployments=[openai(fake, max_concurrency=3)]) as router:
         answers = await asyncio.gather(*(router.acomplete(f"q{i}") for i in range(20)))
     assert len(answers) == 20
     assert fake.max_concurrency("gpt-4o-mini") == 3
@@ -80,6 +82,7 @@ async def test_max_concurrency_is_never_exceeded(fake: FakeProviderServer) -> No
 async def test_saturated_deployment_overflows_to_one_with_room(fake: FakeProviderServer) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.05))
     router = Router(
+        strategy="priority",
         deployments=[
             openai(fake, max_concurrency=1),
             Deployment(

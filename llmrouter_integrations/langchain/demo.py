@@ -33,6 +33,7 @@ class Report(BaseModel):
 
 def _model(fake: FakeProviderServer) -> ChatLLMRouter:
     return ChatLLMRouter(
+        strategy="priority",
         deployments=[
             {
                 "provider": "openai",

@@ -114,6 +114,7 @@ def run_llamaindex_demo(fake: FakeProviderServer, out: Callable[[str], None]) ->
     for model in (PRIMARY_MODEL, BACKUP_MODEL):
         fake.set_behavior(model, ModelBehavior(reply=demo_reply, parallel_tool_calls_n=2))
     router = Router(
+        strategy="priority",
         deployments=[
             {
                 "provider": "openai",

@@ -32,4 +32,4 @@ def deployments(server: FakeProviderServer, first: str = "openai") -> list[dict[
 def make_model(server: FakeProviderServer, first: str = "openai", **kwargs: Any) -> ChatLLMRouter:
     """A ChatLLMRouter over both fake deployments; retries off so fallback is immediate."""
     kwargs.setdefault("max_retries", 0)
-    return ChatLLMRouter(deployments=deployments(server, first), **kwargs)
+    return ChatLLMRouter(strategy="priority", deployments=deployments(server, first), **kwargs)

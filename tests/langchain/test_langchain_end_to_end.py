@@ -322,7 +322,7 @@ def test_profile_claims_only_what_every_deployment_supports(fake: FakeProviderSe
     assert both["max_input_tokens"] == 128_000  # gpt-4o-mini's window, the smaller one
     chain = deployments(fake)
     chain[1]["capabilities"] = {"json_schema": False, "vision": False}
-    limited = ChatLLMRouter(deployments=chain, max_retries=0).profile
+    limited = ChatLLMRouter(strategy="priority", deployments=chain, max_retries=0).profile
     assert limited is not None
     assert (limited["structured_output"], limited["image_inputs"]) == (False, False)
 
@@ -336,7 +336,9 @@ def test_create_agent_picks_its_strategy_from_the_profile(
     chain = deployments(fake)
     if not native:
         chain[1]["capabilities"] = {"json_schema": False}
-    agent = create_agent(ChatLLMRouter(deployments=chain, max_retries=0), response_format=Report)
+    agent = create_agent(
+        ChatLLMRouter(strategy="priority", deployments=chain, max_retries=0), response_format=Report
+    )
     result = agent.invoke({"messages": [("user", "It is 70 degrees. Report it.")]})
     assert isinstance(result["structured_response"], Report)
     body = fake.requests[0].body
@@ -347,7 +349,7 @@ def test_create_agent_picks_its_strategy_from_the_profile(
 def test_wraps_an_existing_router(fake: FakeProviderServer) -> None:
     from llmrouter_integrations import Router
 
-    router = Router(deployments=deployments(fake))
+    router = Router(strategy="priority", deployments=deployments(fake))
     model = ChatLLMRouter(router=router)
     assert model.llm_router is router
     assert model.invoke("hi").response_metadata["deployment"] == "openai/gpt-4o-mini"

@@ -41,7 +41,7 @@ def test_quickstart_notebook_executes_and_shows_fallback_and_cost() -> None:
         "served by anthropic/claude-haiku-4-5",
         "[llmrouter.fallback] openai/gpt-4o-mini -> anthropic/claude-haiku-4-5",
         "Successful Requests: 6",  # the cost handler
-        "Fallbacks: 3",
+        "anthropic: 6 requests",  # the breaker keeps the failed OpenAI out of rotation
     ):
         assert expected in fresh
         assert expected in saved, "saved outputs are stale: re-execute and save the notebook"

@@ -76,7 +76,10 @@ class _UnitBase(ChatModelUnitTests):
                 "api_key": "sk-unit-2",
             },
         ]
-        return {"deployments": chain if self.first == "openai" else chain[::-1]}
+        return {
+            "deployments": chain if self.first == "openai" else chain[::-1],
+            "strategy": "priority",
+        }
 
     @property
     def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
@@ -140,7 +143,11 @@ class _IntegrationBase(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {"deployments": deployments(self.fake, self.first), "max_retries": 0}
+        return {
+            "deployments": deployments(self.fake, self.first),
+            "strategy": "priority",
+            "max_retries": 0,
+        }
 
     @property
     def model_override_value(self) -> str:
@@ -205,6 +212,7 @@ def test_png_stub_is_a_real_png() -> None:
 
 def test_serialised_config_loads_back_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     model = ChatLLMRouter(
+        strategy="priority",
         deployments=[
             {
                 "provider": "openai",

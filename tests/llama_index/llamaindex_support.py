@@ -53,7 +53,7 @@ def anthropic_deployment(
 def make_router(*deployments: Deployment, **kwargs: Any) -> Router:
     """A router whose retry backoffs take no real time."""
     kwargs.setdefault("clock", ManualClock())
-    return Router(deployments=list(deployments), **kwargs)
+    return Router(strategy="priority", deployments=list(deployments), **kwargs)
 
 
 class EventRecorder(BaseEventHandler):

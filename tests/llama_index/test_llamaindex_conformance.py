@@ -170,7 +170,9 @@ def test_payload_and_repr_never_show_keys(fake: FakeProviderServer) -> None:
 
 
 def test_built_from_router_kwargs_and_closes_its_router(fake: FakeProviderServer) -> None:
-    llm = LLMRouter(deployments=[openai_deployment(fake)], max_tokens=64, tags=["docs"])
+    llm = LLMRouter(
+        strategy="priority", deployments=[openai_deployment(fake)], max_tokens=64, tags=["docs"]
+    )
     response = llm.complete("hello from kwargs")
     assert response.text == "Echo: hello from kwargs"
     sent = fake.requests[-1].body

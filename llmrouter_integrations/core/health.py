@@ -1,0 +1,526 @@
+"""Deployment health: circuit breakers, latency and TTFT averages, error rates, load.
+
+One `HealthTracker` per router holds the state of every deployment; a
+`CircuitBreakerBackend` per deployment feeds it and refuses calls while its circuit is open.
+
+The circuit of a deployment:
+
+    closed --(N consecutive failures, or error rate over the window)--> open
+    open --(cooldown passes)--> half_open --(probe succeeds)--> closed
+                                half_open --(probe fails)--> open, cooldown x2 (capped)
+
+A deployment error (401 bad key, 403, 404 unknown model) opens the circuit at once with the
+longest cooldown: that deployment is out of rotation until a probe shows it was fixed.
+Errors that are the request's fault (a plain 400, over budget) say nothing about the
+deployment and are not counted, nor is a timeout caused by the request's own deadline
+running out while the deployment had less than twice its usual latency to answer.
+
+    >>> tracker = HealthTracker(["a", "b"], clock=ManualClock())
+    >>> breaker = CircuitBreakerBackend(backend_a, deployment="a", health=tracker)
+    >>> tracker.snapshot()["a"].circuit
+    'closed'
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from ..errors import (
+    BadRequestError,
+    CircuitOpenError,
+    ConfigurationError,
+    ContextWindowExceededError,
+    ProviderError,
+    ProviderTimeoutError,
+    RoutingError,
+)
+from .breaker import CircuitBreakerBackend
+from .clock import SYSTEM_CLOCK, Clock
+from .events import EventHub, RouterEvent
+
+__all__ = [
+    "BreakerPolicy",
+    "CallTicket",
+    "CircuitBreakerBackend",
+    "CircuitState",
+    "DeploymentHealth",
+    "HealthTracker",
+    "classify_failure",
+]
+
+CircuitState = Literal["closed", "open", "half_open"]
+FailureKind = Literal["failure", "deployment"]
+
+
+@dataclass(slots=True)
+class DeploymentHealth:
+    """One deployment's health as `router.health()` reports it.
+
+    `latency_s` and `ttft_s` are exponentially weighted averages of successful calls;
+    `error_rate` is over the breaker's window of recent calls; `opened_until` is on the
+    router clock's monotonic scale. `remaining_*` and `queued` come from the rate limiter.
+
+    >>> router.health()["openai/gpt-4o-mini"].circuit
+    'closed'
+    """
+
+    circuit: CircuitState = "closed"
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    error_rate: float = 0.0
+    in_flight: int = 0
+    queued: int = 0
+    consecutive_failures: int = 0
+    opened_until: float | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    last_latency_s: float | None = None  # the newest sample, for strategies that explore
+    latency_samples: int = 0
+    last_measured_at: float | None = None  # clock.now() of the newest latency sample
+    # `error_rate` fading by half every `BreakerPolicy.error_half_life_s` since the last
+    # failure: what strategies weigh, so a provider that failed an hour ago and has not
+    # been tried since is not shunned forever.
+    recent_error_rate: float = 0.0
+    last_failure_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a circuit opens and how long it rests.
+
+    Opens after `failure_threshold` consecutive failures, or when at least `min_calls` of
+    the last `window` calls were made and `error_rate_threshold` of them failed. Rests
+    `cooldown_s`, then lets `half_open_probes` probe calls through; each failed probe
+    multiplies the rest by `cooldown_multiplier`, up to `max_cooldown_s`. For ranking,
+    the error rate fades by half every `error_half_life_s` after the last failure.
+
+    >>> BreakerPolicy(failure_threshold=3, cooldown_s=10)
+    """
+
+    failure_threshold: int = 5
+    error_rate_threshold: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    cooldown_s: float = 30.0
+    cooldown_multiplier: float = 2.0
+    max_cooldown_s: float = 600.0
+    half_open_probes: int = 1
+    error_half_life_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1 or self.half_open_probes < 1 or self.window < 1:
+            raise ConfigurationError(
+                "BreakerPolicy: failure_threshold, half_open_probes and window must be >= 1"
+            )
+        if not 0.0 < self.error_rate_threshold <= 1.0:
+            raise ConfigurationError("BreakerPolicy: error_rate_threshold must be in (0, 1]")
+        if self.cooldown_s < 0 or self.max_cooldown_s < self.cooldown_s:
+            raise ConfigurationError("BreakerPolicy: need 0 <= cooldown_s <= max_cooldown_s")
+        if self.error_half_life_s <= 0:
+            raise ConfigurationError("BreakerPolicy: error_half_life_s must be positive")
+
+    def cooldown(self, reopenings: int) -> float:
+        """Rest after the circuit opened `reopenings` times in a row without recovering."""
+        return float(
+            min(self.max_cooldown_s, self.cooldown_s * self.cooldown_multiplier**reopenings)
+        )
+
+
+def classify_failure(error: BaseException) -> FailureKind | None:
+    """How an error counts against a deployment's health: None when it does not.
+
+    >>> classify_failure(AuthenticationError("bad key", status_code=401))
+    'deployment'
+    """
+    if not isinstance(error, Exception):
+        return None  # cancelled, or the consumer closed the stream: nobody's fault
+    if isinstance(error, (RoutingError, ContextWindowExceededError)):
+        return None  # the router's own refusal, or a request too long for this model
+    if isinstance(error, ProviderError) and error.deployment_error:
+        return "deployment"
+    if isinstance(error, BadRequestError):
+        return None  # the request is invalid; any provider would say so
+    return "failure"
+
+
+@dataclass(slots=True)
+class _Breaker:
+    health: DeploymentHealth = field(default_factory=DeploymentHealth)
+    outcomes: deque[bool] = field(default_factory=deque)  # True = failure
+    reopenings: int = 0
+    probes_in_flight: int = 0
+    early_probe: bool = False
+    # Bumped when the circuit opens or closes, so a call that started before cannot move it.
+    generation: int = 0
+
+
+class CallTicket:
+    """One admitted call on one deployment; end it once with success, failure or release.
+
+    >>> ticket = tracker.begin("a")
+    >>> ticket.success(latency_s=0.4)
+    """
+
+    __slots__ = ("_done", "_tracker", "generation", "name", "probe", "started")
+
+    def __init__(
+        self, tracker: HealthTracker, name: str, *, probe: bool, generation: int, started: float
+    ) -> None:
+        self._tracker = tracker
+        self._done = False
+        self.name = name
+        self.probe = probe
+        self.generation = generation
+        self.started = started
+
+    def first_token(self, ttft_s: float | None = None) -> None:
+        """Record time to first token (measured from the start when not given)."""
+        if not self._done:
+            self._tracker._record_ttft(self, ttft_s)
+
+    def success(self, latency_s: float | None = None, ttft_s: float | None = None) -> None:
+        if not self._done:
+            self._done = True
+            self._tracker._finish(self, None, latency_s, ttft_s)
+
+    def failure(self, error: BaseException, *, out_of_time: bool = False) -> None:
+        """End with an error. `out_of_time`: the request's overall deadline had passed."""
+        if not self._done:
+            self._done = True
+            self._tracker._finish(self, error, None, None, out_of_time=out_of_time)
+
+    def release(self) -> None:
+        """End without a verdict (the call was abandoned): frees its slot only."""
+        if not self._done:
+            self._done = True
+            self._tracker._finish(self, None, None, None, verdict=False)
+
+
+class HealthTracker:
+    """Health of every deployment of one router; clock-injected, thread-safe.
+
+    State changes of a circuit are emitted as "circuit" `RouterEvent`s with
+    `data={"state", "previous", "reason", "cooldown_s"}`.
+
+    >>> tracker = HealthTracker(["a", "b"], policy=BreakerPolicy(failure_threshold=3))
+    >>> tracker.record_failure("a", ServerError("boom", status_code=500))
+    >>> tracker.state("a"), tracker.snapshot()["a"].consecutive_failures
+    ('closed', 1)
+    """
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        *,
+        policy: BreakerPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventHub | None = None,
+        ewma_alpha: float = 0.3,
+    ) -> None:
+        if not 0.0 < ewma_alpha <= 1.0:
+            raise ConfigurationError("ewma_alpha must be in (0, 1]")
+        self.policy = policy or BreakerPolicy()
+        self.clock = clock
+        self.events = events
+        self.ewma_alpha = ewma_alpha
+        self._lock = threading.Lock()
+        self._breakers: dict[str, _Breaker] = {}
+        for name in names:
+            self.add(name)
+        self._live = {name: b.health for name, b in self._breakers.items()}
+
+    def add(self, name: str) -> None:
+        """Track one more deployment (no-op if already tracked)."""
+        with self._lock:
+            if name not in self._breakers:
+                self._breakers[name] = _Breaker(outcomes=deque(maxlen=self.policy.window))
+                self._live = {n: b.health for n, b in self._breakers.items()}
+
+    # ------------------------------------------------------------- reading
+    def view(self) -> Mapping[str, DeploymentHealth]:
+        """The live records (do not modify), circuits brought up to date: for strategies."""
+        self._refresh_all()
+        return self._live
+
+    def snapshot(self) -> dict[str, DeploymentHealth]:
+        """A copy of every deployment's health, safe to keep."""
+        self._refresh_all()
+        with self._lock:
+            return {name: replace(b.health) for name, b in self._breakers.items()}
+
+    def state(self, name: str) -> CircuitState:
+        self._refresh(name)
+        return self._breakers[name].health.circuit
+
+    def is_available(self, name: str) -> bool:
+        """True when a call would be let through now (closed, or a free probe slot)."""
+        if self._breakers[name].health.circuit == "closed":
+            return True  # only a call's outcome moves a closed circuit, never the clock
+        state = self.state(name)
+        if state == "closed":
+            return True
+        breaker = self._breakers[name]
+        if state == "half_open":
+            return breaker.probes_in_flight < self.policy.half_open_probes
+        return breaker.early_probe and breaker.probes_in_flight == 0
+
+    def time_to_recovery(self, name: str) -> float:
+        """Seconds until an open circuit goes half-open; 0 when it is not open."""
+        self._refresh(name)
+        health = self._breakers[name].health
+        if health.circuit != "open" or health.opened_until is None:
+            return 0.0
+        return max(0.0, health.opened_until - self.clock.now())
+
+    def allow_early_probe(self, name: str) -> None:
+        """Let one probe through an open circuit before its cooldown ends.
+
+        The planner calls this when every candidate is open, for the one closest to
+        recovery, so a request is tried rather than refused outright.
+        """
+        with self._lock:
+            breaker = self._breakers[name]
+            if breaker.health.circuit == "open":
+                breaker.early_probe = True
+
+    def update_capacity(
+        self,
+        name: str,
+        *,
+        remaining_requests: int | None = None,
+        remaining_tokens: int | None = None,
+        queued: int | None = None,
+    ) -> None:
+        """Rate-limit facts other layers know (the limiter, the queue); None leaves a field."""
+        with self._lock:
+            health = self._breakers[name].health
+            if remaining_requests is not None:
+                health.remaining_requests = remaining_requests
+            if remaining_tokens is not None:
+                health.remaining_tokens = remaining_tokens
+            if queued is not None:
+                health.queued = queued
+
+    # ------------------------------------------------------------- calls
+    def begin(self, name: str, *, force: bool = False) -> CallTicket:
+        """Admit a call or raise `CircuitOpenError`; the ticket must then be ended.
+
+        `force` admits regardless (as a probe when half-open): for observations fed in.
+        """
+        events: list[RouterEvent] = []
+        with self._lock:
+            breaker = self._breakers[name]
+            self._refresh_locked(name, breaker, events)
+            health = breaker.health
+            refusal = None
+            if health.circuit == "half_open":
+                if breaker.probes_in_flight >= self.policy.half_open_probes:
+                    refusal = f"circuit half-open for {name!r}: a probe call is already testing it"
+            elif health.circuit == "open" and not force:
+                if breaker.early_probe and breaker.probes_in_flight == 0:
+                    breaker.early_probe = False
+                else:
+                    wait = max(0.0, (health.opened_until or 0.0) - self.clock.now())
+                    refusal = f"circuit open for {name!r}, retry in {wait:.0f} s"
+            if refusal is not None and not force:
+                self._emit(events)
+                raise CircuitOpenError(refusal, deployment=name)
+            probe = health.circuit != "closed" and not (force and health.circuit == "open")
+            breaker.probes_in_flight += probe
+            health.in_flight += 1
+            ticket = CallTicket(
+                self, name, probe=probe, generation=breaker.generation, started=self.clock.now()
+            )
+        self._emit(events)
+        return ticket
+
+    def record_success(self, name: str, latency_s: float, ttft_s: float | None = None) -> None:
+        """Feed one observed success (as if a call had been made): for tests and tools."""
+        self.begin(name, force=True).success(latency_s, ttft_s)
+
+    def record_failure(self, name: str, error: BaseException | None = None) -> None:
+        """Feed one observed failure (a generic one when `error` is None)."""
+        failure = error or ProviderError("failure", deployment=name)
+        self.begin(name, force=True).failure(failure)
+
+    def _record_ttft(self, ticket: CallTicket, ttft_s: float | None) -> None:
+        value = ttft_s if ttft_s is not None else self.clock.now() - ticket.started
+        with self._lock:
+            health = self._breakers[ticket.name].health
+            health.ttft_s = self._ewma(health.ttft_s, value)
+
+    def _finish(
+        self,
+        ticket: CallTicket,
+        error: BaseException | None,
+        latency_s: float | None,
+        ttft_s: float | None,
+        *,
+        verdict: bool = True,
+        out_of_time: bool = False,
+    ) -> None:
+        events: list[RouterEvent] = []
+        now = self.clock.now()
+        with self._lock:
+            breaker = self._breakers[ticket.name]
+            health = breaker.health
+            health.in_flight = max(0, health.in_flight - 1)
+            if ticket.probe:
+                breaker.probes_in_flight = max(0, breaker.probes_in_flight - 1)
+            kind = classify_failure(error) if error is not None else None
+            current = ticket.generation == breaker.generation
+            if out_of_time and isinstance(error, ProviderTimeoutError):
+                elapsed = now - ticket.started
+                # The request's own deadline cut this call short. That is the deployment's
+                # failure only if it had twice its usual time and still did not answer; a
+                # deployment handed the last 50 ms of someone's budget did not fail. Either
+                # way it was at least this slow, which the latency average should know.
+                if health.latency_s is None or elapsed < 2 * health.latency_s:
+                    verdict = False
+                    if health.latency_s is not None and elapsed > health.latency_s:
+                        self._add_latency(health, elapsed, now)
+            if not verdict or (error is not None and kind is None):
+                pass  # abandoned, or not the deployment's fault
+            elif error is None:
+                self._add_latency(health, max(now - ticket.started, latency_s or 0.0), now)
+                if ttft_s is not None:
+                    health.ttft_s = self._ewma(health.ttft_s, ttft_s)
+                self._count(breaker, failed=False)
+                self._fade(health, now)
+                if ticket.probe and current and health.circuit != "closed":
+                    self._close(ticket.name, breaker, events)
+            else:
+                self._count(breaker, failed=True)
+                health.last_failure_at = now
+                health.recent_error_rate = health.error_rate
+                self._on_failure(ticket.name, breaker, ticket, kind, error, current, events)
+        self._emit(events)
+
+    # ------------------------------------------------------------- transitions
+    def _on_failure(
+        self,
+        name: str,
+        breaker: _Breaker,
+        ticket: CallTicket,
+        kind: FailureKind | None,
+        error: BaseException,
+        current: bool,
+        events: list[RouterEvent],
+    ) -> None:
+        policy = self.policy
+        health = breaker.health
+        label = type(error).__name__
+        if kind == "deployment":
+            self._open(name, breaker, policy.max_cooldown_s, f"deployment error ({label})", events)
+        elif not current:
+            return  # started before the circuit last changed: evidence about the past
+        elif ticket.probe:
+            breaker.reopenings += 1
+            reason = f"probe failed ({label})"
+            self._open(name, breaker, policy.cooldown(breaker.reopenings), reason, events)
+        elif health.circuit == "closed":
+            calls = len(breaker.outcomes)
+            if health.consecutive_failures >= policy.failure_threshold:
+                reason = f"{health.consecutive_failures} consecutive failures ({label})"
+            elif calls >= policy.min_calls and health.error_rate >= policy.error_rate_threshold:
+                reason = f"error rate {health.error_rate:.0%} over the last {calls} calls"
+            else:
+                return
+            self._open(name, breaker, policy.cooldown(breaker.reopenings), reason, events)
+
+    def _count(self, breaker: _Breaker, *, failed: bool) -> None:
+        breaker.outcomes.append(failed)
+        health = breaker.health
+        health.consecutive_failures = health.consecutive_failures + 1 if failed else 0
+        health.error_rate = sum(breaker.outcomes) / len(breaker.outcomes)
+
+    def _open(
+        self,
+        name: str,
+        breaker: _Breaker,
+        cooldown: float,
+        reason: str,
+        events: list[RouterEvent],
+    ) -> None:
+        health = breaker.health
+        previous = health.circuit
+        health.circuit = "open"
+        health.opened_until = self.clock.now() + cooldown
+        breaker.early_probe = False
+        breaker.generation += 1
+        events.append(self._event(name, "open", previous, reason, cooldown))
+
+    def _close(self, name: str, breaker: _Breaker, events: list[RouterEvent]) -> None:
+        health = breaker.health
+        previous = health.circuit
+        health.circuit = "closed"
+        health.opened_until = None
+        health.consecutive_failures = 0
+        health.error_rate = health.recent_error_rate = 0.0
+        breaker.outcomes.clear()  # a fresh start: old failures must not reopen it
+        breaker.reopenings = 0
+        breaker.early_probe = False
+        breaker.generation += 1
+        events.append(self._event(name, "closed", previous, "probe succeeded", None))
+
+    def _refresh_all(self) -> None:
+        events: list[RouterEvent] = []
+        with self._lock:
+            for name, breaker in self._breakers.items():
+                self._refresh_locked(name, breaker, events)
+        self._emit(events)
+
+    def _refresh(self, name: str) -> None:
+        events: list[RouterEvent] = []
+        with self._lock:
+            self._refresh_locked(name, self._breakers[name], events)
+        self._emit(events)
+
+    def _refresh_locked(self, name: str, breaker: _Breaker, events: list[RouterEvent]) -> None:
+        health = breaker.health
+        now = self.clock.now()
+        if health.last_failure_at is not None:
+            self._fade(health, now)
+        if (
+            health.circuit == "open"
+            and health.opened_until is not None
+            and now >= health.opened_until
+        ):
+            health.circuit = "half_open"
+            events.append(self._event(name, "half_open", "open", "cooldown over", None))
+
+    def _add_latency(self, health: DeploymentHealth, latency: float, now: float) -> None:
+        health.latency_s = self._ewma(health.latency_s, latency)
+        health.last_latency_s = latency
+        health.latency_samples += 1
+        health.last_measured_at = now
+
+    def _fade(self, health: DeploymentHealth, now: float) -> None:
+        if health.last_failure_at is None:
+            health.recent_error_rate = health.error_rate
+            return
+        age = max(0.0, now - health.last_failure_at)
+        health.recent_error_rate = health.error_rate * 0.5 ** (age / self.policy.error_half_life_s)
+
+    def _ewma(self, average: float | None, value: float) -> float:
+        if average is None:
+            return value
+        return self.ewma_alpha * value + (1.0 - self.ewma_alpha) * average
+
+    def _event(
+        self, name: str, state: str, previous: str, reason: str, cooldown: float | None
+    ) -> RouterEvent:
+        data: dict[str, object] = {"state": state, "previous": previous, "reason": reason}
+        if cooldown is not None:
+            data["cooldown_s"] = cooldown
+        return RouterEvent(type="circuit", deployment=name, data=data, time=self.clock.wall())
+
+    def _emit(self, events: list[RouterEvent]) -> None:
+        if self.events is not None:
+            for event in events:
+                self.events.emit(event)
+        events.clear()
