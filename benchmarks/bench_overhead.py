@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
@@ -39,8 +40,24 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
+    # The fake advertises OpenAI-like rate-limit headers (10k requests/min by default), which
+    # the router obeys; raise them so the benchmark measures overhead, not a rate limit.
+    limits = {"rate_limit": 100_000_000, "tokens_per_minute": 10_000_000_000}
+    config = {"models": {MODEL: limits}, "record_limit": 1000}
+    config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump(config, config_file)
+    config_file.close()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmrouter_integrations.cli", "fake-server", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "llmrouter_integrations.cli",
+            "fake-server",
+            "--port",
+            str(port),
+            "--config",
+            config_file.name,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

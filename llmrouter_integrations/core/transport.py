@@ -175,6 +175,11 @@ class _LoopSession:
             connector._close()
 
 
+def _schedule_close(session: aiohttp.ClientSession) -> None:
+    if not session.closed:
+        asyncio.ensure_future(session.close())
+
+
 async def _close_on_loop_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
     try:
         yield
@@ -246,6 +251,18 @@ class AiohttpTransport:
         self._sessions[loop] = entry
         await entry.guard.__anext__()  # parks the guard: the loop now knows to close it
         return session
+
+    def __del__(self) -> None:
+        # Sessions of loops that closed without shutting down their async generators can no
+        # longer be closed; mark them so garbage collection does not warn about them.
+        try:
+            self._drop_closed_loops()
+            for entry in list(self._sessions.values()):
+                # A router dropped without close(): close its session on its own loop.
+                if not entry.session.closed and entry.loop.is_running():
+                    entry.loop.call_soon_threadsafe(_schedule_close, entry.session)
+        except Exception:  # pragma: no cover - interpreter teardown
+            pass
 
     def _drop_closed_loops(self) -> None:
         for loop, entry in list(self._sessions.items()):
