@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     chat = commands.add_parser("chat", help="ask real providers (keys from the environment)")
     chat.add_argument("prompt")
-    chat.add_argument("--strategy", default=os.environ.get("LLMROUTER_STRATEGY", "priority"))
+    chat.add_argument("--strategy", default=os.environ.get("LLMROUTER_STRATEGY", "balanced"))
     chat.add_argument("--stream", action="store_true")
     chat.add_argument("--explain", action="store_true", help="print why each deployment was picked")
     chat.add_argument("--max-tokens", type=int, default=512)
