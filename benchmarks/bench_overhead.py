@@ -44,9 +44,8 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     # the router obeys; raise them so the benchmark measures overhead, not a rate limit.
     limits = {"rate_limit": 100_000_000, "tokens_per_minute": 10_000_000_000}
     config = {"models": {MODEL: limits}, "record_limit": 1000}
-    config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
-    json.dump(config, config_file)
-    config_file.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as config_file:
+        json.dump(config, config_file)
     process = subprocess.Popen(
         [
             sys.executable,

@@ -175,9 +175,14 @@ class _LoopSession:
             connector._close()
 
 
+_closing: set[asyncio.Future[None]] = set()  # keeps close tasks alive until they finish
+
+
 def _schedule_close(session: aiohttp.ClientSession) -> None:
     if not session.closed:
-        asyncio.ensure_future(session.close())
+        task = asyncio.ensure_future(session.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 async def _close_on_loop_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
