@@ -138,3 +138,29 @@ def test_cost_handler_totals_cost_per_provider(fake: FakeProviderServer) -> None
     assert costs.requests == 3 and costs.unpriced_requests == 0
     assert costs.by_deployment()["openai/gpt-4o-mini"] == pytest.approx(expected_openai)
     assert isinstance(RouterCostEvent(router_event_type="cost"), RouterInstrumentationEvent)
+
+
+async def test_budget_alerts_and_refusals_through_a_real_budget(
+    fake: FakeProviderServer, recorder: EventRecorder
+) -> None:
+    from llmrouter_integrations import Budget, BudgetExceededError
+
+    fake.set_behavior("budget-model", ModelBehavior(usage={"input": 1000, "output": 1000}))
+    # TEST_PRICE: $0.15 + $0.60 per million -> each answer settles at $0.00075;
+    # max_tokens=1000 reserves a bit more (the prompt estimate) before sending.
+    llm = LLMRouter(
+        router=make_router(
+            openai_deployment(fake, model="budget-model"),
+            budgets=[Budget(0.002, name="tiny")],
+        ),
+        max_tokens=1000,
+    )
+    await llm.achat([ChatMessage(role="user", content="one")])
+    await llm.achat([ChatMessage(role="user", content="two")])
+    with pytest.raises(BudgetExceededError):
+        await llm.achat([ChatMessage(role="user", content="three")])
+    alerts = [e for e in recorder.events if isinstance(e, RouterBudgetAlertEvent)]
+    assert [e.data["threshold"] for e in alerts] == [0.5]
+    assert alerts[0].data["budget"] == "tiny"
+    assert fake.request_count("budget-model") == 2  # the refused call sent nothing
+    await llm.aclose()
