@@ -268,27 +268,29 @@ class BudgetExceededError(RoutingError):
         self.budget = budget
 
 
-class AllDeploymentsFailedError(RoutingError, ExceptionGroup):  # type: ignore[misc]
+class AllDeploymentsFailedError(RoutingError, ExceptionGroup):  # type: ignore[misc,unused-ignore]
     """Every candidate deployment failed. `attempts` lists each try in order.
 
     It is also an `ExceptionGroup`, so `except* RateLimitError:` works.
     """
 
     def __new__(
-        cls, message: str, errors: Sequence[BaseException], attempts: Sequence[Any] = ()
+        cls, message: str, errors: Sequence[Exception], attempts: Sequence[Any] = ()
     ) -> AllDeploymentsFailedError:
         errors = list(errors) or [RoutingError("no attempt was made")]
-        self = super().__new__(cls, message, errors)
-        return self  # type: ignore[no-any-return]
+        self: AllDeploymentsFailedError = super().__new__(cls, message, errors)
+        return self
 
     def __init__(
-        self, message: str, errors: Sequence[BaseException], attempts: Sequence[Any] = ()
+        self, message: str, errors: Sequence[Exception], attempts: Sequence[Any] = ()
     ) -> None:
         errors = list(errors) or [RoutingError("no attempt was made")]
         super().__init__(message, errors)
         self.attempts = list(attempts)
 
-    def derive(self, excs: Sequence[BaseException]) -> AllDeploymentsFailedError:  # type: ignore[override]
+    def derive(  # type: ignore[override,unused-ignore]
+        self, excs: Sequence[Exception]
+    ) -> AllDeploymentsFailedError:
         return AllDeploymentsFailedError(self.message, excs, self.attempts)
 
     def __str__(self) -> str:

@@ -49,6 +49,7 @@ from .types import (
     Deployment,
     Message,
     ToolSpec,
+    message_from_dict,
     messages_from_input,
 )
 
@@ -107,6 +108,28 @@ def parse_deployment(spec: Deployment | str | Mapping[str, Any]) -> Deployment:
         except TypeError as error:
             raise ConfigurationError(f"bad deployment fields: {error}") from None
     raise ConfigurationError(f"a deployment must be a Deployment, str or dict, not {type(spec)}")
+
+
+_PLAIN_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+def _messages(messages: MessagesInput) -> list[Message]:
+    """`messages_from_input`, with plain `{"role": ..., "content": "text"}` dicts (the usual
+    input) turned into messages directly rather than through the general parser."""
+    if type(messages) is not list:
+        return messages_from_input(messages)
+    parsed: list[Message] = []
+    for item in messages:
+        if (
+            type(item) is dict
+            and len(item) == 2
+            and type(item.get("content")) is str
+            and item.get("role") in _PLAIN_ROLES
+        ):
+            parsed.append(Message(role=item["role"], content=item["content"]))
+        else:
+            parsed.append(message_from_dict(item))
+    return parsed
 
 
 def _tool_from_input(tool: ToolSpec | Mapping[str, Any]) -> ToolSpec:
@@ -293,20 +316,20 @@ class Router:
         return backend
 
     def _make_planner(self) -> Planner:
-        limits = self.limits
-        return _BudgetAwarePlanner(
-            RoutingPlanner(
-                self.deployments,
-                strategy=self._strategy_spec,
-                catalog=self.catalog,
-                health=self.health_tracker,
-                pricer=self.pricer,
-                prices_provider_of=lambda d: self._endpoints[d.key].prices_provider,
-                is_local=lambda d: self._endpoints[d.key].local,
-                budget_check=self.budgets.check if self.budgets.budgets else None,
-                capacity_check=lambda d, tokens: limits.has_capacity(d.key, tokens),
-            )
+        has_capacity = self.limits.has_capacity
+        planner = RoutingPlanner(
+            self.deployments,
+            strategy=self._strategy_spec,
+            catalog=self.catalog,
+            health=self.health_tracker,
+            pricer=self.pricer,
+            prices_provider_of=lambda d: self._endpoints[d.key].prices_provider,
+            is_local=lambda d: self._endpoints[d.key].local,
+            budget_check=self.budgets.check if self.budgets.budgets else None,
+            capacity_check=lambda d, tokens: has_capacity(d.key, tokens),
         )
+        # Without budgets no refusal can be a budget's: the wrapper would only cost time.
+        return _BudgetAwarePlanner(planner) if self.budgets.budgets else planner
 
     def model_info(self, name: str) -> ModelInfo:
         """What the catalog (and the deployment's overrides) say about deployment `name`:
@@ -396,7 +419,7 @@ class Router:
                 )
         if fields.get("tags") is not None:
             fields["tags"] = tuple(fields["tags"])
-        request = ChatRequest(messages=messages_from_input(messages), extra_body=extra, **fields)
+        request = ChatRequest(messages=_messages(messages), extra_body=extra, **fields)
         timeout = request.timeout if request.timeout is not None else self.timeout
         if timeout is not None:
             request.deadline = self.clock.now() + timeout

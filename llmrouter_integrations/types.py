@@ -123,6 +123,11 @@ class ChatRequest:
     extra_body: dict[str, Any] = field(default_factory=dict)
     # Set by the router, not by users: absolute clock time by which the request must end.
     deadline: float | None = None
+    # Private: the input-token estimate, computed once and shared by every layer that
+    # needs it (planner, queue, rate limiter, budgets); see core/tokens.py.
+    _token_estimate: tuple[Any, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
 
 @dataclass(slots=True)
@@ -167,7 +172,7 @@ class Attempt:
     """One failed try before the answer: which deployment, what went wrong, how long it took."""
 
     deployment: str
-    error: BaseException
+    error: Exception
     latency_s: float
 
 

@@ -124,13 +124,16 @@ class ProviderView:
             self.reset_at = now + (self.reset_hint or WINDOW_S)
 
     def delay(self, now: float, amount: int, alone: bool = True) -> float:
-        self._roll(now)
-        if self.remaining is None or self.remaining >= amount:
+        reset_at = self.reset_at
+        if reset_at is not None and now >= reset_at - _EPSILON:
+            self._roll(now)
+        remaining = self.remaining
+        if remaining is None or remaining >= amount:
             return 0.0
         if self.limit is not None and amount > self.limit:
             if not alone:
                 return math.inf
-            if self.remaining >= self.limit:
+            if remaining >= self.limit:
                 return 0.0  # one request larger than the whole limit: the provider judges
         if self.reset_at is None:
             return self.reset_hint or WINDOW_S

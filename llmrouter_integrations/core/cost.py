@@ -99,7 +99,10 @@ def _clamped(usage: Usage) -> tuple[int, int, int, int]:
     Cache reads and writes are part of the input, reasoning part of the output; a provider
     that reports more than that would make genai-prices raise, so cap them instead.
     """
-    total_input = max(0, usage.input_tokens)
+    total_input = usage.input_tokens
+    if not (usage.cached_input_tokens or usage.cache_write_tokens or usage.reasoning_tokens):
+        return (total_input if total_input > 0 else 0), 0, 0, 0  # the usual plain usage
+    total_input = max(0, total_input)
     cached = min(max(0, usage.cached_input_tokens), total_input)
     written = min(max(0, usage.cache_write_tokens), total_input - cached)
     reasoning = min(max(0, usage.reasoning_tokens), max(0, usage.output_tokens))
@@ -145,14 +148,20 @@ class _ModelPrices:
         if self.cache_write is not None and written:
             plain_input -= written
             write_part = _rate(self.cache_write, total_input) * written / _MILLION
-        if self.input is not None and plain_input:
-            input_part = _rate(self.input, total_input) * plain_input / _MILLION
-        plain_output = max(0, usage.output_tokens)
+        price = self.input
+        if price is not None and plain_input:
+            rate = price if type(price) is Decimal else _rate(price, total_input)
+            input_part = rate * plain_input / _MILLION
+        plain_output = usage.output_tokens
+        if plain_output < 0:
+            plain_output = 0
         if self.reasoning is not None and reasoning:
             plain_output -= reasoning
             reasoning_part = _rate(self.reasoning, total_input) * reasoning / _MILLION
-        if self.output is not None and plain_output:
-            output_part = _rate(self.output, total_input) * plain_output / _MILLION
+        price = self.output
+        if price is not None and plain_output:
+            rate = price if type(price) is Decimal else _rate(price, total_input)
+            output_part = rate * plain_output / _MILLION
         return CostDetail(
             input=input_part,
             output=output_part + reasoning_part,
@@ -164,10 +173,14 @@ class _ModelPrices:
     def estimate(self, input_tokens: int, output_tokens: int) -> Decimal:
         """`split(...).total` for a call without cache or reasoning tokens, without the split."""
         total = _ZERO
-        if self.input is not None and input_tokens > 0:
-            total += _rate(self.input, input_tokens) * input_tokens / _MILLION
-        if self.output is not None and output_tokens > 0:
-            total += _rate(self.output, input_tokens) * output_tokens / _MILLION
+        price = self.input
+        if price is not None and input_tokens > 0:
+            rate = price if type(price) is Decimal else _rate(price, input_tokens)
+            total += rate * input_tokens / _MILLION
+        price = self.output
+        if price is not None and output_tokens > 0:
+            rate = price if type(price) is Decimal else _rate(price, input_tokens)
+            total += rate * output_tokens / _MILLION
         return total
 
 
@@ -316,14 +329,19 @@ class Pricer:
         return self._calc_price(provider, model, usage)
 
     def _resolve(self, provider: str | None, model: str) -> _ModelPrices | None:
-        if self._get_snapshot is None:
+        read_snapshot = self._get_snapshot
+        if read_snapshot is None:
             from genai_prices.data_snapshot import get_snapshot
 
-            self._get_snapshot = get_snapshot
-        snapshot = self._get_snapshot()
+            read_snapshot = self._get_snapshot = get_snapshot
+        snapshot = read_snapshot()
         key = (provider, model)
         cached = self._models.get(key)
-        if cached is not None and cached.snapshot is snapshot and time.time() < cached.valid_until:
+        if (
+            cached is not None
+            and cached.snapshot is snapshot
+            and (cached.valid_until == math.inf or time.time() < cached.valid_until)
+        ):
             return cached if cached.known else None
         try:
             _, info = snapshot.find_provider_model(model, None, provider, None)

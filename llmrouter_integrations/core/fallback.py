@@ -177,11 +177,13 @@ class FallbackBackend:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         plan = self.planner.plan(request)
         attempts: list[Attempt] = []
+        backends, clock = self.backends, self.clock
         for position, name in enumerate(plan.order):
-            self._check_deadline(request, attempts)
-            started = self.clock.now()
+            if attempts:  # the deadline only ends the request after a failed attempt
+                self._check_deadline(request, attempts)
+            started = clock.now()
             try:
-                response = await self.backends[name].chat(request)
+                response = await backends[name].chat(request)
             except Exception as error:
                 self._on_failure(name, error, started, attempts, plan.order, position)
                 continue

@@ -151,6 +151,7 @@ def classify_failure(error: BaseException) -> FailureKind | None:
 class _Breaker:
     health: DeploymentHealth = field(default_factory=DeploymentHealth)
     outcomes: deque[bool] = field(default_factory=deque)  # True = failure
+    failures: int = 0  # how many of `outcomes` are failures, kept as they come and go
     reopenings: int = 0
     probes_in_flight: int = 0
     early_probe: bool = False
@@ -314,8 +315,15 @@ class HealthTracker:
         events: list[RouterEvent] = []
         with self._lock:
             breaker = self._breakers[name]
-            self._refresh_locked(name, breaker, events)
+            now = self.clock.now()
             health = breaker.health
+            if health.circuit == "closed" and health.last_failure_at is None:
+                # Healthy and never failed (the usual case): nothing to refresh or refuse.
+                health.in_flight += 1
+                return CallTicket(
+                    self, name, probe=False, generation=breaker.generation, started=now
+                )
+            self._refresh_locked(name, breaker, events, now)
             refusal = None
             if health.circuit == "half_open":
                 if breaker.probes_in_flight >= self.policy.half_open_probes:
@@ -324,7 +332,7 @@ class HealthTracker:
                 if breaker.early_probe and breaker.probes_in_flight == 0:
                     breaker.early_probe = False
                 else:
-                    wait = max(0.0, (health.opened_until or 0.0) - self.clock.now())
+                    wait = max(0.0, (health.opened_until or 0.0) - now)
                     refusal = f"circuit open for {name!r}, retry in {wait:.0f} s"
             if refusal is not None and not force:
                 self._emit(events)
@@ -332,10 +340,9 @@ class HealthTracker:
             probe = health.circuit != "closed" and not (force and health.circuit == "open")
             breaker.probes_in_flight += probe
             health.in_flight += 1
-            ticket = CallTicket(
-                self, name, probe=probe, generation=breaker.generation, started=self.clock.now()
-            )
-        self._emit(events)
+            ticket = CallTicket(self, name, probe=probe, generation=breaker.generation, started=now)
+        if events:
+            self._emit(events)
         return ticket
 
     def record_success(self, name: str, latency_s: float, ttft_s: float | None = None) -> None:
@@ -390,7 +397,10 @@ class HealthTracker:
                 if ttft_s is not None:
                     health.ttft_s = self._ewma(health.ttft_s, ttft_s)
                 self._count(breaker, failed=False)
-                self._fade(health, now)
+                if health.last_failure_at is None:  # never failed: nothing to fade
+                    health.recent_error_rate = health.error_rate
+                else:
+                    self._fade(health, now)
                 if ticket.probe and current and health.circuit != "closed":
                     self._close(ticket.name, breaker, events)
             else:
@@ -398,7 +408,8 @@ class HealthTracker:
                 health.last_failure_at = now
                 health.recent_error_rate = health.error_rate
                 self._on_failure(ticket.name, breaker, ticket, kind, error, current, events)
-        self._emit(events)
+        if events:
+            self._emit(events)
 
     # ------------------------------------------------------------- transitions
     def _on_failure(
@@ -433,10 +444,15 @@ class HealthTracker:
             self._open(name, breaker, policy.cooldown(breaker.reopenings), reason, events)
 
     def _count(self, breaker: _Breaker, *, failed: bool) -> None:
-        breaker.outcomes.append(failed)
+        outcomes = breaker.outcomes
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            breaker.failures -= 1  # the oldest outcome, a failure, leaves the window
+        outcomes.append(failed)
+        if failed:
+            breaker.failures += 1
         health = breaker.health
         health.consecutive_failures = health.consecutive_failures + 1 if failed else 0
-        health.error_rate = sum(breaker.outcomes) / len(breaker.outcomes)
+        health.error_rate = breaker.failures / len(outcomes)
 
     def _open(
         self,
@@ -462,6 +478,7 @@ class HealthTracker:
         health.consecutive_failures = 0
         health.error_rate = health.recent_error_rate = 0.0
         breaker.outcomes.clear()  # a fresh start: old failures must not reopen it
+        breaker.failures = 0
         breaker.reopenings = 0
         breaker.early_probe = False
         breaker.generation += 1
@@ -471,18 +488,26 @@ class HealthTracker:
         events: list[RouterEvent] = []
         with self._lock:
             for name, breaker in self._breakers.items():
+                health = breaker.health
+                if health.circuit == "closed" and health.last_failure_at is None:
+                    continue  # nothing the clock can change
                 self._refresh_locked(name, breaker, events)
-        self._emit(events)
+        if events:
+            self._emit(events)
 
     def _refresh(self, name: str) -> None:
         events: list[RouterEvent] = []
         with self._lock:
             self._refresh_locked(name, self._breakers[name], events)
-        self._emit(events)
+        if events:
+            self._emit(events)
 
-    def _refresh_locked(self, name: str, breaker: _Breaker, events: list[RouterEvent]) -> None:
+    def _refresh_locked(
+        self, name: str, breaker: _Breaker, events: list[RouterEvent], now: float | None = None
+    ) -> None:
         health = breaker.health
-        now = self.clock.now()
+        if now is None:
+            now = self.clock.now()
         if health.last_failure_at is not None:
             self._fade(health, now)
         if (
@@ -494,7 +519,10 @@ class HealthTracker:
             events.append(self._event(name, "half_open", "open", "cooldown over", None))
 
     def _add_latency(self, health: DeploymentHealth, latency: float, now: float) -> None:
-        health.latency_s = self._ewma(health.latency_s, latency)
+        average = health.latency_s
+        alpha = self.ewma_alpha
+        # _ewma, inlined: this runs after every call.
+        health.latency_s = latency if average is None else alpha * latency + (1.0 - alpha) * average
         health.last_latency_s = latency
         health.latency_samples += 1
         health.last_measured_at = now

@@ -33,6 +33,9 @@ __all__ = [
 
 _ZERO = Decimal(0)
 _DAY = 86_400
+# The memory store counts appended rows into its totals in batches of this many (and
+# before every read): off the path of most requests, at most a few dozen rows at a time.
+_CATCH_UP_EVERY = 32
 NO_USER = "(no user)"
 UNTAGGED = "(untagged)"
 GROUPINGS = ("provider", "model", "deployment", "user", "tag", "day")
@@ -104,16 +107,21 @@ class Summary:
 
     def add(self, entry: LedgerEntry) -> None:
         """Count one more row."""
+        # Runs for every request (twice once old rows fold): zero counts are skipped.
         self.requests += 1
-        if entry.cost is None:
+        cost = entry.cost
+        if cost is None:
             self.unknown_cost_requests += 1
         else:
-            self.cost += entry.cost
+            self.cost += cost
         self.input_tokens += entry.input_tokens
         self.output_tokens += entry.output_tokens
-        self.cached_input_tokens += entry.cached_input_tokens
-        self.cache_write_tokens += entry.cache_write_tokens
-        self.reasoning_tokens += entry.reasoning_tokens
+        if entry.cached_input_tokens:
+            self.cached_input_tokens += entry.cached_input_tokens
+        if entry.cache_write_tokens:
+            self.cache_write_tokens += entry.cache_write_tokens
+        if entry.reasoning_tokens:
+            self.reasoning_tokens += entry.reasoning_tokens
         if entry.cached:
             self.cache_hits += 1
         if entry.saved is not None:
@@ -121,7 +129,11 @@ class Summary:
         if entry.error_type is not None:
             self.failed_requests += 1
         self.latency_s += entry.latency_s
-        self._span(entry.time, entry.time)
+        when = entry.time
+        if self.first_time is None or when < self.first_time:
+            self.first_time = when
+        if self.last_time is None or when > self.last_time:
+            self.last_time = when
 
     def merge(self, other: Summary) -> None:
         """Add another summary's totals into this one."""
@@ -254,6 +266,9 @@ class MemoryLedgerStore:
     into per-UTC-day totals (per deployment, provider, model, user and tags), so all-time
     totals and groupings stay exact, while a time window over folded rows is day-granular.
 
+    Appending only queues the row; totals and folding catch up every few dozen rows, and
+    before any read, so every read sees every row.
+
     >>> ledger = CostLedger(MemoryLedgerStore(max_entries=100_000))
     """
 
@@ -262,15 +277,26 @@ class MemoryLedgerStore:
         self._recent: deque[LedgerEntry] = deque()
         self._folded: dict[tuple[float, str, str, str, str | None, tuple[str, ...]], Summary] = {}
         self._total = Summary()
+        self._uncounted: list[LedgerEntry] = []  # in `_recent` but not yet in the totals
         self._lock = threading.Lock()
 
     def append(self, entries: Sequence[LedgerEntry]) -> None:
         with self._lock:
-            for entry in entries:
-                self._recent.append(entry)
-                self._total.add(entry)
-            while len(self._recent) > self.max_entries:
-                self._fold(self._recent.popleft())
+            self._recent.extend(entries)
+            uncounted = self._uncounted
+            uncounted.extend(entries)
+            if len(uncounted) >= _CATCH_UP_EVERY:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Count queued rows into the totals and fold what is past `max_entries` (locked)."""
+        total = self._total
+        for entry in self._uncounted:
+            total.add(entry)
+        self._uncounted.clear()
+        recent = self._recent
+        while len(recent) > self.max_entries:
+            self._fold(recent.popleft())
 
     def _fold(self, entry: LedgerEntry) -> None:
         day = entry.time // _DAY * _DAY
@@ -283,6 +309,8 @@ class MemoryLedgerStore:
     def query(self, filters: LedgerFilter, limit: int | None = None) -> list[LedgerEntry]:
         """The matching rows still kept whole, oldest first."""
         with self._lock:
+            if self._uncounted:
+                self._catch_up()
             rows = [e for e in self._recent if filters.matches(e)]
         return rows if limit is None else rows[-limit:]
 
@@ -290,6 +318,8 @@ class MemoryLedgerStore:
         check_grouping(by)
         groups: dict[str, Summary] = {}
         with self._lock:
+            if self._uncounted:
+                self._catch_up()
             if by is None and filters.is_empty:
                 total = Summary()
                 total.merge(self._total)

@@ -19,6 +19,7 @@ from .ledger import CostLedger, LedgerEntry
 __all__ = ["LedgerBackend", "request_tags", "request_user"]
 
 _ZERO = Decimal(0)
+_NO_USAGE = Usage()  # read only, never modified
 
 
 class LedgerBackend:
@@ -80,18 +81,25 @@ class LedgerBackend:
     def _record_answer(
         self, request: ChatRequest, answer: ChatResponse | ChatChunk, start: float
     ) -> None:
-        usage = answer.usage or Usage()
+        clock = self._clock
+        usage = answer.usage or _NO_USAGE
         if answer.cached:
             cost: Decimal | None = _ZERO
             original = answer.original_cost
             saved = Decimal(str(original)) if original is not None else None
-            usage = Usage()  # nothing was billed for this answer
+            usage = _NO_USAGE  # nothing was billed for this answer
         else:
-            cost = decimal_cost(answer.cost_detail, answer.cost)
+            detail = answer.cost_detail
+            cost = detail.total if detail is not None else decimal_cost(None, answer.cost)
             saved = None
+        if request.metadata:
+            user, tags = request_user(request), request_tags(request)
+            request_id = _request_id(request) or answer.id
+        else:  # the usual case, without a metadata dict to look into
+            user, tags, request_id = request.user or None, tuple(request.tags), answer.id
         self.ledger.record(
             LedgerEntry(
-                time=self._clock.wall(),
+                time=clock.wall(),
                 deployment=answer.deployment,
                 provider=answer.provider,
                 model=answer.model,
@@ -101,12 +109,12 @@ class LedgerBackend:
                 cache_write_tokens=usage.cache_write_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
                 cost=cost,
-                latency_s=self._clock.now() - start,
-                user=request_user(request),
-                tags=request_tags(request),
+                latency_s=clock.now() - start,
+                user=user,
+                tags=tags,
                 cached=answer.cached,
                 saved=saved,
-                request_id=_request_id(request) or answer.id,
+                request_id=request_id,
             )
         )
 

@@ -260,7 +260,23 @@ class RequestQueue:
             self._enter(waiter)
         return await self._wait(waiter, give_up_early)
 
-    def _grant_now(self, names: tuple[str, ...], tokens: int, now: float) -> Grant | None:
+    def try_grant(self, candidate_names: Sequence[str], tokens: int) -> Grant | None:
+        """A `Grant` right now when nobody is waiting and a candidate has room, else None.
+
+        Never waits: for the usual case, with no deadline, loop or waiter to set up; when
+        it returns None, `wait_for_capacity` decides (it may still grant at once).
+
+            >>> grant = queue.try_grant(["a", "b"], 900) or await queue.wait_for_capacity(...)
+        """
+        if self._waiters:
+            return None
+        now = self.clock.now()
+        with self._lock:
+            if self._waiters:
+                return None
+            return self._grant_now(candidate_names, tokens, now)
+
+    def _grant_now(self, names: Sequence[str], tokens: int, now: float) -> Grant | None:
         """The fast path, under the lock: the first candidate with room, claimed at once."""
         pending = self._pending(now)
         for name in names:
@@ -385,6 +401,9 @@ class RequestQueue:
         grant.settled = True
         claims = self._claims.get(grant.deployment)
         if claims is not None:
+            if len(claims) == 1 and claims[0] is grant:
+                del self._claims[grant.deployment]  # the usual case: the only claim
+                return True
             claims[:] = [g for g in claims if g is not grant]
             if not claims:
                 del self._claims[grant.deployment]
@@ -392,6 +411,8 @@ class RequestQueue:
 
     def _pending(self, now: float) -> dict[str, tuple[int, int]]:
         """Capacity promised but not yet taken, per deployment: (requests, tokens)."""
+        if not self._claims:
+            return {}
         pending: dict[str, tuple[int, int]] = {}
         for name, grants in list(self._claims.items()):
             live = [g for g in grants if now - g.created < _CLAIM_TTL_S]
@@ -469,7 +490,7 @@ class RequestQueue:
 
     def settle(self, grant: Grant | None) -> None:
         """The granted request took its capacity, or will not: stop holding it back."""
-        if grant is None:
+        if grant is None or grant.settled:  # settled stays settled: no lock needed
             return
         with self._lock:
             released = self._release_claim(grant)
@@ -524,12 +545,21 @@ class QueueBackend(WrapperBackend):
 
     async def _wait(self, request: ChatRequest) -> Grant | None:
         names = self.candidate_names(request)
-        return await self.queue.wait_for_capacity(
-            request, names, request_tokens(request), max_wait=self.max_wait
-        )
+        tokens = request_tokens(request)
+        grant = self.queue.try_grant(names, tokens)
+        if grant is not None:
+            return grant
+        return await self.queue.wait_for_capacity(request, names, tokens, max_wait=self.max_wait)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        grant = await self._wait(request)
+        names = self.candidate_names(request)
+        tokens = request_tokens(request)
+        # Most requests find room at once: no coroutine for the wait then.
+        grant = self.queue.try_grant(names, tokens)
+        if grant is None:
+            grant = await self.queue.wait_for_capacity(
+                request, names, tokens, max_wait=self.max_wait
+            )
         token = CURRENT_GRANT.set(grant)
         try:
             return await self.inner.chat(request)

@@ -109,11 +109,12 @@ class _State:
             wait = max(wait, self.requests.delay(now, requests, alone))
         if self.tokens is not None:
             wait = max(wait, self.tokens.delay(now, tokens, alone))
-        wait = max(
-            wait,
-            self.provider_requests.delay(now, requests, alone),
-            self.provider_tokens.delay(now, tokens, alone),
-        )
+        provider_wait = self.provider_requests.delay(now, requests, alone)
+        if provider_wait > wait:
+            wait = provider_wait
+        provider_wait = self.provider_tokens.delay(now, tokens, alone)
+        if provider_wait > wait:
+            wait = provider_wait
         return wait if wait > _EPSILON else 0.0
 
     def rpm_left(self, now: float) -> int | None:
@@ -217,11 +218,14 @@ class RateLimits:
         running request finishing frees a slot.
         """
         with self._lock:
-            return self._state(name).delay(self.clock.now(), tokens, requests)
+            state = self._states.get(name) or self._state(name)
+            return state.delay(self.clock.now(), tokens, requests)
 
     def has_capacity(self, name: str, tokens: int) -> bool:
         """True when one request of `tokens` may go to `name` now (for the planner)."""
-        return self.delay(name, tokens) <= 0.0
+        with self._lock:
+            state = self._states.get(name) or self._state(name)
+            return state.delay(self.clock.now(), tokens, 1) <= 0.0
 
     def snapshot(self, name: str) -> dict[str, Any]:
         """What `router.health()` shows: limits, what is left of them now, in flight, pause.
@@ -250,7 +254,7 @@ class RateLimits:
     def try_acquire(self, name: str, tokens: int) -> Permit | None:
         """Take capacity for one request of `tokens` now, or None if it must wait."""
         with self._lock:
-            state = self._state(name)
+            state = self._states.get(name) or self._state(name)
             now = self.clock.now()
             if state.delay(now, tokens, 1) > 0.0:
                 return None
@@ -270,7 +274,7 @@ class RateLimits:
             if permit.released:
                 return
             permit.released = True
-            state = self._state(permit.deployment)
+            state = self._states.get(permit.deployment) or self._state(permit.deployment)
             state.in_use -= 1
             if actual_tokens is not None and state.tokens is not None and permit._token_slot:
                 state.tokens.correct(
@@ -290,7 +294,7 @@ class RateLimits:
         """
         permit = _CURRENT_PERMIT.get()
         with self._lock:
-            state = self._state(name)
+            state = self._states.get(name) or self._state(name)
             now = self.clock.now()
             sent_requests = sent_tokens = 0
             fresh = True
@@ -373,7 +377,8 @@ class RateLimitBackend(WrapperBackend):
         self.queue = queue or RequestQueue(limits, clock=limits.clock, events=limits.events)
         self.max_wait = max_wait
 
-    async def _acquire(self, request: ChatRequest, tokens: int) -> Permit:
+    def _acquire_now(self, tokens: int) -> Permit | None:
+        """The permit, if it can be had without waiting (the usual case)."""
         name = self.deployment
         outer = CURRENT_GRANT.get()
         # A newcomer waits behind those already in line; one the line let through does not.
@@ -382,6 +387,14 @@ class RateLimitBackend(WrapperBackend):
             if permit is not None:
                 self.queue.settle(outer)
                 return permit
+        return None
+
+    async def _acquire(self, request: ChatRequest, tokens: int) -> Permit:
+        return self._acquire_now(tokens) or await self._wait_for_permit(request, tokens)
+
+    async def _wait_for_permit(self, request: ChatRequest, tokens: int) -> Permit:
+        name = self.deployment
+        outer = CURRENT_GRANT.get()
         clock = self.limits.clock
         started = clock.now()
         deadline = math.inf if self.max_wait is None else started + self.max_wait
@@ -424,12 +437,16 @@ class RateLimitBackend(WrapperBackend):
             )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        permit = await self._acquire(request, request_tokens(request))
+        tokens = request_tokens(request)
+        permit = self._acquire_now(tokens) or await self._wait_for_permit(request, tokens)
         context = _CURRENT_PERMIT.set(permit)
         actual: int | None = None
         try:
             response = await self.inner.chat(request)
-            actual = _used_tokens(response.usage)
+            usage = response.usage
+            if usage is not None:  # _used_tokens, inlined on the hot path
+                used = usage.input_tokens + usage.output_tokens
+                actual = used if used > 0 else None
             return response
         except RateLimitError as error:
             self.limits.on_rate_limited(self.deployment, error.retry_after)

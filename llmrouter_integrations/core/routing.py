@@ -118,12 +118,12 @@ def required_capabilities(request: ChatRequest) -> list[str]:
     needed: list[str] = []
     if request.tools:
         needed.append("tools")
-    if any(
-        isinstance(m.content, list) and any(p.type == "image" for p in m.content)
-        for m in request.messages
-    ):
-        needed.append("vision")
-    if (request.response_format or {}).get("type") == "json_schema":
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, list) and any(part.type == "image" for part in content):
+            needed.append("vision")
+            break
+    if request.response_format and request.response_format.get("type") == "json_schema":
         needed.append("json_schema")
     return needed
 
@@ -170,8 +170,9 @@ class RoutingPlanner:
             _Facts(d, catalog.for_deployment(d), prices_provider_of(d), is_local(d))
             for d in deployments
         ]
-        for facts in self._facts:
-            health.add(facts.deployment.key)
+        self._names = tuple(facts.deployment.key for facts in self._facts)
+        for name in self._names:
+            health.add(name)
 
     def info(self, name: str) -> ModelInfo:
         """The model facts used for deployment `name`."""
@@ -189,14 +190,15 @@ class RoutingPlanner:
         notes: dict[str, str] = {}
         candidates: list[Candidate] = []
         only_circuit: list[Candidate] = []  # removed by their circuit and nothing else
-        for facts in self._facts:
-            name = facts.deployment.key
+        estimate = self.pricer.estimate
+        limited = request.max_cost_usd is not None or self.budget_check is not None
+        for name, facts in zip(self._names, self._facts):
             reason = self._static_reason(facts, request, needed, input_tokens, allowed)
             if reason is not None:
                 filtered[name] = reason
                 continue
             circuit = self._circuit_reason(name)
-            cost = self.pricer.estimate(
+            cost = estimate(
                 facts.deployment,
                 input_tokens,
                 worst_output,
@@ -204,7 +206,7 @@ class RoutingPlanner:
                 local=facts.local,
             )
             candidate = Candidate(facts.deployment, facts.info, cost, input_tokens)
-            reason = self._limit_reason(request, facts.deployment, cost)
+            reason = self._limit_reason(request, facts.deployment, cost) if limited else None
             if circuit is not None:
                 filtered[name] = circuit
                 if reason is None:
@@ -230,7 +232,7 @@ class RoutingPlanner:
         order = self._capacity_last(ranked, input_tokens, notes)
         route = Route(
             strategy=self.strategy_name,
-            considered=[f.deployment.key for f in self._facts],
+            considered=list(self._names),
             filtered=filtered,
             scores=_scores(ranked),
             order=[c.name for c in order],
@@ -295,12 +297,16 @@ class RoutingPlanner:
     def _capacity_last(
         self, ranked: list[Candidate], input_tokens: int, notes: dict[str, str]
     ) -> list[Candidate]:
-        if self.capacity_check is None:
+        check = self.capacity_check
+        if check is None:
             return ranked
+        room = [check(candidate.deployment, input_tokens) for candidate in ranked]
+        if all(room):
+            return ranked  # the usual case: everyone has room, the order stands
         ready: list[Candidate] = []
         saturated: list[Candidate] = []
-        for candidate in ranked:
-            if self.capacity_check(candidate.deployment, input_tokens):
+        for candidate, has_room in zip(ranked, room):
+            if has_room:
                 ready.append(candidate)
             else:
                 saturated.append(candidate)

@@ -355,6 +355,8 @@ class BalancedStrategy:
         candidates: list[Candidate],
         health: Mapping[str, DeploymentHealth],
     ) -> list[Candidate]:
+        if len(candidates) == 1:
+            return self._rank_one(request, candidates[0], health)
         raw: dict[str, list[float | None]] = {"cost": [], "quality": [], "latency": []}
         for candidate in candidates:
             cost = candidate.estimated_cost_usd
@@ -384,6 +386,43 @@ class BalancedStrategy:
             candidate.score = mean * reliability
         return sorted(candidates, key=lambda c: -(c.score or 0.0))
 
+    def _rank_one(
+        self, request: ChatRequest, candidate: Candidate, health: Mapping[str, DeploymentHealth]
+    ) -> list[Candidate]:
+        """`rank` for a single candidate (a one-deployment router, or all others filtered):
+        each known term is the best there is, so it scores 1 (0.5 when unknown), as
+        min-max gives; only a NaN input takes the general formula."""
+        record = health.get(candidate.name)
+        parts = candidate.score_parts
+        spans = self.min_spans
+        cost = candidate.estimated_cost_usd
+        cost_score = _NEUTRAL
+        if cost is not None:
+            cost_usd = parts["cost_usd"] = float(cost)
+            cost_score = 1.0 if cost_usd == cost_usd else _nan_score(spans["cost"])
+        quality = candidate.info.quality
+        quality_score = _NEUTRAL
+        if quality is not None:
+            quality_score = 1.0 if quality == quality else _nan_score(spans["quality"])
+        latency = _expected_latency(request, candidate, record)
+        latency_score = _NEUTRAL
+        if latency is not None:
+            parts["latency_s"] = latency
+            latency_score = 1.0 if latency == latency else _nan_score(spans["latency"])
+        weights = self.weights
+        mean = (
+            weights["cost"] * cost_score
+            + weights["quality"] * quality_score
+            + weights["latency"] * latency_score
+        ) / sum(weights.values())
+        reliability = 1.0 - (record.recent_error_rate if record is not None else 0.0)
+        parts["cost"] = cost_score
+        parts["quality"] = quality_score
+        parts["latency"] = latency_score
+        parts["reliability"] = reliability
+        candidate.score = mean * reliability
+        return [candidate]
+
 
 def _expected_latency(
     request: ChatRequest, candidate: Candidate, record: DeploymentHealth | None
@@ -397,6 +436,11 @@ def _expected_latency(
         ttft = info.ttft_s if info.ttft_s is not None else _TYPICAL_TTFT_S
         return ttft + output / info.output_tokens_per_s
     return info.ttft_s
+
+
+def _nan_score(min_span: float) -> float:
+    """What min-max gives a lone NaN value (NaN, unless the span is not positive)."""
+    return _min_max([math.nan], min_span, higher_is_better=False)[0]
 
 
 def _min_max(values: list[float | None], min_span: float, *, higher_is_better: bool) -> list[float]:

@@ -42,7 +42,28 @@ def _message_tokens(message: Message) -> int:
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
-    """Prompt tokens of a request: messages, tool schemas and the response schema."""
+    """Prompt tokens of a request: messages, tool schemas and the response schema.
+
+    Several layers ask for the same request, so the estimate is kept on it; it is redone
+    when the messages list (or its length), the tools or the response format change.
+    """
+    messages, tools, response_format = request.messages, request.tools, request.response_format
+    memo = request._token_estimate
+    if (
+        memo is not None
+        and memo[0] is messages
+        and memo[1] == len(messages)
+        and memo[2] is tools
+        and memo[3] is response_format
+    ):
+        tokens: int = memo[4]
+        return tokens
+    tokens = _estimate_input_tokens(request)
+    request._token_estimate = (messages, len(messages), tools, response_format, tokens)
+    return tokens
+
+
+def _estimate_input_tokens(request: ChatRequest) -> int:
     tokens = 3 + sum(_message_tokens(m) for m in request.messages)
     for tool in request.tools or ():
         tokens += 8 + estimate_text_tokens(tool.name + tool.description)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from ..errors import (
@@ -35,6 +36,7 @@ __all__ = [
     "is_context_window_message",
     "kept_body",
     "lower_headers",
+    "lowercase_view",
     "make_status_error",
     "merge_extra",
     "parse_data_url",
@@ -87,13 +89,42 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
 
+# Header mappings that already look names up case-insensitively: aiohttp's (multidict) and
+# httpx's. Reading them directly skips copying every header on each reply.
+_CASE_INSENSITIVE_TYPES = {
+    ("multidict", "CIMultiDictProxy"),
+    ("multidict", "CIMultiDict"),
+    ("httpx", "Headers"),
+}
+_case_insensitive: dict[type, bool] = {}
+
+
+def lowercase_view(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """A mapping whose `get` takes lower-case names: `headers` itself when it ignores case
+    (aiohttp, httpx), else a lower-cased copy. For reading only.
+
+    >>> lowercase_view({"Retry-After": "2"}).get("retry-after")
+    '2'
+    """
+    kind = type(headers)
+    known = _case_insensitive.get(kind)
+    if known is None:
+        package = kind.__module__.partition(".")[0]
+        known = _case_insensitive[kind] = (package, kind.__name__) in _CASE_INSENSITIVE_TYPES
+    return headers if known else lower_headers(headers)
+
+
 def int_or_none(value: str | None) -> int | None:
     """An integer header value, or None when absent or garbled."""
     if value is None:
         return None
     try:
-        return int(float(value.strip()))
+        return int(value)  # the usual case; int() ignores surrounding whitespace itself
     except ValueError:
+        pass
+    try:
+        return int(float(value.strip()))
+    except (ValueError, OverflowError):  # OverflowError: "inf"
         return None
 
 
@@ -116,6 +147,12 @@ def parse_duration(text: str | None) -> float | None:
     """
     if not text:
         return None
+    return _parse_duration(text)
+
+
+# Every reply carries one or two of these, and servers repeat the same few values.
+@lru_cache(maxsize=1024)
+def _parse_duration(text: str) -> float | None:
     text = text.strip()
     try:
         seconds = float(text)

@@ -78,23 +78,37 @@ def usage_from_wire(data: Any) -> Usage | None:
     """Usage in our convention; OpenAI's prompt_tokens already counts cached tokens."""
     if not isinstance(data, dict) or "prompt_tokens" not in data:
         return None
-    prompt = count(data.get("prompt_tokens"))
-    completion = count(data.get("completion_tokens"))
-    prompt_details = data.get("prompt_tokens_details")
-    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
-    completion_details = data.get("completion_tokens_details")
-    completion_details = completion_details if isinstance(completion_details, dict) else {}
-    # DeepSeek reports cache hits in its own field.
-    cached = count(prompt_details.get("cached_tokens")) or count(
-        data.get("prompt_cache_hit_tokens")
-    )
+    get = data.get
+    # Plain ints are the rule; `count` vets anything else. (One reply, many fields: this
+    # runs on every call, so the common case skips the function call.)
+    prompt = get("prompt_tokens")
+    prompt = prompt if type(prompt) is int else count(prompt)
+    completion = get("completion_tokens")
+    completion = completion if type(completion) is int else count(completion)
+    total = get("total_tokens")
+    total = total if type(total) is int else count(total)
+    prompt_details = get("prompt_tokens_details")
+    cached = write = reasoning = 0
+    if isinstance(prompt_details, dict):
+        cached = prompt_details.get("cached_tokens", 0)
+        cached = cached if type(cached) is int else count(cached)
+        write = prompt_details.get("cache_write_tokens", 0)
+        write = write if type(write) is int else count(write)
+    if not cached:  # DeepSeek reports cache hits in its own field.
+        hits = get("prompt_cache_hit_tokens")
+        if hits is not None:
+            cached = count(hits)
+    completion_details = get("completion_tokens_details")
+    if isinstance(completion_details, dict):
+        reasoning = completion_details.get("reasoning_tokens", 0)
+        reasoning = reasoning if type(reasoning) is int else count(reasoning)
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
-        total_tokens=count(data.get("total_tokens")) or prompt + completion,
+        total_tokens=total or prompt + completion,
         cached_input_tokens=cached,
-        cache_write_tokens=count(prompt_details.get("cache_write_tokens")),
-        reasoning_tokens=count(completion_details.get("reasoning_tokens")),
+        cache_write_tokens=write,
+        reasoning_tokens=reasoning,
     )
 
 

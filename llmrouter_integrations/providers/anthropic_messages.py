@@ -29,6 +29,7 @@ from ._common import (
     int_or_none,
     kept_body,
     lower_headers,
+    lowercase_view,
     make_status_error,
     merge_extra,
     parse_retry_after,
@@ -215,7 +216,7 @@ class AnthropicMessagesDialect:
         limit in effect), else from `input-tokens`; the input and output families are also
         in `extra["input_tokens"]` / `extra["output_tokens"]` as (limit, remaining, reset_s).
         """
-        lowered = lower_headers(headers)
+        lowered = lowercase_view(headers)
         reference: list[float] = []  # computed once, only if some reset header is present
 
         def family(name: str) -> tuple[int | None, int | None, float | None]:

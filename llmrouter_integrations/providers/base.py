@@ -52,15 +52,12 @@ class RateLimitInfo:
 
     @property
     def empty(self) -> bool:
-        return all(
-            v is None
-            for v in (
-                self.limit_requests,
-                self.remaining_requests,
-                self.limit_tokens,
-                self.remaining_tokens,
-                self.retry_after_s,
-            )
+        return (
+            self.limit_requests is None
+            and self.remaining_requests is None
+            and self.limit_tokens is None
+            and self.remaining_tokens is None
+            and self.retry_after_s is None
         )
 
 

@@ -54,7 +54,9 @@ def _openai_quirks(body: dict[str, Any], request: ChatRequest) -> dict[str, Any]
     """OpenAI deprecated `max_tokens` and its reasoning models refuse it and custom sampling."""
     if "max_tokens" in body:
         body["max_completion_tokens"] = body.pop("max_tokens")
-    if is_openai_reasoning_model(str(body.get("model", ""))):
+    if ("temperature" in body or "top_p" in body) and is_openai_reasoning_model(
+        str(body.get("model", ""))
+    ):
         for key in ("temperature", "top_p"):
             if key in body and body[key] != 1:
                 del body[key]

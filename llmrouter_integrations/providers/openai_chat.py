@@ -31,6 +31,7 @@ from ._common import (
     int_or_none,
     kept_body,
     lower_headers,
+    lowercase_view,
     make_status_error,
     merge_extra,
     parse_duration,
@@ -122,10 +123,14 @@ class OpenAIChatDialect:
         }
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
-        for key in ("temperature", "top_p", "seed", "user"):
-            value = getattr(request, key)
-            if value is not None:
-                body[key] = value
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.user is not None:
+            body["user"] = request.user
         if request.stop:
             body["stop"] = list(request.stop)
         if request.tools:
@@ -139,7 +144,8 @@ class OpenAIChatDialect:
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        merge_extra(body, request.extra_body)
+        if request.extra_body:
+            merge_extra(body, request.extra_body)
         if endpoint.quirks is not None:
             body = endpoint.quirks(body, request)
         return body
@@ -169,27 +175,40 @@ class OpenAIChatDialect:
             raise self._payload_error({"error": {"message": "the provider ended with an error"}})
         finish = wire.finish_reason(raw_finish)
         truncated = finish == "length"
-        text = wire.text_of(message.get("content"))
-        refusal = message.get("refusal")
-        if not text and isinstance(refusal, str) and refusal:
-            text, finish = refusal, "content_filter"
-        calls = [
-            wire.tool_call_from_wire(call, position, truncated)
-            for position, call in enumerate(message.get("tool_calls") or ())
-        ]
+        content = message.get("content")
+        text = content if type(content) is str else wire.text_of(content)
+        if not text:
+            refusal = message.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                text, finish = refusal, "content_filter"
+        wire_calls = message.get("tool_calls")
+        calls = (
+            [
+                wire.tool_call_from_wire(call, position, truncated)
+                for position, call in enumerate(wire_calls)
+            ]
+            if wire_calls
+            else []
+        )
         legacy = message.get("function_call")
         if isinstance(legacy, dict) and not calls:
             calls.append(wire.tool_call_from_wire({"function": legacy}, 0, truncated))
-        usage = wire.usage_from_wire(body.get("usage")) or wire.groq_usage(body)
+        usage_data = body.get("usage")
+        usage = wire.usage_from_wire(usage_data) or wire.groq_usage(body)
+        model = body.get("model")
         return ParsedResponse(
             message=Message(
                 role="assistant", content=text if text or not calls else None, tool_calls=calls
             ),
             finish_reason=finish,
             usage=usage,
-            model=str(body.get("model") or ""),
+            model=model if type(model) is str else str(model or ""),
             id=body.get("id"),
-            provider_cost_usd=wire.provider_cost(body.get("usage")),
+            provider_cost_usd=(
+                wire.provider_cost(usage_data)
+                if isinstance(usage_data, dict) and "cost" in usage_data
+                else None
+            ),
             raw=body,
         )
 
@@ -223,14 +242,15 @@ class OpenAIChatDialect:
 
         Groq's request limit is per day, OpenAI's per minute; the numbers are passed on as sent.
         """
-        lowered = lower_headers(headers)
+        lowered = lowercase_view(headers)
+        get = lowered.get
         return RateLimitInfo(
-            limit_requests=int_or_none(lowered.get("x-ratelimit-limit-requests")),
-            remaining_requests=int_or_none(lowered.get("x-ratelimit-remaining-requests")),
-            reset_requests_s=parse_duration(lowered.get("x-ratelimit-reset-requests")),
-            limit_tokens=int_or_none(lowered.get("x-ratelimit-limit-tokens")),
-            remaining_tokens=int_or_none(lowered.get("x-ratelimit-remaining-tokens")),
-            reset_tokens_s=parse_duration(lowered.get("x-ratelimit-reset-tokens")),
+            limit_requests=int_or_none(get("x-ratelimit-limit-requests")),
+            remaining_requests=int_or_none(get("x-ratelimit-remaining-requests")),
+            reset_requests_s=parse_duration(get("x-ratelimit-reset-requests")),
+            limit_tokens=int_or_none(get("x-ratelimit-limit-tokens")),
+            remaining_tokens=int_or_none(get("x-ratelimit-remaining-tokens")),
+            reset_tokens_s=parse_duration(get("x-ratelimit-reset-tokens")),
             retry_after_s=parse_retry_after(lowered, self._now),
         )
 
