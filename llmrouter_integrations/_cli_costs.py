@@ -7,6 +7,7 @@ $ llmrouter costs --ledger sqlite:///costs.db --since 2026-11-01 --plot spend.pn
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -138,7 +139,10 @@ def plot_spend(ledger: CostLedger, out: str | os.PathLike[str]) -> None:
         bottom = [b + h for b, h in zip(bottom, heights)]
     axes.set_title("LLM spend per day (UTC) by provider")
     axes.set_ylabel("USD")
-    axes.yaxis.set_major_formatter("${x:,.2f}")
+    # Cents are too coarse for small spends: show enough decimals to tell the ticks apart.
+    peak = max(bottom, default=0.0)
+    decimals = 2 if peak >= 1 else min(8, 2 + max(0, -math.floor(math.log10(peak)))) if peak else 2
+    axes.yaxis.set_major_formatter(f"${{x:,.{decimals}f}}")
     if any(bottom):
         axes.set_ylim(0, max(bottom) * 1.1)
     if providers:

@@ -243,7 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         add_costs_parser(commands)
 
     args = parser.parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except BrokenPipeError:  # `llmrouter models | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     return result
 
 
