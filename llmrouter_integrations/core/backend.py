@@ -12,11 +12,12 @@ A layer (retry, fallback, cache, budget...) is a `ChatBackend` holding another
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
 from ..types import ChatChunk, ChatRequest, ChatResponse
 
-__all__ = ["ChatBackend", "WrapperBackend"]
+__all__ = ["ChatBackend", "WrapperBackend", "closing_stream"]
 
 
 @runtime_checkable
@@ -48,3 +49,25 @@ class WrapperBackend:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+@asynccontextmanager
+async def closing_stream(
+    stream: AsyncIterator[ChatChunk],
+) -> AsyncIterator[AsyncIterator[ChatChunk]]:
+    """Iterate an inner stream and close it when the block ends, however it ends.
+
+    A layer that stops early (its reader left, or an error) must close the layers below
+    at once, so their permits, in-flight counts and connections are freed now, not
+    whenever garbage collection finalises the generators.
+
+        >>> async with closing_stream(self.inner.stream(request)) as chunks:
+        ...     async for chunk in chunks:
+        ...         yield chunk
+    """
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()

@@ -16,11 +16,13 @@ error reports its billed usage.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+from ..errors import ProviderTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
-from .backend import ChatBackend
+from .backend import ChatBackend, closing_stream
 from .budget import BudgetManager, BudgetRefusal, Reservation
 from .cost import Pricer, decimal_cost
 from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens, estimate_text_tokens
@@ -92,21 +94,23 @@ class BudgetBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         if not self.manager.budgets:
-            async for chunk in self.inner.stream(request):
-                yield chunk
+            async with closing_stream(self.inner.stream(request)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             return
         reservation = self._reserve(request)
         produced = 0  # output tokens seen (estimated), to bill a stream that ends early
         try:
-            async for chunk in self.inner.stream(request):
-                if reservation is not None:
-                    if chunk.is_final:
-                        self.manager.settle(
-                            reservation, decimal_cost(chunk.cost_detail, chunk.cost)
-                        )
-                    else:
-                        produced += _chunk_tokens(chunk)
-                yield chunk
+            async with closing_stream(self.inner.stream(request)) as chunks:
+                async for chunk in chunks:
+                    if reservation is not None:
+                        if chunk.is_final:
+                            self.manager.settle(
+                                reservation, decimal_cost(chunk.cost_detail, chunk.cost)
+                            )
+                        else:
+                            produced += _chunk_tokens(chunk)
+                    yield chunk
         except BaseException as error:
             if reservation is not None:
                 self._settle_failure(reservation, error, request, produced)
@@ -136,6 +140,10 @@ class BudgetBackend:
             self.manager.settle(reservation, detail.total if detail is not None else None)
         elif produced:
             self.manager.settle(reservation, self._price(estimate_input_tokens(request), produced))
+        elif isinstance(error, (ProviderTimeoutError, asyncio.CancelledError)):
+            # Sent, then abandoned: the provider may still process and bill the prompt, so
+            # charge its estimated input rather than nothing (a hard budget must fill up).
+            self.manager.settle(reservation, self._price(estimate_input_tokens(request), 0))
         else:
             self.manager.release(reservation)
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, S
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from ..errors import ProviderTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
 from .backend import ChatBackend, WrapperBackend
 from .cache_codec import (
@@ -188,7 +189,16 @@ class CacheBackend(WrapperBackend):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_resolve, future)
 
-    async def _follow(self, flight: _Flight) -> None:
+    async def _lookup_as_leader(self, key: str, flight: _Flight) -> CacheValue | None:
+        """Look again once we lead the flight; if that fails or is cancelled, hand the flight
+        back so that identical requests waiting on it do not wait forever."""
+        try:
+            return await self._lookup(key)
+        except BaseException:
+            self._land(key, flight, rerun=True)
+            raise
+
+    async def _follow(self, flight: _Flight, request: ChatRequest) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
             if flight.done:
@@ -196,7 +206,18 @@ class CacheBackend(WrapperBackend):
             future: asyncio.Future[None] = loop.create_future()
             flight.waiters.append((loop, future))
         try:
-            await future
+            if request.deadline is None:
+                await future
+            else:
+                # A follower keeps its own overall timeout while it waits for the leader.
+                remaining = request.deadline - self.clock.now()
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), max(0.0, remaining))
+                except asyncio.TimeoutError:
+                    raise ProviderTimeoutError(
+                        "the request's overall timeout expired while waiting for an identical "
+                        "request already in flight"
+                    ) from None
         finally:
             with self._lock:
                 if (loop, future) in flight.waiters:
@@ -273,14 +294,14 @@ class CacheBackend(WrapperBackend):
         while True:
             flight, leader = self._join(key)
             if not leader:
-                await self._follow(flight)
+                await self._follow(flight, request)
                 if flight.entry is not None:
                     return self._hit(flight.entry, key, started, shared=True)
                 if flight.rerun or flight.error is None:
                     continue
                 raise flight.error
             # A call that just ended may have stored the answer after our first look.
-            entry = await self._lookup(key)
+            entry = await self._lookup_as_leader(key, flight)
             if entry is not None:
                 self._land(key, flight, entry=entry)
                 return self._hit(entry, key, started, shared=False)
@@ -315,7 +336,7 @@ class CacheBackend(WrapperBackend):
         while True:
             flight, leader = self._join(key)
             if not leader:
-                await self._follow(flight)
+                await self._follow(flight, request)
                 if flight.entry is not None:
                     async for chunk in self._replay(flight.entry, key, started, shared=True):
                         yield chunk
@@ -323,7 +344,7 @@ class CacheBackend(WrapperBackend):
                 if flight.rerun or flight.error is None:
                     continue
                 raise flight.error
-            entry = await self._lookup(key)
+            entry = await self._lookup_as_leader(key, flight)
             if entry is not None:
                 self._land(key, flight, entry=entry)
                 async for chunk in self._replay(entry, key, started, shared=False):

@@ -16,10 +16,15 @@ from ..errors import (
     CircuitOpenError,
     ContextWindowExceededError,
     NoDeploymentAvailableError,
+    OverloadedError,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
     QueueTimeoutError,
+    RateLimitError,
+    ResponseDecodeError,
     RoutingError,
+    ServerError,
 )
 from ..types import Attempt, ChatChunk, ChatRequest, ChatResponse
 from .backend import ChatBackend
@@ -81,9 +86,22 @@ def default_should_fallback(error: BaseException) -> bool:
         return True
     if isinstance(error, ContextWindowExceededError):
         return True
+    if isinstance(error, _TRANSIENT):
+        # Even with `x-should-retry: false` (retryable=False): that header speaks for this
+        # provider's retries, not for whether another provider may answer.
+        return True
     if isinstance(error, ProviderError):
         return error.retryable or error.deployment_error
     return isinstance(error, RoutingError) and getattr(error, "retryable", False)
+
+
+_TRANSIENT = (
+    RateLimitError,
+    OverloadedError,
+    ServerError,
+    ProviderConnectionError,
+    ResponseDecodeError,
+)
 
 
 def make_fallback_predicate(

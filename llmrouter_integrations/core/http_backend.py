@@ -12,6 +12,7 @@ transport, and turns the reply (whole, or as server-sent events) back into a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,9 @@ class DeploymentBackend:
         headers = self.dialect.build_headers(key, endpoint)
         headers.update(deployment.headers)
         self._headers = headers
+        # Providers sometimes echo the key in an error; the dialect redacts known key shapes,
+        # and this exact value is scrubbed from every error too (keys of any shape).
+        self._secret = key if key and len(key) >= 6 else None
 
     def __repr__(self) -> str:
         return f"DeploymentBackend({self.deployment.key!r}, url={self.url!r})"
@@ -223,7 +227,12 @@ class DeploymentBackend:
                 if response.status_code >= 400:
                     body = await response.aread()
                     raise self.dialect.parse_error(response.status_code, body, response.headers)
-                async for data in response.aiter_bytes():
+                byte_stream = response.aiter_bytes()
+                if deadline is not None:
+                    # Each wait for bytes gets only what is left of the request's deadline,
+                    # so a stream that stalls mid-way cannot outlive `timeout=`.
+                    byte_stream = _until_deadline(byte_stream, deadline, clock)
+                async for data in byte_stream:
                     for event in decoder.feed(data):
                         for chunk in _guarded(state.feed, event):
                             if ttft is None and chunk.has_content:
@@ -337,6 +346,23 @@ class DeploymentBackend:
             error.model = model
         if error.deployment is None:
             error.deployment = self.deployment.key
+        secret = self._secret
+        if secret is not None and secret in repr((error.message, error.args, error.__dict__)):
+            error.message = error.message.replace(secret, "***")
+            error.args = tuple(_scrub(arg, secret) for arg in error.args)
+            for name, value in list(vars(error).items()):
+                setattr(error, name, _scrub(value, secret))
+
+
+def _scrub(value: Any, secret: str) -> Any:
+    """`value` with every occurrence of `secret` in its strings replaced by ***."""
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, dict):
+        return {key: _scrub(item, secret) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(item, secret) for item in value)
+    return value
 
 
 # What a dialect parser raises when a reply is not shaped as it expects.
@@ -357,6 +383,25 @@ def _unreadable(exc: BaseException) -> ResponseDecodeError:
     return ResponseDecodeError(
         f"could not read the provider's reply ({type(exc).__name__}: {_excerpt(str(exc))})"
     )
+
+
+async def _until_deadline(
+    chunks: AsyncIterator[bytes], deadline: float, clock: Clock
+) -> AsyncIterator[bytes]:
+    iterator = aiter(chunks)
+    while True:
+        remaining = deadline - clock.now()
+        if remaining <= 0:
+            raise ProviderTimeoutError("the request's deadline passed mid-stream")
+        try:
+            data = await asyncio.wait_for(anext(iterator), remaining)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise ProviderTimeoutError(
+                "the request's deadline passed while waiting for the stream"
+            ) from None
+        yield data
 
 
 def _not_json(body: bytes, headers: Mapping[str, str]) -> ResponseDecodeError:

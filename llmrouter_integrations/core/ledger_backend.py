@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Usage
-from .backend import ChatBackend
+from .backend import ChatBackend, closing_stream
 from .clock import SYSTEM_CLOCK, Clock
 from .cost import decimal_cost
 from .ledger import CostLedger, LedgerEntry
@@ -56,11 +56,12 @@ class LedgerBackend:
         start = self._clock.now()
         recorded = False
         try:
-            async for chunk in self.inner.stream(request):
-                if chunk.is_final and not recorded:
-                    recorded = True
-                    self._record_answer(request, chunk, start)
-                yield chunk
+            async with closing_stream(self.inner.stream(request)) as chunks:
+                async for chunk in chunks:
+                    if chunk.is_final and not recorded:
+                        recorded = True
+                        self._record_answer(request, chunk, start)
+                    yield chunk
         except Exception as error:
             if not recorded:
                 self._record_failure(request, error, start)

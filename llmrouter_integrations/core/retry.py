@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ProviderError, ProviderStatusError
 from ..types import ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, WrapperBackend
+from .backend import ChatBackend, WrapperBackend, closing_stream
 from .clock import SYSTEM_CLOCK, Clock
 from .events import EventHub, RouterEvent
 
@@ -99,13 +99,13 @@ class RetryBackend(WrapperBackend):
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        opened = await self._open_stream(request)
-        first, rest = opened
-        yield first
-        if first.is_final:
-            return
-        async for chunk in rest:
-            yield chunk
+        first, rest = await self._open_stream(request)
+        async with closing_stream(rest) as chunks:
+            yield first
+            if first.is_final:
+                return
+            async for chunk in chunks:
+                yield chunk
 
     async def _open_stream(
         self, request: ChatRequest
