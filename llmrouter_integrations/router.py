@@ -253,7 +253,7 @@ class Router:
         if deployment.api_key is None and endpoint.api_key_env:
             value = env.get(endpoint.api_key_env)
             if value:
-                deployment.api_key = value  # type: ignore[assignment]
+                deployment.api_key = value
                 deployment.__post_init__()
         if deployment.api_key is None and endpoint.key_required:
             raise ConfigurationError(
@@ -534,7 +534,7 @@ def _deployments_from_env(
                 f"provider {provider!r} needs an API key: pass api_keys={{'{provider}': ...}} "
                 f"or set {endpoint.api_key_env}"
             )
-        return [Deployment(provider=provider, model=endpoint.default_model, api_key=key)]  # type: ignore[arg-type]
+        return [Deployment(provider=provider, model=endpoint.default_model, api_key=key)]
     found: list[Deployment] = []
     for name in candidates:
         endpoint = ENDPOINTS[name]
@@ -542,7 +542,7 @@ def _deployments_from_env(
             env.get(endpoint.api_key_env) if endpoint.api_key_env else None
         )
         if key:
-            found.append(Deployment(provider=name, model=endpoint.default_model, api_key=key))  # type: ignore[arg-type]
+            found.append(Deployment(provider=name, model=endpoint.default_model, api_key=key))
     unknown = set(api_keys) - set(ENDPOINTS)
     if unknown:
         raise ConfigurationError(f"unknown provider(s) in api_keys: {sorted(unknown)}")

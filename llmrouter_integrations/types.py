@@ -257,7 +257,7 @@ class Deployment:
 
     provider: str
     model: str
-    api_key: SecretStr | None = None
+    api_key: SecretStr | str | None = None  # a str is wrapped in SecretStr at once
     base_url: str | None = None
     name: str | None = None
     weight: float = 1.0

@@ -17,6 +17,8 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from ..errors import ProviderError, ProviderTimeoutError, ResponseDecodeError
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
 from ._sse import SSEDecoder
@@ -131,7 +133,8 @@ class DeploymentBackend:
         self._timeout = deployment.timeout if deployment.timeout is not None else DEFAULT_TIMEOUT_S
         self._connect_timeout = min(DEFAULT_CONNECT_TIMEOUT_S, self._timeout)
         # Built once: the same headers go with every call (the key is read only here).
-        key = deployment.api_key.get_secret_value() if deployment.api_key is not None else None
+        api_key = deployment.api_key
+        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         headers = self.dialect.build_headers(key, endpoint)
         headers.update(deployment.headers)
         self._headers = headers
