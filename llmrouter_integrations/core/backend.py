@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..types import ChatChunk, ChatRequest, ChatResponse
 
-__all__ = ["ChatBackend", "WrapperBackend", "closing_stream"]
+__all__ = ["ChatBackend", "WrapperBackend", "aclose_stream", "closing_stream"]
 
 
 @runtime_checkable
@@ -68,6 +68,11 @@ async def closing_stream(
     try:
         yield stream
     finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
+        await aclose_stream(stream)
+
+
+async def aclose_stream(stream: AsyncIterator[Any]) -> None:
+    """Close an inner stream now (async generators have `aclose`; plain iterators need none)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ResponseDecodeError
 from ..types import ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, WrapperBackend
+from .backend import ChatBackend, WrapperBackend, aclose_stream
 
 if TYPE_CHECKING:
     from .health import HealthTracker
@@ -73,6 +73,4 @@ class CircuitBreakerBackend(WrapperBackend):
             raise
         finally:
             ticket.release()
-            close = getattr(chunks, "aclose", None)
-            if close is not None:  # end the provider's stream even when abandoned early
-                await close()
+            await aclose_stream(chunks)  # end the provider's stream even when abandoned early

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ..errors import ProviderTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
-from .backend import ChatBackend, WrapperBackend
+from .backend import ChatBackend, WrapperBackend, aclose_stream
 from .cache_codec import (
     ENTRY_VERSION,
     cache_key,
@@ -386,6 +386,4 @@ class CacheBackend(WrapperBackend):
             raise
         finally:
             self._land(key, flight, rerun=True)  # ended without a final chunk: not kept
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
+            await aclose_stream(iterator)

@@ -27,7 +27,7 @@ from ..errors import (
     ServerError,
 )
 from ..types import Attempt, ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend
+from .backend import ChatBackend, aclose_stream
 from .clock import SYSTEM_CLOCK, Clock
 from .events import EventHub, RouterEvent
 
@@ -226,7 +226,7 @@ class FallbackBackend:
                 self._on_failure(name, error, started, attempts, plan.order, position)
                 continue
             except Exception as caught:
-                await _aclose(iterator)
+                await aclose_stream(iterator)
                 self._on_failure(name, caught, started, attempts, plan.order, position)
                 continue
             # Committed: from here on an error reaches the caller (never a silent truncation).
@@ -247,15 +247,9 @@ class FallbackBackend:
                     "stream ended without a final chunk", deployment=name, retryable=False
                 ) from None
             finally:
-                await _aclose(iterator)
+                await aclose_stream(iterator)
         raise self._all_failed(attempts)
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from ..errors import QueueTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, WrapperBackend
+from .backend import ChatBackend, WrapperBackend, aclose_stream
 from .clock import SYSTEM_CLOCK, Clock
 from .events import EventHub, RouterEvent
 from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
@@ -586,10 +586,4 @@ class QueueBackend(WrapperBackend):
                 yield chunk
         finally:
             self.queue.settle(grant)
-            await _aclose(iterator)
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
+            await aclose_stream(iterator)

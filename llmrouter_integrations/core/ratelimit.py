@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import QueueTimeoutError, RateLimitError
 from ..types import ChatChunk, ChatRequest, ChatResponse, Deployment, Usage
 from ._rate_windows import ProviderView, SlidingWindow, Slot
-from .backend import ChatBackend, WrapperBackend
+from .backend import ChatBackend, WrapperBackend, aclose_stream
 from .clock import SYSTEM_CLOCK, Clock
 from .events import EventHub, RouterEvent
 from .queue import CURRENT_GRANT, RequestQueue, request_tokens
@@ -476,8 +476,6 @@ class RateLimitBackend(WrapperBackend):
             raise
         finally:
             try:
-                close = getattr(iterator, "aclose", None)
-                if close is not None:
-                    await close()
+                await aclose_stream(iterator)
             finally:
                 self.limits.release(permit, actual)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ProviderError, ProviderStatusError
 from ..types import ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, WrapperBackend, closing_stream
+from .backend import ChatBackend, WrapperBackend, aclose_stream, closing_stream
 from .clock import SYSTEM_CLOCK, Clock
 from .events import EventHub, RouterEvent
 
@@ -124,7 +124,7 @@ class RetryBackend(WrapperBackend):
                     "stream ended without any chunk", deployment=self.deployment, retryable=True
                 ) from None
             except BaseException:
-                await _aclose(iterator)
+                await aclose_stream(iterator)
                 raise
 
         try:
@@ -199,9 +199,3 @@ class RetryBackend(WrapperBackend):
             return await call()
 
         return await retrying(attempt)
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
