@@ -24,6 +24,8 @@ __all__ = [
     "Deployment",
     "FinishReason",
     "Message",
+    "ProviderBlock",
+    "ReasoningEffort",
     "Role",
     "ToolCall",
     "ToolCallDelta",
@@ -35,21 +37,79 @@ __all__ = [
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+PartType = Literal["text", "image", "file", "audio", "provider"]
+
+# Spellings of the two audio formats every provider with audio input takes.
+_AUDIO_FORMATS = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+}
+
+
+@dataclass(slots=True)
+class ProviderBlock:
+    """A content block only one wire dialect understands, kept exactly as that provider sent it.
+
+    Anthropic's signed `thinking` and `redacted_thinking` blocks are the main case: they must
+    go back to Anthropic byte for byte on the next turn of a tool loop, and mean nothing to
+    any other provider. A dialect replays the blocks whose `dialect` is its own name and
+    drops the others.
+
+    >>> ProviderBlock(
+    ...     dialect="anthropic_messages",
+    ...     data={"type": "thinking", "thinking": "2 + 2 = 4", "signature": "EqQBCg..."},
+    ... )
+    """
+
+    dialect: str  # a dialect's name: "anthropic_messages" | "openai_chat"
+    data: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The block's own type, e.g. "thinking" or "redacted_thinking"."""
+        return str(self.data.get("type", ""))
 
 
 @dataclass(slots=True)
 class ContentPart:
-    """One part of a multi-part message: text, or an image by URL or base64 data.
+    """One part of a multi-part message.
+
+    - `text`: `text`.
+    - `image`: `image_url` (http(s) or data: URL), or `data` (base64) with `media_type`.
+    - `file`: a document. A PDF as `data` (base64) with `media_type="application/pdf"` or as
+      `url`; a plain-text document as `text` with `media_type="text/plain"`. `filename` is
+      optional.
+    - `audio`: `data` (base64) with `media_type` "audio/wav" or "audio/mpeg" (mp3).
+    - `provider`: a `ProviderBlock` in `block`, replayed only to its own dialect.
+
+    Any part may carry `cache_control` (Anthropic's shape: `{"type": "ephemeral"}`, optionally
+    with `"ttl": "1h"`): a prompt-cache breakpoint after this part.
 
     >>> ContentPart(type="image", image_url="https://example.com/cat.png")
+    >>> ContentPart(type="file", data=pdf_b64, media_type="application/pdf", filename="a.pdf")
+    >>> ContentPart(type="audio", data=wav_b64, media_type="audio/wav")
+    >>> ContentPart(type="text", text=long_context, cache_control={"type": "ephemeral"})
     """
 
-    type: Literal["text", "image"]
+    type: PartType
     text: str | None = None
     image_url: str | None = None  # http(s) URL or a data: URL
-    media_type: str | None = None  # with `data`, e.g. "image/png"
+    media_type: str | None = None  # with `data`, e.g. "image/png", "application/pdf"
     data: str | None = None  # base64, without the data: prefix
     detail: str | None = None  # OpenAI's "auto" | "low" | "high"
+    url: str | None = None  # a file's http(s) URL
+    filename: str | None = None  # a file's name, e.g. "report.pdf"
+    cache_control: dict[str, Any] | None = None
+    block: ProviderBlock | None = None  # type "provider" only
+
+    @property
+    def audio_format(self) -> str | None:
+        """ "wav" or "mp3" for an audio part (from `media_type`), else None."""
+        return _AUDIO_FORMATS.get((self.media_type or "").lower())
 
 
 @dataclass(slots=True)
@@ -63,13 +123,31 @@ class ToolCall:
 
 @dataclass(slots=True)
 class Message:
-    """One chat message. `content` is text, a list of parts, or None (tool-call only)."""
+    """One chat message. `content` is text, a list of parts, or None (tool-call only).
+
+    `reasoning` is the model's reasoning as readable text (Anthropic thinking, OpenAI-compatible
+    `reasoning`/`reasoning_content`), for display only; what a provider needs to continue a
+    thinking turn travels as `provider` parts in `content`, in the order they came.
+    `cache_control` puts a prompt-cache breakpoint after the message's last part (handy when
+    `content` is a plain string, e.g. a long system prompt).
+
+    >>> Message(role="system", content=long_rules, cache_control={"type": "ephemeral"})
+    """
 
     role: Role
     content: str | list[ContentPart] | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    reasoning: str | None = None
+    cache_control: dict[str, Any] | None = None
+
+    @property
+    def blocks(self) -> list[ProviderBlock]:
+        """The provider-private blocks in `content`, in order."""
+        if not isinstance(self.content, list):
+            return []
+        return [part.block for part in self.content if part.block is not None]
 
     @property
     def text(self) -> str:
@@ -89,6 +167,7 @@ class ToolSpec:
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
+    cache_control: dict[str, Any] | None = None  # a prompt-cache breakpoint after this tool
 
 
 @dataclass(slots=True)
@@ -99,6 +178,13 @@ class ChatRequest:
     `response_format` uses OpenAI's shape: {"type": "json_object"} or
     {"type": "json_schema", "json_schema": {"name": ..., "schema": ..., "strict": ...}}.
     `extra_body` is passed to the provider unchanged.
+    `reasoning` asks for reasoning in one vocabulary: an effort ("minimal" | "low" | "medium" |
+    "high") or a token budget (int); each dialect maps it to its own field and leaves it out
+    for models that do not reason. `strict_params`: an option a deployment does not take
+    raises `BadRequestError` (True) or is dropped with one warning (False); None follows
+    the Router's setting.
+
+    >>> ChatRequest(messages=[Message("user", "Prove it")], max_tokens=2000, reasoning="low")
     """
 
     messages: list[Message]
@@ -120,6 +206,8 @@ class ChatRequest:
     max_cost_usd: float | None = None
     priority: int = 0
     model: str | None = None  # per-call override of the served model name
+    reasoning: ReasoningEffort | int | None = None
+    strict_params: bool | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
     # Set by the router, not by users: absolute clock time by which the request must end.
     deadline: float | None = None
@@ -203,6 +291,11 @@ class ChatResponse:
         return self.message.text
 
     @property
+    def reasoning(self) -> str:
+        """The model's reasoning as text ("" when it gave none)."""
+        return self.message.reasoning or ""
+
+    @property
     def tool_calls(self) -> list[ToolCall]:
         return self.message.tool_calls
 
@@ -219,11 +312,17 @@ class ToolCallDelta:
 
 @dataclass(slots=True)
 class ChatChunk:
-    """One piece of a stream. Only the final chunk (`is_final`) carries usage and cost."""
+    """One piece of a stream. Only the final chunk (`is_final`) carries usage and cost.
+
+    `reasoning` is a delta of reasoning text. `blocks` holds provider-private blocks completed
+    in this chunk (an Anthropic thinking block arrives whole, signature included, when the
+    provider closes it), so a streamed turn can be replayed like a non-streamed one.
+    """
 
     text: str = ""
     tool_call_deltas: list[ToolCallDelta] = field(default_factory=list)
     reasoning: str = ""
+    blocks: list[ProviderBlock] = field(default_factory=list)
     is_final: bool = False
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
@@ -244,7 +343,7 @@ class ChatChunk:
     @property
     def has_content(self) -> bool:
         """True once the chunk carries something the caller sees (text or a tool call)."""
-        return bool(self.text or self.tool_call_deltas or self.reasoning)
+        return bool(self.text or self.tool_call_deltas or self.reasoning or self.blocks)
 
 
 @dataclass(slots=True)
@@ -293,7 +392,49 @@ class Deployment:
         )
 
 
+def _split_data_url(url: str) -> tuple[str | None, str | None]:
+    """(media type, base64 data) of a base64 data: URL, else (None, None)."""
+    if not url.startswith("data:") or ";base64," not in url:
+        return None, None
+    head, _, data = url[5:].partition(";base64,")
+    return head or None, data
+
+
+def _file_from_dict(kind: str, part: Mapping[str, Any]) -> ContentPart:
+    if kind == "file":  # OpenAI: {"file": {"file_data": "data:...;base64,...", "filename": ...}}
+        spec = part.get("file") or {}
+        media_type, data = _split_data_url(str(spec.get("file_data") or ""))
+        if data is None:
+            raise ValueError("a file part needs file_data as a base64 data: URL")
+        return ContentPart(
+            type="file", media_type=media_type, data=data, filename=spec.get("filename")
+        )
+    # Anthropic: {"type": "document", "source": {"type": "base64" | "url" | "text", ...}}
+    source = part.get("source") or {}
+    title = part.get("title")
+    if source.get("type") == "base64":
+        return ContentPart(
+            type="file", media_type=source.get("media_type"), data=source.get("data"),
+            filename=title,
+        )  # fmt: skip
+    if source.get("type") == "url":
+        return ContentPart(type="file", url=source.get("url"), filename=title)
+    if source.get("type") == "text":
+        return ContentPart(
+            type="file", media_type=source.get("media_type") or "text/plain",
+            text=str(source.get("data") or ""), filename=title,
+        )  # fmt: skip
+    raise ValueError(f"unsupported document source: {source.get('type')!r}")
+
+
 def _part_from_dict(part: Mapping[str, Any]) -> ContentPart:
+    result = _part_body(part)
+    if isinstance(part.get("cache_control"), Mapping):
+        result.cache_control = dict(part["cache_control"])
+    return result
+
+
+def _part_body(part: Mapping[str, Any]) -> ContentPart:
     kind = part.get("type")
     if kind == "text":
         return ContentPart(type="text", text=str(part.get("text", "")))
@@ -309,6 +450,18 @@ def _part_from_dict(part: Mapping[str, Any]) -> ContentPart:
                 type="image", media_type=source.get("media_type"), data=source.get("data")
             )
         return ContentPart(type="image", image_url=source.get("url") or part.get("url"))
+    if kind in ("file", "document"):
+        return _file_from_dict(kind, part)
+    if kind == "input_audio":  # OpenAI: {"input_audio": {"data": ..., "format": "wav"|"mp3"}}
+        audio = part.get("input_audio") or {}
+        media_type = {"wav": "audio/wav", "mp3": "audio/mpeg"}.get(str(audio.get("format")))
+        if media_type is None:
+            raise ValueError(f"audio format must be 'wav' or 'mp3', got {audio.get('format')!r}")
+        return ContentPart(type="audio", data=audio.get("data"), media_type=media_type)
+    if kind in ("thinking", "redacted_thinking"):  # Anthropic's own, kept for Anthropic
+        return ContentPart(
+            type="provider", block=ProviderBlock(dialect="anthropic_messages", data=dict(part))
+        )
     raise ValueError(f"unsupported content part type: {kind!r}")
 
 
@@ -342,12 +495,17 @@ def message_from_dict(data: Mapping[str, Any] | Message) -> Message:
         calls.append(
             ToolCall(id=str(call.get("id", "")), name=function["name"], arguments=arguments)
         )
+    # OpenAI-compatible servers name their reasoning text one of these two ways.
+    reasoning = data.get("reasoning_content") or data.get("reasoning")
+    cache_control = data.get("cache_control")
     return Message(
         role=role,
         content=parsed,
         tool_calls=calls,
         tool_call_id=data.get("tool_call_id"),
         name=data.get("name"),
+        reasoning=reasoning if isinstance(reasoning, str) else None,
+        cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
     )
 
 

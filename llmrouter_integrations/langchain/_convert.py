@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import (
     AIMessage,
@@ -285,10 +285,14 @@ def usage_to_metadata(usage: Usage) -> UsageMetadata:
     {'input_tokens': 10, 'output_tokens': 5, 'total_tokens': 15, 'input_token_details': {'cache_read': 4}}
     """
     total = usage.total_tokens or usage.input_tokens + usage.output_tokens
-    metadata = UsageMetadata(
-        input_tokens=int(usage.input_tokens),
-        output_tokens=int(usage.output_tokens),
-        total_tokens=int(total),
+    # langchain-core 1.x declares the detail keys required; they are optional on the wire.
+    metadata = cast(
+        UsageMetadata,
+        {
+            "input_tokens": int(usage.input_tokens),
+            "output_tokens": int(usage.output_tokens),
+            "total_tokens": int(total),
+        },
     )
     input_details = InputTokenDetails()
     if usage.cached_input_tokens:
