@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-from llmrouter_integrations.core.cache import CacheBackend
-from llmrouter_integrations.core.cache_codec import cache_key
-from llmrouter_integrations.core.cache_stores import CacheStore, MemoryCacheStore, SQLiteCacheStore
 from llmrouter_integrations.core.events import EventHub
+from llmrouter_integrations.layers.cache import CacheBackend
+from llmrouter_integrations.state.cache_codec import cache_key
+from llmrouter_integrations.state.cache_stores import CacheStore, MemoryCacheStore, SQLiteCacheStore
 from llmrouter_integrations.types import (
     ChatChunk,
     ChatRequest,

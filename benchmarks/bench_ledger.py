@@ -25,12 +25,12 @@ from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 
-from llmrouter_integrations.core.budget import Budget, BudgetManager
-from llmrouter_integrations.core.budget_backend import BudgetBackend
-from llmrouter_integrations.core.cost import Pricer
-from llmrouter_integrations.core.ledger import CostLedger, LedgerEntry, MemoryLedgerStore
-from llmrouter_integrations.core.ledger_backend import LedgerBackend
-from llmrouter_integrations.core.ledger_sqlite import SQLiteLedgerStore
+from llmrouter_integrations.costs.budget import Budget, BudgetManager
+from llmrouter_integrations.costs.ledger import CostLedger, LedgerEntry, MemoryLedgerStore
+from llmrouter_integrations.costs.pricing import Pricer
+from llmrouter_integrations.layers.budget import BudgetBackend
+from llmrouter_integrations.layers.ledger import LedgerBackend
+from llmrouter_integrations.state.ledger_sqlite import SQLiteLedgerStore
 from llmrouter_integrations.types import (
     ChatChunk,
     ChatRequest,

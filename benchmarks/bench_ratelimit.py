@@ -19,8 +19,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from llmrouter_integrations.core.queue import QueueBackend, RequestQueue, request_tokens
-from llmrouter_integrations.core.ratelimit import RateLimitBackend, RateLimits
+from llmrouter_integrations.layers.queue import QueueBackend, RequestQueue, request_tokens
+from llmrouter_integrations.layers.ratelimit import RateLimitBackend, RateLimits
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Deployment, Message
 
 REQUEST = ChatRequest(

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmrouter_integrations import Deployment, RetryPolicy, Router
-from llmrouter_integrations.core.cost import Pricer
+from llmrouter_integrations.costs.pricing import Pricer
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 
 STRATEGIES = [
@@ -140,7 +140,7 @@ def make_router(fake: FakeProviderServer, strategy: str) -> Router:
     ]
     options: dict[str, Any] = {}
     if "breaker" in inspect.signature(Router).parameters:
-        from llmrouter_integrations.core.health import BreakerPolicy
+        from llmrouter_integrations.routing.health import BreakerPolicy
 
         # Time is compressed (a run lasts seconds, not hours), so the breaker rests seconds
         # and old errors fade in seconds too.

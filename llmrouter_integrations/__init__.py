@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from .core.clock import ManualClock, SystemClock
 from .core.events import RouterEvent, listen_to_events
-from .core.retry import RetryPolicy
 from .errors import (
     AllDeploymentsFailedError,
     AuthenticationError,
@@ -38,6 +37,7 @@ from .errors import (
     RoutingError,
     ServerError,
 )
+from .layers.retry import RetryPolicy
 from .router import APILoader, Router
 from .types import (
     Attempt,
@@ -55,7 +55,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from .core.budget import Budget
+    from .costs.budget import Budget
 
 __version__ = "0.1.0"
 
@@ -107,7 +107,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Budget lives with the budget layer; loaded on first use to keep this import light.
     if name == "Budget":
-        from .core.budget import Budget
+        from .costs.budget import Budget
 
         return Budget
     raise AttributeError(f"module 'llmrouter_integrations' has no attribute {name!r}")

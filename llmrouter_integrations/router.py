@@ -16,32 +16,32 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .core.backend import ChatBackend
-from .core.breaker import CircuitBreakerBackend
-from .core.budget import Budget, BudgetManager, BudgetRefusal
-from .core.budget_backend import BudgetBackend
-from .core.cache import CacheBackend
-from .core.cache_stores import CacheStore, cache_store_from_spec
-from .core.catalog import Catalog, ModelInfo
 from .core.clock import SYSTEM_CLOCK, Clock
-from .core.cost import Pricer
 from .core.events import EventHandler, EventHub
-from .core.fallback import (
+from .costs.budget import Budget, BudgetManager, BudgetRefusal
+from .costs.ledger import CostLedger, LedgerStore, ledger_from_url
+from .costs.pricing import Pricer
+from .errors import ConfigurationError, NoDeploymentAvailableError
+from .layers.breaker import CircuitBreakerBackend
+from .layers.budget import BudgetBackend
+from .layers.cache import CacheBackend
+from .layers.fallback import (
     FallbackBackend,
     FallbackPredicate,
     Planner,
     RoutePlan,
     make_fallback_predicate,
 )
-from .core.health import BreakerPolicy, DeploymentHealth, HealthTracker
-from .core.ledger import CostLedger, LedgerStore, ledger_from_url
-from .core.ledger_backend import LedgerBackend
-from .core.queue import QueueBackend, RequestQueue
-from .core.ratelimit import RateLimitBackend, RateLimits
-from .core.retry import RetryBackend, RetryPolicy
-from .core.routing import RoutingPlanner
-from .core.strategies import RoutingStrategy
-from .errors import ConfigurationError, NoDeploymentAvailableError
+from .layers.ledger import LedgerBackend
+from .layers.queue import QueueBackend, RequestQueue
+from .layers.ratelimit import RateLimitBackend, RateLimits
+from .layers.retry import RetryBackend, RetryPolicy
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
+from .routing.catalog import Catalog, ModelInfo
+from .routing.health import BreakerPolicy, DeploymentHealth, HealthTracker
+from .routing.planner import RoutingPlanner
+from .routing.strategies import RoutingStrategy
+from .state.cache_stores import CacheStore, cache_store_from_spec
 from .types import (
     ChatChunk,
     ChatRequest,
@@ -56,7 +56,7 @@ from .types import (
 if TYPE_CHECKING:
     import httpx
 
-    from .core.transport import Transport
+    from .transport.base import Transport
 
 __all__ = ["APILoader", "Router", "parse_deployment"]
 
@@ -273,14 +273,14 @@ class Router:
 
     @staticmethod
     def _make_transport(http_client: httpx.AsyncClient | None) -> Transport:
-        from .core.transport import AiohttpTransport, HttpxTransport
+        from .transport.base import AiohttpTransport, HttpxTransport
 
         if http_client is not None:
             return HttpxTransport(http_client)
         return AiohttpTransport()
 
     def _deployment_stack(self, deployment: Deployment) -> ChatBackend:
-        from .core.http_backend import DeploymentBackend
+        from .layers.http import DeploymentBackend
 
         name = deployment.key
         backend: ChatBackend = DeploymentBackend(

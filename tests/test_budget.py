@@ -10,20 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter_integrations.core.budget import Budget, BudgetManager, BudgetRefusal
-from llmrouter_integrations.core.budget_backend import BudgetBackend
 from llmrouter_integrations.core.clock import ManualClock
-from llmrouter_integrations.core.cost import Pricer
 from llmrouter_integrations.core.events import EventHub, RouterEvent
-from llmrouter_integrations.core.ledger import CostLedger, LedgerEntry
-from llmrouter_integrations.core.ledger_sqlite import SQLiteLedgerStore
-from llmrouter_integrations.core.tokens import estimate_input_tokens
+from llmrouter_integrations.costs.budget import Budget, BudgetManager, BudgetRefusal
+from llmrouter_integrations.costs.ledger import CostLedger, LedgerEntry
+from llmrouter_integrations.costs.pricing import Pricer
+from llmrouter_integrations.costs.tokens import estimate_input_tokens
 from llmrouter_integrations.errors import (
     BudgetExceededError,
     ConfigurationError,
     ResponseDecodeError,
     ServerError,
 )
+from llmrouter_integrations.layers.budget import BudgetBackend
+from llmrouter_integrations.state.ledger_sqlite import SQLiteLedgerStore
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep
 from llmrouter_integrations.types import ChatRequest, Deployment, Message, Usage
 
@@ -383,11 +383,11 @@ async def test_no_budgets_means_no_reservations() -> None:
 async def test_500_concurrent_requests_over_http_send_no_bytes_when_refused() -> None:
     # The real HTTP layer against the loopback fake: its request log proves that refused
     # calls never reached the provider, and the ledger shows spend stayed under the limit.
-    from llmrouter_integrations.core.http_backend import DeploymentBackend
-    from llmrouter_integrations.core.ledger_backend import LedgerBackend
-    from llmrouter_integrations.core.transport import AiohttpTransport
+    from llmrouter_integrations.layers.http import DeploymentBackend
+    from llmrouter_integrations.layers.ledger import LedgerBackend
     from llmrouter_integrations.providers.endpoints import get_endpoint
     from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
+    from llmrouter_integrations.transport.base import AiohttpTransport
 
     deployment = Deployment("openai", "gpt-4o-mini", api_key="sk-test-0123456789abcdef")
     request = ChatRequest(

@@ -18,9 +18,9 @@ from llmrouter_integrations import (
     Router,
     RouterEvent,
 )
-from llmrouter_integrations.core.cost import Pricer
-from llmrouter_integrations.core.health import BreakerPolicy
-from llmrouter_integrations.core.tokens import estimate_input_tokens
+from llmrouter_integrations.costs.pricing import Pricer
+from llmrouter_integrations.costs.tokens import estimate_input_tokens
+from llmrouter_integrations.routing.health import BreakerPolicy
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 from llmrouter_integrations.types import ChatRequest, Message
 

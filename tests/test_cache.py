@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from llmrouter_integrations.core.cache import CacheBackend
-from llmrouter_integrations.core.cache_codec import cache_key, response_from_dict, response_to_dict
-from llmrouter_integrations.core.cache_stores import (
+from llmrouter_integrations.core.clock import ManualClock
+from llmrouter_integrations.core.events import EventHub, RouterEvent
+from llmrouter_integrations.errors import ConfigurationError, ResponseDecodeError, ServerError
+from llmrouter_integrations.layers.cache import CacheBackend
+from llmrouter_integrations.state.cache_codec import cache_key, response_from_dict, response_to_dict
+from llmrouter_integrations.state.cache_stores import (
     MemoryCacheStore,
     SQLiteCacheStore,
     cache_store_from_spec,
 )
-from llmrouter_integrations.core.clock import ManualClock
-from llmrouter_integrations.core.events import EventHub, RouterEvent
-from llmrouter_integrations.errors import ConfigurationError, ResponseDecodeError, ServerError
 from llmrouter_integrations.types import (
     Attempt,
     ChatChunk,

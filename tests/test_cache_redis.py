@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from pydantic import SecretStr
 
-from llmrouter_integrations.core.cache import CacheBackend
-from llmrouter_integrations.core.cache_stores import RedisCacheStore, cache_store_from_spec
 from llmrouter_integrations.core.clock import ManualClock
+from llmrouter_integrations.layers.cache import CacheBackend
+from llmrouter_integrations.state.cache_stores import RedisCacheStore, cache_store_from_spec
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Deployment, Message
 
 SERVER = shutil.which("redis-server")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmrouter_integrations.core.catalog import Catalog, ModelInfo, quality_from_arena
 from llmrouter_integrations.errors import ConfigurationError
+from llmrouter_integrations.routing.catalog import Catalog, ModelInfo, quality_from_arena
 from llmrouter_integrations.types import Deployment
 
 
@@ -55,7 +55,7 @@ def test_model_names_match_across_spellings(
     catalog: Catalog, provider: str, model: str, expected_quality_of: str
 ) -> None:
     data = json.loads(
-        resources.files("llmrouter_integrations.core")
+        resources.files("llmrouter_integrations.routing")
         .joinpath("data/model_priors.json")
         .read_text("utf-8")
     )
@@ -134,7 +134,7 @@ def test_without_genai_prices_the_priors_file_supplies_the_window() -> None:
 
 def test_every_shipped_entry_names_sources_that_exist() -> None:
     data = json.loads(
-        resources.files("llmrouter_integrations.core")
+        resources.files("llmrouter_integrations.routing")
         .joinpath("data/model_priors.json")
         .read_text("utf-8")
     )

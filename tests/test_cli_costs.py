@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter_integrations._cli_costs import parse_since
 from llmrouter_integrations.cli import main
-from llmrouter_integrations.core.ledger import CostLedger, LedgerEntry
-from llmrouter_integrations.core.ledger_sqlite import SQLiteLedgerStore
+from llmrouter_integrations.cli.costs import parse_since
+from llmrouter_integrations.costs.ledger import CostLedger, LedgerEntry
+from llmrouter_integrations.state.ledger_sqlite import SQLiteLedgerStore
 
 NOV_1 = datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp()
 DAY = 86_400

@@ -10,7 +10,7 @@ from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 from genai_prices.data import providers as genai_providers
 
-from llmrouter_integrations.core.cost import Pricer, decimal_cost
+from llmrouter_integrations.costs.pricing import Pricer, decimal_cost
 from llmrouter_integrations.types import CostDetail, Deployment, Usage
 
 

@@ -6,11 +6,6 @@ import pytest
 
 from llmrouter_integrations import ManualClock
 from llmrouter_integrations.core.events import EventHub, RouterEvent
-from llmrouter_integrations.core.fallback import (
-    FallbackBackend,
-    PriorityPlanner,
-    make_fallback_predicate,
-)
 from llmrouter_integrations.errors import (
     AllDeploymentsFailedError,
     AuthenticationError,
@@ -23,6 +18,11 @@ from llmrouter_integrations.errors import (
     ProviderConnectionError,
     RateLimitError,
     ServerError,
+)
+from llmrouter_integrations.layers.fallback import (
+    FallbackBackend,
+    PriorityPlanner,
+    make_fallback_predicate,
 )
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep
 from llmrouter_integrations.types import ChatRequest, Message

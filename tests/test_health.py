@@ -11,12 +11,6 @@ import pytest
 
 from llmrouter_integrations.core.clock import ManualClock
 from llmrouter_integrations.core.events import EventHub, RouterEvent
-from llmrouter_integrations.core.health import (
-    BreakerPolicy,
-    CircuitBreakerBackend,
-    HealthTracker,
-    classify_failure,
-)
 from llmrouter_integrations.errors import (
     AuthenticationError,
     BadRequestError,
@@ -28,6 +22,12 @@ from llmrouter_integrations.errors import (
     ProviderConnectionError,
     ProviderTimeoutError,
     ServerError,
+)
+from llmrouter_integrations.routing.health import (
+    BreakerPolicy,
+    CircuitBreakerBackend,
+    HealthTracker,
+    classify_failure,
 )
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Message

@@ -16,21 +16,21 @@ import httpx
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 
-from llmrouter_integrations.core.catalog import ModelInfo
 from llmrouter_integrations.core.clock import ManualClock
-from llmrouter_integrations.core.health import BreakerPolicy, DeploymentHealth, HealthTracker
-from llmrouter_integrations.core.http_backend import _encode_json, _parse_json
-from llmrouter_integrations.core.ledger import CostLedger, LedgerEntry, MemoryLedgerStore
-from llmrouter_integrations.core.queue import RequestQueue
-from llmrouter_integrations.core.ratelimit import RateLimits
-from llmrouter_integrations.core.strategies import BalancedStrategy, Candidate
-from llmrouter_integrations.core.tokens import estimate_input_tokens
+from llmrouter_integrations.costs.ledger import CostLedger, LedgerEntry, MemoryLedgerStore
+from llmrouter_integrations.costs.tokens import estimate_input_tokens
 from llmrouter_integrations.errors import ServerError
+from llmrouter_integrations.layers.http import _encode_json, _parse_json
+from llmrouter_integrations.layers.queue import RequestQueue
+from llmrouter_integrations.layers.ratelimit import RateLimits
 from llmrouter_integrations.providers._common import (
     int_or_none,
     lowercase_view,
     parse_duration,
 )
+from llmrouter_integrations.routing.catalog import ModelInfo
+from llmrouter_integrations.routing.health import BreakerPolicy, DeploymentHealth, HealthTracker
+from llmrouter_integrations.routing.strategies import BalancedStrategy, Candidate
 from llmrouter_integrations.types import ChatRequest, Deployment, Message, ToolSpec
 
 

@@ -13,9 +13,7 @@ from _loopback import Loopback, closed_port
 from pydantic import SecretStr
 
 from llmrouter_integrations.core.clock import ManualClock
-from llmrouter_integrations.core.cost import Pricer
-from llmrouter_integrations.core.http_backend import DeploymentBackend
-from llmrouter_integrations.core.transport import AiohttpTransport, HttpxTransport, Transport
+from llmrouter_integrations.costs.pricing import Pricer
 from llmrouter_integrations.errors import (
     AuthenticationError,
     ProviderConnectionError,
@@ -25,9 +23,11 @@ from llmrouter_integrations.errors import (
     ResponseDecodeError,
     ServerError,
 )
+from llmrouter_integrations.layers.http import DeploymentBackend
 from llmrouter_integrations.providers.base import RateLimitInfo
 from llmrouter_integrations.providers.endpoints import get_endpoint
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
+from llmrouter_integrations.transport.base import AiohttpTransport, HttpxTransport, Transport
 from llmrouter_integrations.types import ChatChunk, ChatRequest, Deployment, Message
 
 SECRET = "sk-test-SECRET-0123456789abcdef"

@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 
 from llmrouter_integrations.core.clock import ManualClock
-from llmrouter_integrations.core.ledger import (
+from llmrouter_integrations.costs.ledger import (
     CostLedger,
     LedgerEntry,
     LedgerFilter,
     MemoryLedgerStore,
     ledger_from_url,
 )
-from llmrouter_integrations.core.ledger_backend import LedgerBackend
-from llmrouter_integrations.core.ledger_sqlite import SQLiteLedgerStore
 from llmrouter_integrations.errors import (
     AllDeploymentsFailedError,
     ConfigurationError,
     RateLimitError,
     ResponseDecodeError,
 )
+from llmrouter_integrations.layers.ledger import LedgerBackend
+from llmrouter_integrations.state.ledger_sqlite import SQLiteLedgerStore
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep
 from llmrouter_integrations.types import (
     ChatChunk,

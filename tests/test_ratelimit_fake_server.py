@@ -18,13 +18,13 @@ from pydantic import SecretStr
 
 from llmrouter_integrations.core.backend import ChatBackend, WrapperBackend
 from llmrouter_integrations.core.clock import SYSTEM_CLOCK, Clock, ManualClock
-from llmrouter_integrations.core.http_backend import DeploymentBackend
-from llmrouter_integrations.core.queue import RequestQueue
-from llmrouter_integrations.core.ratelimit import RateLimitBackend, RateLimits
-from llmrouter_integrations.core.retry import RetryBackend, RetryPolicy
-from llmrouter_integrations.core.transport import AiohttpTransport
+from llmrouter_integrations.layers.http import DeploymentBackend
+from llmrouter_integrations.layers.queue import RequestQueue
+from llmrouter_integrations.layers.ratelimit import RateLimitBackend, RateLimits
+from llmrouter_integrations.layers.retry import RetryBackend, RetryPolicy
 from llmrouter_integrations.providers.endpoints import get_endpoint
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
+from llmrouter_integrations.transport.base import AiohttpTransport
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Deployment, Message
 
 KEY = "sk-test-0123456789abcdef"
@@ -174,13 +174,13 @@ async def test_the_concurrency_cap_holds_on_the_server(transport: AiohttpTranspo
 
 async def test_the_layers_stacked_as_the_router_stacks_them(transport: AiohttpTransport) -> None:
     """Ledger -> Cache -> Queue -> Fallback -> per deployment Retry -> RateLimit -> HTTP."""
-    from llmrouter_integrations.core.cache import CacheBackend
-    from llmrouter_integrations.core.cache_stores import MemoryCacheStore
     from llmrouter_integrations.core.events import EventHub, RouterEvent
-    from llmrouter_integrations.core.fallback import FallbackBackend, PriorityPlanner
-    from llmrouter_integrations.core.ledger import ledger_from_url
-    from llmrouter_integrations.core.ledger_backend import LedgerBackend
-    from llmrouter_integrations.core.queue import QueueBackend
+    from llmrouter_integrations.costs.ledger import ledger_from_url
+    from llmrouter_integrations.layers.cache import CacheBackend
+    from llmrouter_integrations.layers.fallback import FallbackBackend, PriorityPlanner
+    from llmrouter_integrations.layers.ledger import LedgerBackend
+    from llmrouter_integrations.layers.queue import QueueBackend
+    from llmrouter_integrations.state.cache_stores import MemoryCacheStore
 
     clock = SettlingClock(lambda: InFlight.count > 0)
     events: list[RouterEvent] = []

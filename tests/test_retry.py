@@ -8,7 +8,6 @@ import pytest
 
 from llmrouter_integrations import ManualClock, RetryPolicy
 from llmrouter_integrations.core.events import EventHub, RouterEvent
-from llmrouter_integrations.core.retry import RetryBackend
 from llmrouter_integrations.errors import (
     BadRequestError,
     OverloadedError,
@@ -16,6 +15,7 @@ from llmrouter_integrations.errors import (
     RateLimitError,
     ServerError,
 )
+from llmrouter_integrations.layers.retry import RetryBackend
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep
 from llmrouter_integrations.types import ChatRequest, Message
 

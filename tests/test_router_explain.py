@@ -18,7 +18,7 @@ from llmrouter_integrations import (
     RouterEvent,
 )
 from llmrouter_integrations.cli import main as cli_main
-from llmrouter_integrations.core.health import BreakerPolicy
+from llmrouter_integrations.routing.health import BreakerPolicy
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 
 KEY = "sk-test-explain-0123456789"

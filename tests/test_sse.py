@@ -13,7 +13,7 @@ from wire_fixtures import (
     two_way_splits,
 )
 
-from llmrouter_integrations.core._sse import SSEDecoder, SSEEvent
+from llmrouter_integrations.transport.sse import SSEDecoder, SSEEvent
 
 STREAMS = {
     "openai_text": OPENAI_TEXT_STREAM,

@@ -12,27 +12,27 @@ from typing import Any
 
 import pytest
 
-from llmrouter_integrations.core.catalog import Catalog
 from llmrouter_integrations.core.clock import ManualClock
-from llmrouter_integrations.core.cost import Pricer
-from llmrouter_integrations.core.health import (
+from llmrouter_integrations.costs.pricing import Pricer
+from llmrouter_integrations.errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    NoDeploymentAvailableError,
+)
+from llmrouter_integrations.routing.catalog import Catalog
+from llmrouter_integrations.routing.health import (
     BreakerPolicy,
     CircuitBreakerBackend,
     DeploymentHealth,
     HealthTracker,
 )
-from llmrouter_integrations.core.routing import Route, RoutingPlanner
-from llmrouter_integrations.core.strategies import (
+from llmrouter_integrations.routing.planner import Route, RoutingPlanner
+from llmrouter_integrations.routing.strategies import (
     BalancedStrategy,
     Candidate,
     LatencyStrategy,
     WeightedStrategy,
     make_strategy,
-)
-from llmrouter_integrations.errors import (
-    CircuitOpenError,
-    ConfigurationError,
-    NoDeploymentAvailableError,
 )
 from llmrouter_integrations.types import (
     ChatChunk,

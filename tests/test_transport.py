@@ -15,13 +15,13 @@ import pytest
 from _loopback import Loopback, closed_port
 
 from llmrouter_integrations.core import _sync
-from llmrouter_integrations.core.transport import (
+from llmrouter_integrations.errors import ProviderConnectionError, ProviderTimeoutError
+from llmrouter_integrations.transport.base import (
     AiohttpTransport,
     HTTPRequest,
     HttpxTransport,
     Transport,
 )
-from llmrouter_integrations.errors import ProviderConnectionError, ProviderTimeoutError
 
 SECRET = "sk-test-SECRET-never-shown"
 HEADERS = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"}
@@ -236,7 +236,7 @@ def test_interpreter_exit_with_open_sessions_is_quiet() -> None:
         from aiohttp import web
         from llmrouter_integrations.core import _sync
         from llmrouter_integrations.core._sync import run_sync
-        from llmrouter_integrations.core.transport import AiohttpTransport, HTTPRequest
+        from llmrouter_integrations.transport.base import AiohttpTransport, HTTPRequest
 
         async def hello(request):
             return web.json_response({"ok": True})

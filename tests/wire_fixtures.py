@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import pairwise
 
-from llmrouter_integrations.core._sse import SSEDecoder, SSEEvent
 from llmrouter_integrations.providers.base import StreamState
+from llmrouter_integrations.transport.sse import SSEDecoder, SSEEvent
 from llmrouter_integrations.types import ChatChunk, ToolCallDelta
 
 # OpenAI §1.7: recorded gpt-4o text stream with a usage-only final chunk.

@@ -1,1 +1,1 @@
-"""The router's layers: each wraps a `ChatBackend` and is itself one."""
+"""Infrastructure every layer shares: the ChatBackend seam, the clock, events, the sync bridge."""

@@ -57,7 +57,7 @@ def router_arguments(
     arguments: dict[str, Any] = {"deployments": copies, **router_kwargs}
     arguments.update({key: value for key, value in options.items() if value is not None})
     if "retry" not in arguments and max_retries is not None:
-        from ..core.retry import RetryPolicy
+        from ..layers.retry import RetryPolicy
 
         arguments["retry"] = RetryPolicy(max_attempts=max_retries + 1)
     return arguments

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 from langchain_core.language_models.model_profile import ModelProfile
 
 if TYPE_CHECKING:
-    from ..core.catalog import Catalog, ModelInfo
     from ..router import Router
+    from ..routing.catalog import Catalog, ModelInfo
     from ..types import Deployment
 
 __all__ = ["profile_for"]
@@ -27,7 +27,7 @@ _IMAGE_TOOL_RESULT_DIALECTS = frozenset({"anthropic_messages"})
 
 @cache
 def _shared_catalog() -> Catalog:
-    from ..core.catalog import Catalog
+    from ..routing.catalog import Catalog
 
     return Catalog()
 

@@ -22,7 +22,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from typing_extensions import Self
 
-from ..core.tokens import estimate_input_tokens, estimate_text_tokens
+from ..costs.tokens import estimate_input_tokens, estimate_text_tokens
 from ..router import Router, parse_deployment
 from ..types import ChatRequest, Deployment
 from ._config import (

@@ -16,7 +16,7 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index_instrumentation import get_dispatcher
 
-from ..core.retry import RetryPolicy
+from ..layers.retry import RetryPolicy
 from ..router import Router
 from ..testing import FakeProviderServer, ModelBehavior
 from .events import RouterCostEventHandler, RouterInstrumentationEvent

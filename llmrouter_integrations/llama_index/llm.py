@@ -392,7 +392,7 @@ def _deployment_facts(
 
 @functools.cache
 def _shared_catalog() -> Any:
-    from ..core.catalog import Catalog
+    from ..routing.catalog import Catalog
 
     return Catalog()
 

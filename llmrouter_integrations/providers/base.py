@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..types import ChatChunk, ChatRequest, FinishReason, Message, Usage
 
 if TYPE_CHECKING:
-    from ..core._sse import SSEEvent
     from ..errors import ProviderStatusError
+    from ..transport.sse import SSEEvent
     from .endpoints import Endpoint
 
 __all__ = ["Dialect", "ParsedResponse", "RateLimitInfo", "StreamState"]

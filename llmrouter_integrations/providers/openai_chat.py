@@ -42,7 +42,7 @@ from ._common import (
 from .base import ParsedResponse, RateLimitInfo
 
 if TYPE_CHECKING:
-    from ..core._sse import SSEEvent
+    from ..transport.sse import SSEEvent
     from .endpoints import Endpoint
 
 __all__ = ["OPENAI_CHAT", "OpenAIChatDialect", "is_openai_reasoning_model"]

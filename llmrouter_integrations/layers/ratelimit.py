@@ -32,12 +32,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..core.events import EventHub, RouterEvent
 from ..errors import QueueTimeoutError, RateLimitError
 from ..types import ChatChunk, ChatRequest, ChatResponse, Deployment, Usage
 from ._rate_windows import ProviderView, SlidingWindow, Slot
-from .backend import ChatBackend, WrapperBackend, aclose_stream
-from .clock import SYSTEM_CLOCK, Clock
-from .events import EventHub, RouterEvent
 from .queue import CURRENT_GRANT, RequestQueue, request_tokens
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .core.ledger import GROUPINGS, CostLedger
+from ..costs.ledger import GROUPINGS, CostLedger
 
 __all__ = ["add_costs_parser", "parse_since", "plot_spend", "run_costs"]
 
@@ -94,7 +94,7 @@ def run_costs(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    from .core.ledger_sqlite import SQLiteLedgerStore
+    from ..state.ledger_sqlite import SQLiteLedgerStore
 
     ledger = CostLedger(SQLiteLedgerStore(path))
     try:

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from ..core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
-from .clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "CacheStore",

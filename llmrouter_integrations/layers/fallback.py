@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from ..core.backend import ChatBackend, aclose_stream
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..core.events import EventHub, RouterEvent
 from ..errors import (
     AllDeploymentsFailedError,
     BudgetExceededError,
@@ -27,9 +30,6 @@ from ..errors import (
     ServerError,
 )
 from ..types import Attempt, ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, aclose_stream
-from .clock import SYSTEM_CLOCK, Clock
-from .events import EventHub, RouterEvent
 
 __all__ = [
     "FallbackBackend",

@@ -33,12 +33,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..core.events import EventHub, RouterEvent
+from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 from ..errors import QueueTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, WrapperBackend, aclose_stream
-from .clock import SYSTEM_CLOCK, Clock
-from .events import EventHub, RouterEvent
-from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 
 __all__ = [
     "CURRENT_GRANT",

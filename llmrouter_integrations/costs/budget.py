@@ -23,13 +23,13 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..core.events import EventHub, RouterEvent
 from ..errors import BudgetExceededError, ConfigurationError
+from ..layers.ledger import request_tags, request_user
 from ..types import ChatRequest, Deployment
-from ._ledger_report import money
-from .clock import SYSTEM_CLOCK, Clock
-from .events import EventHub, RouterEvent
 from .ledger import CostLedger, LedgerFilter, LedgerStore
-from .ledger_backend import request_tags, request_user
+from .report import money
 
 __all__ = ["Budget", "BudgetManager", "BudgetRefusal", "BudgetStatus", "Reservation"]
 

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..core.events import EventHub, RouterEvent
 from ..errors import (
     BadRequestError,
     CircuitOpenError,
@@ -38,9 +40,7 @@ from ..errors import (
     ProviderTimeoutError,
     RoutingError,
 )
-from .breaker import CircuitBreakerBackend
-from .clock import SYSTEM_CLOCK, Clock
-from .events import EventHub, RouterEvent
+from ..layers.breaker import CircuitBreakerBackend
 
 __all__ = [
     "BreakerPolicy",

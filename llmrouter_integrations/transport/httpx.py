@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ..errors import ProviderConnectionError
-from .transport import (
+from .base import (
     HTTPRequest,
     HTTPResponse,
     _first_line,

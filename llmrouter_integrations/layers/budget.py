@@ -20,12 +20,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+from ..core.backend import ChatBackend, closing_stream
+from ..costs.budget import BudgetManager, BudgetRefusal, Reservation
+from ..costs.pricing import Pricer, decimal_cost
+from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens, estimate_text_tokens
 from ..errors import ProviderTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
-from .backend import ChatBackend, closing_stream
-from .budget import BudgetManager, BudgetRefusal, Reservation
-from .cost import Pricer, decimal_cost
-from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens, estimate_text_tokens
 
 __all__ = ["BudgetBackend"]
 

@@ -473,7 +473,7 @@ class CostLedger:
 
     def report(self, by: str = "provider") -> str:
         """A printable table: totals, one row per group, cache savings, unknown-cost count."""
-        from ._ledger_report import format_report
+        from .report import format_report
 
         check_grouping(by)
         return format_report(self.summary(), self.group_by(by), by=by, filters=self.filters)
@@ -503,7 +503,7 @@ def ledger_from_url(spec: str | LedgerStore | CostLedger | None = "memory") -> C
             path = path[1:] if path.startswith("/") else path
             if not path:
                 raise ConfigurationError("a SQLite ledger needs a path: 'sqlite:///costs.db'")
-            from .ledger_sqlite import SQLiteLedgerStore
+            from ..state.ledger_sqlite import SQLiteLedgerStore
 
             return CostLedger(SQLiteLedgerStore(path))
         if spec.startswith(("redis://", "rediss://")):

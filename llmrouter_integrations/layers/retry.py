@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.backend import ChatBackend, WrapperBackend, aclose_stream, closing_stream
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..core.events import EventHub, RouterEvent
 from ..errors import ProviderError, ProviderStatusError
 from ..types import ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, WrapperBackend, aclose_stream, closing_stream
-from .clock import SYSTEM_CLOCK, Clock
-from .events import EventHub, RouterEvent
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState

@@ -10,11 +10,11 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
+from ..core.backend import ChatBackend, closing_stream
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..costs.ledger import CostLedger, LedgerEntry
+from ..costs.pricing import decimal_cost
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Usage
-from .backend import ChatBackend, closing_stream
-from .clock import SYSTEM_CLOCK, Clock
-from .cost import decimal_cost
-from .ledger import CostLedger, LedgerEntry
 
 __all__ = ["LedgerBackend", "request_tags", "request_user"]
 

@@ -30,8 +30,8 @@ def _describe(response: Any) -> str:
 
 
 async def _core_demo(fake: Any, out: Callable[[str], None]) -> Any:
-    from . import RetryPolicy, Router
-    from .testing import ModelBehavior
+    from .. import RetryPolicy, Router
+    from ..testing import ModelBehavior
 
     router = Router(
         deployments=[
@@ -99,7 +99,7 @@ def _cost_table(router: Any, out: Callable[[str], None]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .testing import FakeProviderServer
+    from ..testing import FakeProviderServer
 
     with FakeProviderServer() as fake:
         _print(f"llmrouter demo: offline, fake OpenAI and Anthropic servers at {fake.url}")
@@ -136,8 +136,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from . import Router
-    from .errors import RouterError
+    from .. import Router
+    from ..errors import RouterError
 
     try:
         router = Router.from_env(strategy=args.strategy)
@@ -170,9 +170,9 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .core.cost import Pricer
-    from .providers.endpoints import ENDPOINTS
-    from .types import Deployment
+    from ..costs.pricing import Pricer
+    from ..providers.endpoints import ENDPOINTS
+    from ..types import Deployment
 
     pricer = Pricer()
     rows = [("provider", "default model", "input $/M", "output $/M", "base URL")]
@@ -205,7 +205,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _fake_server(args: argparse.Namespace) -> int:
-    from .testing.fake_server import serve_forever
+    from ..testing.fake_server import serve_forever
 
     serve_forever(args.config, args.port)
     return 0
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.set_defaults(run=_fake_server)
 
     try:
-        from ._cli_costs import add_costs_parser
+        from .costs import add_costs_parser
     except ImportError:
         pass
     else:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
 from ..errors import ResponseDecodeError
 from ..types import ChatChunk, ChatRequest, ChatResponse
-from .backend import ChatBackend, WrapperBackend, aclose_stream
 
 if TYPE_CHECKING:
-    from .health import HealthTracker
+    from ..routing.health import HealthTracker
 
 __all__ = ["CircuitBreakerBackend"]
 

@@ -25,8 +25,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from ..core._sync import is_bridge_loop
 from ..errors import ProviderConnectionError, ProviderTimeoutError
-from ._sync import is_bridge_loop
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _time_limit
@@ -36,7 +36,7 @@ else:  # pragma: no cover - aiohttp depends on async-timeout on 3.10
 if TYPE_CHECKING:
     import aiohttp
 
-    from .transport_httpx import HttpxTransport
+    from .httpx import HttpxTransport
 
 __all__ = [
     "AiohttpTransport",
@@ -483,7 +483,7 @@ class _AiohttpStream:
 def __getattr__(name: str) -> Any:
     # HttpxTransport lives in its own module; loaded only when someone asks for it.
     if name == "HttpxTransport":
-        from .transport_httpx import HttpxTransport
+        from .httpx import HttpxTransport
 
         return HttpxTransport
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..costs.pricing import Pricer
+from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 from ..errors import NoDeploymentAvailableError
+from ..layers.fallback import RoutePlan
 from ..types import ChatRequest, Deployment
 from .catalog import Catalog, ModelInfo
-from .cost import Pricer
-from .fallback import RoutePlan
 from .health import HealthTracker
 from .strategies import Candidate, RoutingStrategy, make_strategy, strategy_name
-from .tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 
 __all__ = [
     "CONTEXT_OUTPUT_RESERVE",

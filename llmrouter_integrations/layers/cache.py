@@ -27,10 +27,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, S
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..core.events import EventHub, RouterEvent
 from ..errors import ProviderTimeoutError
-from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
-from .backend import ChatBackend, WrapperBackend, aclose_stream
-from .cache_codec import (
+from ..state.cache_codec import (
     ENTRY_VERSION,
     cache_key,
     chunks_from_entry,
@@ -38,9 +39,8 @@ from .cache_codec import (
     response_from_dict,
     response_to_dict,
 )
-from .cache_stores import CacheStore, CacheValue
-from .clock import SYSTEM_CLOCK, Clock
-from .events import EventHub, RouterEvent
+from ..state.cache_stores import CacheStore, CacheValue
+from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
 
 __all__ = ["CacheBackend", "CacheStats", "cache_key"]
 

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..costs.tokens import estimate_input_tokens, estimate_text_tokens
 from ..errors import ProviderError, ProviderTimeoutError, ResponseDecodeError
+from ..transport.base import HTTPRequest, Transport
+from ..transport.sse import SSEDecoder
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
-from ._sse import SSEDecoder
-from .clock import SYSTEM_CLOCK, Clock
-from .tokens import estimate_input_tokens, estimate_text_tokens
-from .transport import HTTPRequest, Transport
 
 if TYPE_CHECKING:
+    from ..costs.pricing import Pricer
     from ..providers.base import Dialect, RateLimitInfo
     from ..providers.endpoints import Endpoint
-    from .cost import Pricer
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT_S", "DEFAULT_TIMEOUT_S", "DeploymentBackend"]
 

@@ -1,0 +1,1 @@
+"""Costs: pricing, token estimates, the cost ledger and its report, budget arithmetic."""

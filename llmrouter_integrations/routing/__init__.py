@@ -1,0 +1,1 @@
+"""Routing: the planner, the strategies, the model catalog and deployment health."""

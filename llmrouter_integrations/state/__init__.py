@@ -1,0 +1,1 @@
+"""Where state lives: cache entries and stores, ledger stores."""
