@@ -131,6 +131,8 @@ class Message:
     `cache_control` puts a prompt-cache breakpoint after the message's last part (handy when
     `content` is a plain string, e.g. a long system prompt).
 
+    `is_error` marks a tool message whose tool failed (Anthropic's `is_error`).
+
     >>> Message(role="system", content=long_rules, cache_control={"type": "ephemeral"})
     """
 
@@ -141,6 +143,7 @@ class Message:
     name: str | None = None
     reasoning: str | None = None
     cache_control: dict[str, Any] | None = None
+    is_error: bool = False
 
     @property
     def blocks(self) -> list[ProviderBlock]:

@@ -512,3 +512,62 @@ def test_anthropic_context_window_exceeded(fake: FakeProviderServer) -> None:
     fake.set_behavior("c", ModelBehavior(context_window=5))
     with pytest.raises(anthropic.BadRequestError, match="prompt is too long"):
         claude(fake).messages.create(model="c", max_tokens=10, messages=user("x" * 200))
+
+
+PNG_URL = "data:image/png;base64,iVBORw0KGgo="
+
+
+def test_openai_rejects_images_outside_user_turns(fake: FakeProviderServer) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}
+    messages: Any = [
+        {"role": "user", "content": "screenshot please"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": [{"type": "image_url", "image_url": {"url": PNG_URL}}],
+        },
+    ]
+    with pytest.raises(openai.BadRequestError, match=r"Invalid 'messages\[2\]'.*role 'tool'"):
+        oai(fake).chat.completions.create(model="gpt-4o-mini", messages=messages)
+    moved = [
+        *messages[:2],
+        {"role": "tool", "tool_call_id": "c1", "content": "see the image below"},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG_URL}}]},
+    ]
+    assert oai(fake).chat.completions.create(model="gpt-4o-mini", messages=moved).choices
+
+
+@pytest.mark.parametrize("tool_id", ["", "call.1", "a b"])
+def test_anthropic_rejects_tool_ids_outside_its_pattern(
+    fake: FakeProviderServer, tool_id: str
+) -> None:
+    messages: Any = [
+        {"role": "user", "content": "go"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": tool_id, "name": "f", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "1"}],
+        },
+    ]
+    with pytest.raises(anthropic.BadRequestError, match=r"tool_use\.id: String should match"):
+        claude(fake).messages.create(model="c", max_tokens=10, messages=messages)
+
+
+def test_anthropic_rejects_an_empty_user_turn(fake: FakeProviderServer) -> None:
+    messages: Any = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    with pytest.raises(anthropic.BadRequestError, match=r"messages\.2: all messages must have"):
+        claude(fake).messages.create(
+            model="c", max_tokens=10, messages=[*messages, {"role": "user", "content": []}]
+        )
+    # The final assistant turn (a prefill) may be empty.
+    assert (
+        claude(fake)
+        .messages.create(
+            model="c", max_tokens=10, messages=[messages[0], {"role": "assistant", "content": ""}]
+        )
+        .content
+    )

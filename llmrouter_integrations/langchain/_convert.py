@@ -95,7 +95,26 @@ def to_router_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     converted: list[Message] = []
     for message in messages:
         converted.extend(_convert_message(message))
+    _name_anonymous_tool_calls(converted)
     return converted
+
+
+def _name_anonymous_tool_calls(messages: list[Message]) -> None:
+    """Give tool calls that came without an id one, and their answers the same one.
+
+    Some models return calls without ids (LangChain keeps `id=None`); providers refuse an
+    empty id (Anthropic: "String should match pattern"). A tool message without an id
+    answers the oldest unanswered such call. Ids follow positions, so a repeated
+    conversation gets the same ids (and the same cache key).
+    """
+    unanswered: list[str] = []
+    for position, message in enumerate(messages):
+        for index, call in enumerate(message.tool_calls):
+            if not call.id:
+                call.id = f"call_lc{position}_{index}"
+                unanswered.append(call.id)
+        if message.role == "tool" and not message.tool_call_id and unanswered:
+            message.tool_call_id = unanswered.pop(0)
 
 
 def _convert_message(message: BaseMessage) -> list[Message]:
@@ -112,6 +131,7 @@ def _convert_message(message: BaseMessage) -> list[Message]:
                 content=_parts_or_text(message.content),
                 tool_call_id=message.tool_call_id,
                 name=message.name,
+                is_error=message.status == "error",
             )
         ]
     if isinstance(message, FunctionMessage):
@@ -144,15 +164,18 @@ def _convert_user(content: str | list[str | dict[str, Any]], name: str | None) -
                 Message(
                     role="tool",
                     content=_parts_or_text(block.get("content") or ""),
-                    tool_call_id=str(block.get("tool_use_id", "")),
+                    tool_call_id=str(block.get("tool_use_id") or ""),
+                    is_error=bool(block.get("is_error")),
                 )
             )
             continue
         part = _convert_block(block)
         if part is not None:
             parts.append(part)
-    if not parts:
+    if not parts and tool_results:
         return tool_results
+    # An empty human turn is still a turn: dropping it would make the model answer (or,
+    # on Anthropic, continue) the turn before it. The provider decides whether it's valid.
     return [*tool_results, Message(role="user", content=_simplify(parts), name=name)]
 
 
@@ -177,7 +200,7 @@ def _convert_assistant(message: AIMessage) -> Message:
             if isinstance(block, dict) and block.get("type") == "tool_use":
                 calls.append(
                     ToolCall(
-                        id=str(block.get("id", "")),
+                        id=str(block.get("id") or ""),
                         name=str(block.get("name", "")),
                         arguments=dict(block.get("input") or {}),
                     )

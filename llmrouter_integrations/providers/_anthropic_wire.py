@@ -65,8 +65,8 @@ def messages_to_wire(messages: list[Message]) -> tuple[list[str], list[dict[str,
             continue
         role = "assistant" if message.role == "assistant" else "user"
         blocks = blocks_of(message)
-        if not blocks:
-            continue
+        if not blocks and role == "assistant":
+            continue  # an empty assistant turn says nothing; the API refuses it mid-history
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
@@ -89,6 +89,8 @@ def blocks_of(message: Message) -> list[dict[str, Any]]:
         if content:
             only_text = all(block["type"] == "text" for block in content)
             result["content"] = message.text if only_text else content
+        if message.is_error:
+            result["is_error"] = True
         return [result]
     blocks = content_blocks(message.content)
     for call in message.tool_calls:

@@ -133,12 +133,58 @@ def provider_cost(data: Any) -> Decimal | None:
     return cost
 
 
+def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+    """The chat messages, with what tools returned besides text moved into a user turn.
+
+    The API takes images (and files, audio) from user turns only: a tool message holding
+    one is refused ("Image URLs are only allowed for messages with role 'user'"). So a tool
+    message keeps its text plus a note, and its media follow the run of tool messages
+    (which must stay together right after the tool calls) in one user message.
+
+    >>> messages_to_wire([Message(role="tool", tool_call_id="c1", content=[ContentPart(
+    ...     type="image", image_url="https://x/cat.png")])])[1]["content"][1]["type"]
+    'image_url'
+    """
+    if not any(m.role == "tool" and isinstance(m.content, list) for m in messages):
+        return [message_to_wire(message) for message in messages]
+    wire: list[dict[str, Any]] = []
+    moved: list[dict[str, Any]] = []
+    for message in messages:
+        if moved and message.role != "tool":
+            wire.append({"role": "user", "content": moved})
+            moved = []
+        wire.append(message_to_wire(message))
+        media = _tool_media(message)
+        if media:
+            label = f"Returned by tool call {message.tool_call_id or ''}:"
+            moved.extend([{"type": "text", "text": label}, *media])
+    if moved:
+        wire.append({"role": "user", "content": moved})
+    return wire
+
+
+def _tool_media(message: Message) -> list[dict[str, Any]]:
+    if message.role != "tool" or not isinstance(message.content, list):
+        return []
+    return [part_to_wire(part) for part in message.content if part.type != "text"]
+
+
+def _tool_text(message: Message) -> str:
+    text = message.text
+    if isinstance(message.content, list) and any(p.type != "text" for p in message.content):
+        text = f"{text}\n(attachments follow in the next user message)".lstrip()
+    if message.is_error and not text.lower().startswith("error"):
+        # Chat completions has no error flag on tool results; the model reads it here.
+        text = f"Error: {text}"
+    return text
+
+
 def message_to_wire(message: Message) -> dict[str, Any]:
-    """One `Message` as an OpenAI chat message dict."""
+    """One `Message` as an OpenAI chat message dict (a tool's media: see messages_to_wire)."""
     wire: dict[str, Any] = {"role": message.role}
     if message.role == "tool":
         wire["tool_call_id"] = message.tool_call_id or ""
-        wire["content"] = message.text
+        wire["content"] = _tool_text(message)
         return wire
     content = message.content
     if isinstance(content, list) and any(part.type == "image" for part in content):

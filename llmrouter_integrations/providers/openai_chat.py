@@ -119,7 +119,7 @@ class OpenAIChatDialect:
         """
         body: dict[str, Any] = {
             "model": model,
-            "messages": [wire.message_to_wire(message) for message in request.messages],
+            "messages": wire.messages_to_wire(request.messages),
         }
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens

@@ -92,6 +92,7 @@ def cache_key(request: Any, candidates: Iterable[str | Deployment] = ()) -> str:
             [[c.id, c.name, c.arguments] for c in m.tool_calls],
             m.tool_call_id,
             m.name,
+            m.is_error,
         ]
         for m in request.messages
     ]

@@ -115,7 +115,25 @@ def validate_openai(flavor: Flavor, body: dict[str, Any]) -> Problem | None:
         if body.get("stream_options") is not None and not body.get("stream"):
             text = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
             return Problem(400, text, "invalid_request_error", None, "stream_options")
-    return _openai_tool_pairing(messages)
+    return _openai_images_from_users(messages) or _openai_tool_pairing(messages)
+
+
+def _openai_images_from_users(messages: list[Any]) -> Problem | None:
+    # The API takes image parts from user turns only (a tool's screenshot included).
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") == "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list) and any(
+            isinstance(part, dict) and part.get("type") == "image_url" for part in content
+        ):
+            text = (
+                f"Invalid 'messages[{index}]'. Image URLs are only allowed for messages with "
+                f"role 'user', but this message with role '{message.get('role')}' contains an "
+                "image URL."
+            )
+            return Problem(400, text, "invalid_request_error", None, f"messages[{index}]")
+    return None
 
 
 def _openai_tool_pairing(messages: list[Any]) -> Problem | None:
@@ -164,6 +182,9 @@ def validate_anthropic(body: dict[str, Any]) -> Problem | None:
     for index, message in enumerate(messages):
         content = message.get("content") if isinstance(message, dict) else None
         blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        problem = _anthropic_turn_shape(index, message, content, blocks, len(messages))
+        if problem is not None:
+            return problem
         results = [b for b in blocks if b.get("type") == "tool_result"]
         for position, block in enumerate(blocks):
             if block.get("type") == "tool_result" and block.get("tool_use_id") not in previous_uses:
@@ -182,4 +203,30 @@ def validate_anthropic(body: dict[str, Any]) -> Problem | None:
             )
             return Problem(400, text, "invalid_request_error")
         previous_uses = {str(b.get("id")) for b in blocks if b.get("type") == "tool_use"}
+    return None
+
+
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def _anthropic_turn_shape(
+    index: int, message: Any, content: Any, blocks: list[dict[str, Any]], count: int
+) -> Problem | None:
+    """Empty turns (only a final assistant turn may be empty) and malformed tool ids."""
+    final_assistant = index == count - 1 and isinstance(message, dict)
+    final_assistant = final_assistant and message.get("role") == "assistant"
+    if not content and not final_assistant:
+        text = (
+            f"messages.{index}: all messages must have non-empty content except for the "
+            "optional final assistant message"
+        )
+        return Problem(400, text, "invalid_request_error")
+    for position, block in enumerate(blocks):
+        field = {"tool_use": "id", "tool_result": "tool_use_id"}.get(str(block.get("type")))
+        if field is not None and not _TOOL_ID.fullmatch(str(block.get(field))):
+            text = (
+                f"messages.{index}.content.{position}.{block['type']}.{field}: String should "
+                "match pattern '^[a-zA-Z0-9_-]+$'"
+            )
+            return Problem(400, text, "invalid_request_error")
     return None
