@@ -561,13 +561,13 @@ def test_anthropic_rejects_an_empty_user_turn(fake: FakeProviderServer) -> None:
     messages: Any = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     with pytest.raises(anthropic.BadRequestError, match=r"messages\.2: all messages must have"):
         claude(fake).messages.create(
-            model="c", max_tokens=10, messages=[*messages, {"role": "user", "content": []}]
+            model="claude-empty-turn", max_tokens=10, messages=[*messages, {"role": "user", "content": []}]
         )
     # The final assistant turn (a prefill) may be empty.
     assert (
         claude(fake)
         .messages.create(
-            model="c", max_tokens=10, messages=[messages[0], {"role": "assistant", "content": ""}]
+            model="claude-empty-turn", max_tokens=10, messages=[messages[0], {"role": "assistant", "content": ""}]
         )
         .content
     )
