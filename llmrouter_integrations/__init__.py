@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .compat import APILoader
 from .core.clock import ManualClock, SystemClock
 from .core.events import RouterEvent, listen_to_events
 from .errors import (
@@ -38,7 +39,7 @@ from .errors import (
     ServerError,
 )
 from .layers.retry import RetryPolicy
-from .router import APILoader, Router
+from .router import Router
 from .types import (
     Attempt,
     ChatChunk,

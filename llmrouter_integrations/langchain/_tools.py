@@ -14,6 +14,7 @@ from typing import Any, cast
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from .._inputs import tool_choice_from_input
 from ..types import ToolSpec
 
 __all__ = ["to_openai_tool", "to_tool_choice", "to_tool_spec"]
@@ -54,28 +55,11 @@ def _is_openai_tool(tool: Any) -> bool:
 def to_tool_choice(choice: Any) -> str | None:
     """Every LangChain `tool_choice` form as the router's: "auto" | "none" | "required" | a name.
 
-    `"any"`, `True` and `"required"` force some tool; a string that names a tool forces that
-    tool; OpenAI and Anthropic dict forms are understood. `None` and `False` leave it to the
-    model.
+    The router's one normaliser (`_inputs.tool_choice_from_input`): `"any"`, `True` and
+    `"required"` force some tool; a string that names a tool forces that tool; OpenAI and
+    Anthropic dict forms are understood. `None` and `False` leave it to the model.
 
     >>> to_tool_choice("any"), to_tool_choice({"type": "function", "function": {"name": "f"}})
     ('required', 'f')
     """
-    if choice is None or choice is False:
-        return None
-    if choice is True:
-        return "required"
-    if isinstance(choice, str):
-        return "required" if choice in ("any", "required") else choice
-    if isinstance(choice, Mapping):
-        kind = choice.get("type")
-        function = choice.get("function")
-        if isinstance(function, Mapping) and function.get("name"):
-            return str(function["name"])
-        if kind == "tool" and choice.get("name"):  # Anthropic {"type": "tool", "name": ...}
-            return str(choice["name"])
-        if kind in ("any", "required"):
-            return "required"
-        if kind in ("auto", "none"):
-            return str(kind)
-    raise ValueError(f"unsupported tool_choice: {choice!r}")
+    return tool_choice_from_input(choice)

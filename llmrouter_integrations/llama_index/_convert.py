@@ -32,6 +32,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 
+from .._inputs import tool_choice_from_input
 from ..types import ChatChunk, ContentPart, Message, Role, ToolCall, ToolSpec, Usage
 from ..types import ChatResponse as RouterChatResponse
 
@@ -243,27 +244,15 @@ def tools_to_specs(tools: Sequence[BaseTool]) -> list[ToolSpec]:
 
 def normalise_tool_choice(tool_choice: Any, tool_required: bool = False) -> str | None:
     """The router's tool_choice ("auto" | "none" | "required" | a tool name) from any
-    spelling LlamaIndex callers use: a name, OpenAI's or Anthropic's dicts.
+    spelling LlamaIndex callers use: a name, True, OpenAI's or Anthropic's dicts (the
+    router's one normaliser, `_inputs.tool_choice_from_input`).
 
     >>> normalise_tool_choice({"type": "function", "function": {"name": "add"}})
     'add'
     """
     if tool_choice is None:
         return "required" if tool_required else None
-    if isinstance(tool_choice, str):
-        return {"any": "required"}.get(tool_choice, tool_choice)
-    if isinstance(tool_choice, Mapping):
-        function = tool_choice.get("function")
-        if isinstance(function, Mapping) and function.get("name"):
-            return str(function["name"])
-        if tool_choice.get("name"):
-            return str(tool_choice["name"])
-        kind = tool_choice.get("type")
-        if kind in ("any", "required"):
-            return "required"
-        if kind in ("auto", "none"):
-            return str(kind)
-    raise ValueError(f"unsupported tool_choice: {tool_choice!r}")
+    return tool_choice_from_input(tool_choice)
 
 
 # ---------------------------------------------------------------- router -> LlamaIndex

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..costs.budget import BudgetRefusal
 from ..costs.pricing import Pricer
 from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 from ..errors import NoDeploymentAvailableError
@@ -40,6 +41,7 @@ from .strategies import Candidate, RoutingStrategy, make_strategy, strategy_name
 
 __all__ = [
     "CONTEXT_OUTPUT_RESERVE",
+    "BudgetAwarePlanner",
     "Route",
     "RoutePlan",
     "RoutingPlanner",
@@ -328,3 +330,22 @@ def _scores(ranked: list[Candidate]) -> dict[str, dict[str, float]]:
 
 def _usd(amount: Decimal) -> str:
     return f"{amount:.6f}".rstrip("0").rstrip(".") if amount < 1 else f"{amount:.2f}"
+
+
+class BudgetAwarePlanner:
+    """When budgets are the only reason nothing can serve, say so with BudgetExceededError.
+
+    >>> planner = BudgetAwarePlanner(RoutingPlanner(deployments, budget_check=budgets.check))
+    """
+
+    def __init__(self, inner: RoutingPlanner) -> None:
+        self.inner = inner
+
+    def plan(self, request: ChatRequest) -> RoutePlan:
+        try:
+            return self.inner.plan(request)
+        except NoDeploymentAvailableError as error:
+            reasons = list(error.reasons.values())
+            if reasons and all(isinstance(r, BudgetRefusal) for r in reasons):
+                raise reasons[0].error from None  # type: ignore[attr-defined]
+            raise

@@ -1,0 +1,341 @@
+"""Config -> the layer stack: deployments, endpoints, stores and the layers in their order.
+
+The stack, outermost first (each layer a `ChatBackend` wrapping the next):
+
+    Ledger → Cache → Queue → Fallback (planner: filters + strategy) →
+        per deployment: Budget → CircuitBreaker → Retry → RateLimit → HTTP
+
+    >>> stack = build_stack(["openai/gpt-4o-mini"], environ={"OPENAI_API_KEY": "sk-..."})
+    >>> response = await stack.backend.chat(request)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .core.backend import ChatBackend
+from .core.clock import SYSTEM_CLOCK, Clock
+from .core.events import EventHub
+from .costs.budget import Budget, BudgetManager
+from .costs.ledger import CostLedger, LedgerStore, ledger_from_url
+from .costs.pricing import Pricer
+from .errors import ConfigurationError
+from .layers.breaker import CircuitBreakerBackend
+from .layers.budget import BudgetBackend
+from .layers.cache import CacheBackend
+from .layers.fallback import FallbackBackend, Planner, make_fallback_predicate
+from .layers.ledger import LedgerBackend
+from .layers.queue import QueueBackend, RequestQueue
+from .layers.ratelimit import RateLimitBackend, RateLimits
+from .layers.retry import RetryBackend, RetryPolicy
+from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
+from .routing.catalog import Catalog
+from .routing.health import BreakerPolicy, HealthTracker
+from .routing.planner import BudgetAwarePlanner, RoutingPlanner
+from .routing.strategies import RoutingStrategy
+from .state.cache_stores import CacheStore, cache_store_from_spec
+from .types import ChatRequest, Deployment
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .transport.base import Transport
+
+__all__ = ["Stack", "build_stack", "deployments_from_env", "parse_deployment"]
+
+DeploymentSpec = Deployment | str | Mapping[str, Any]
+
+
+def parse_deployment(spec: DeploymentSpec) -> Deployment:
+    """A `Deployment` from itself, a `"provider/model"` string or a dict of fields.
+
+    >>> parse_deployment("openrouter/anthropic/claude-sonnet-4-5").model
+    'anthropic/claude-sonnet-4-5'
+    """
+    if isinstance(spec, Deployment):
+        return spec
+    if isinstance(spec, str):
+        provider, sep, model = spec.partition("/")
+        if not sep or not provider or not model:
+            raise ConfigurationError(
+                f"deployment string {spec!r} must look like 'provider/model', "
+                "e.g. 'openai/gpt-4o-mini'"
+            )
+        return Deployment(provider=provider, model=model)
+    if isinstance(spec, Mapping):
+        try:
+            return Deployment(**dict(spec))
+        except TypeError as error:
+            raise ConfigurationError(f"bad deployment fields: {error}") from None
+    raise ConfigurationError(f"a deployment must be a Deployment, str or dict, not {type(spec)}")
+
+
+def deployments_from_env(
+    env: Mapping[str, str], provider: str | None = None, api_keys: Mapping[str, str] | None = None
+) -> list[Deployment]:
+    """One deployment per provider with a key (given or in the env), each its default model.
+
+    >>> [d.key for d in deployments_from_env({"GROQ_API_KEY": "gsk-..."})]
+    ['groq/openai/gpt-oss-20b']
+    """
+    api_keys = api_keys or {}
+    candidates = ["openai", "anthropic", "openrouter", "groq"]
+    if provider not in (None, "auto"):
+        endpoint = get_endpoint(provider)
+        key = api_keys.get(provider) or (
+            env.get(endpoint.api_key_env) if endpoint.api_key_env else None
+        )
+        if endpoint.key_required and not key:
+            raise ConfigurationError(
+                f"provider {provider!r} needs an API key: pass api_keys={{'{provider}': ...}} "
+                f"or set {endpoint.api_key_env}"
+            )
+        return [Deployment(provider=provider, model=endpoint.default_model, api_key=key)]
+    found: list[Deployment] = []
+    for name in candidates:
+        endpoint = ENDPOINTS[name]
+        key = api_keys.get(name) or (
+            env.get(endpoint.api_key_env) if endpoint.api_key_env else None
+        )
+        if key:
+            found.append(Deployment(provider=name, model=endpoint.default_model, api_key=key))
+    unknown = set(api_keys) - set(ENDPOINTS)
+    if unknown:
+        raise ConfigurationError(f"unknown provider(s) in api_keys: {sorted(unknown)}")
+    if env.get("OLLAMA_BASE_URL"):
+        found.append(Deployment(provider="ollama", model=ENDPOINTS["ollama"].default_model))
+    if not found:
+        raise ConfigurationError(
+            "no provider configured: set at least one of OPENAI_API_KEY, ANTHROPIC_API_KEY, "
+            "OPENROUTER_API_KEY, GROQ_API_KEY (or OLLAMA_BASE_URL), or pass api_keys={...}"
+        )
+    return found
+
+
+@dataclass
+class Stack:
+    """Everything a `Router` is built from: its deployments, stores, trackers and the
+    outermost layer (`backend`) of the assembled stack."""
+
+    deployments: list[Deployment]
+    endpoints: dict[str, Endpoint]
+    base_urls: dict[str, str]
+    costs: CostLedger
+    budgets: BudgetManager
+    limits: RateLimits
+    queue: RequestQueue
+    cache_store: CacheStore | None
+    transport: Transport
+    catalog: Catalog
+    health_tracker: HealthTracker
+    pricer: Pricer
+    backend: ChatBackend = field(init=False)  # the outermost layer, set once the parts exist
+
+    @property
+    def names(self) -> list[str]:
+        return [d.key for d in self.deployments]
+
+    def candidate_names(self, request: ChatRequest) -> list[str]:
+        """Deployments that may serve `request`, in configured order (cache key, queue)."""
+        names = self.names
+        if request.deployments is None:
+            return names
+        wanted = set(request.deployments)
+        return [name for name in names if name in wanted]
+
+
+def _configured(
+    spec: DeploymentSpec, env: Mapping[str, str], taken: Mapping[str, Endpoint]
+) -> tuple[Deployment, Endpoint, str]:
+    """The router's own copy of one deployment (the caller's object is never changed), with
+    its key from the environment if it has none, its endpoint row and its base URL."""
+    given = parse_deployment(spec)
+    endpoint = get_endpoint(given.provider)
+    name = given.key
+    if name in taken:
+        raise ConfigurationError(
+            f"two deployments are named {name!r}; give one a distinct name=..."
+        )
+    api_key = given.api_key
+    if api_key is None and endpoint.api_key_env:
+        api_key = env.get(endpoint.api_key_env) or None
+    deployment = dataclasses.replace(given, api_key=api_key)
+    if deployment.api_key is None and endpoint.key_required:
+        raise ConfigurationError(
+            f"deployment {name!r} needs an API key: set {endpoint.api_key_env} or pass "
+            f"Deployment(provider={deployment.provider!r}, model={deployment.model!r}, "
+            "api_key=...)"
+        )
+    base_url = resolve_base_url(endpoint, deployment.base_url, env)
+    if not base_url:
+        raise ConfigurationError(
+            f"deployment {name!r} needs base_url=... (the server's OpenAI-compatible URL, "
+            "e.g. http://localhost:8000/v1)"
+        )
+    return deployment, endpoint, base_url
+
+
+def _make_transport(http_client: httpx.AsyncClient | None) -> Transport:
+    from .transport.base import AiohttpTransport, HttpxTransport
+
+    if http_client is not None:
+        return HttpxTransport(http_client)
+    return AiohttpTransport()
+
+
+def _endpoint_or_none(provider: str, field: str) -> Any:
+    try:
+        return getattr(get_endpoint(provider), field)
+    except ConfigurationError:
+        return None
+
+
+def build_stack(
+    deployments: Sequence[DeploymentSpec],
+    *,
+    strategy: str | RoutingStrategy = "balanced",
+    retry: RetryPolicy | None = None,
+    breaker: BreakerPolicy | None = None,
+    fallback_on: Any = None,
+    budgets: Sequence[Budget] | None = None,
+    ledger: str | LedgerStore | CostLedger = "memory",
+    cache: str | CacheStore | None = None,
+    cache_ttl_s: float | None = None,
+    max_queue_wait: float | None = 60.0,
+    rate_limit_wait: float | None = 10.0,
+    events: EventHub | None = None,
+    transport: Transport | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    environ: Mapping[str, str] | None = None,
+) -> Stack:
+    """Build every part a Router needs from its config, and the layers in stack order."""
+    if not deployments:
+        raise ConfigurationError(
+            "a Router needs at least one deployment, e.g. Router(deployments=['openai/gpt-4o-mini'])"
+        )
+    env = os.environ if environ is None else environ
+    events = events if events is not None else EventHub([])
+    endpoints: dict[str, Endpoint] = {}
+    base_urls: dict[str, str] = {}
+    configured: list[Deployment] = []
+    for spec in deployments:
+        deployment, endpoint, base_url = _configured(spec, env, endpoints)
+        configured.append(deployment)
+        endpoints[deployment.key] = endpoint
+        base_urls[deployment.key] = base_url
+    costs = ledger_from_url(ledger)
+    limits = RateLimits(configured, clock=clock, events=events)
+    stack = Stack(
+        deployments=configured,
+        endpoints=endpoints,
+        base_urls=base_urls,
+        costs=costs,
+        budgets=BudgetManager(budgets or (), clock=clock, events=events, store=costs),
+        limits=limits,
+        queue=RequestQueue(limits, clock=clock, events=events, max_wait=max_queue_wait),
+        cache_store=cache_store_from_spec(cache, clock=clock) if cache is not None else None,
+        transport=transport if transport is not None else _make_transport(http_client),
+        catalog=Catalog(
+            prices_provider=lambda p: _endpoint_or_none(p, "prices_provider"),
+            is_local=lambda p: bool(_endpoint_or_none(p, "local")),
+        ),
+        health_tracker=HealthTracker(
+            [d.key for d in configured],
+            policy=breaker or BreakerPolicy(),
+            clock=clock,
+            events=events,
+        ),
+        pricer=Pricer(),
+    )
+    retry_policy = retry or RetryPolicy()
+    per_deployment = {
+        d.key: _deployment_stack(stack, d, retry_policy, rate_limit_wait, clock, events)
+        for d in configured
+    }
+    routed: ChatBackend = FallbackBackend(
+        per_deployment,
+        planner=_make_planner(stack, strategy),
+        should_fallback=make_fallback_predicate(fallback_on),
+        clock=clock,
+        events=events,
+    )
+    routed = QueueBackend(routed, stack.queue, candidate_names=stack.candidate_names)
+    if stack.cache_store is not None:
+        routed = CacheBackend(
+            routed,
+            stack.cache_store,
+            candidate_names=stack.candidate_names,
+            deployments=configured,
+            clock=clock,
+            events=events,
+            ttl_s=cache_ttl_s,
+        )
+    stack.backend = LedgerBackend(routed, costs, clock=clock)
+    return stack
+
+
+def _deployment_stack(
+    stack: Stack,
+    deployment: Deployment,
+    retry: RetryPolicy,
+    rate_limit_wait: float | None,
+    clock: Clock,
+    events: EventHub,
+) -> ChatBackend:
+    """Budget → CircuitBreaker → Retry → RateLimit → HTTP, for one deployment."""
+    from .layers.http import DeploymentBackend
+
+    name = deployment.key
+    endpoint = stack.endpoints[name]
+    backend: ChatBackend = DeploymentBackend(
+        deployment,
+        endpoint=endpoint,
+        transport=stack.transport,
+        base_url=stack.base_urls[name],
+        clock=clock,
+        pricer=stack.pricer,
+        on_rate_limits=stack.limits.update_from_headers,
+    )
+    backend = RateLimitBackend(
+        backend,
+        deployment=name,
+        limits=stack.limits,
+        queue=stack.queue,
+        max_wait=rate_limit_wait,
+    )
+    backend = RetryBackend(backend, deployment=name, policy=retry, clock=clock, events=events)
+    backend = CircuitBreakerBackend(backend, deployment=name, health=stack.health_tracker)
+    if stack.budgets.budgets:  # without budgets the layer would only cost time
+        backend = BudgetBackend(
+            backend,
+            deployment,
+            manager=stack.budgets,
+            pricer=stack.pricer,
+            prices_provider=endpoint.prices_provider,
+            local=endpoint.local,
+        )
+    return backend
+
+
+def _make_planner(stack: Stack, strategy: str | RoutingStrategy) -> Planner:
+    has_capacity = stack.limits.has_capacity
+    endpoints = stack.endpoints
+    budgets = stack.budgets
+    planner = RoutingPlanner(
+        stack.deployments,
+        strategy=strategy,
+        catalog=stack.catalog,
+        health=stack.health_tracker,
+        pricer=stack.pricer,
+        prices_provider_of=lambda d: endpoints[d.key].prices_provider,
+        is_local=lambda d: endpoints[d.key].local,
+        budget_check=budgets.check if budgets.budgets else None,
+        capacity_check=lambda d, tokens: has_capacity(d.key, tokens),
+    )
+    # Without budgets no refusal can be a budget's: the wrapper would only cost time.
+    return BudgetAwarePlanner(planner) if budgets.budgets else planner
