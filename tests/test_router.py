@@ -345,9 +345,9 @@ def test_from_env_and_api_loader(fake: FakeProviderServer) -> None:
 
 async def test_unknown_options_go_to_extra_body(fake: FakeProviderServer) -> None:
     async with two(fake) as router:
-        await router.acomplete("hi", reasoning_effort="low", temperature=0.2, stop="END")
+        await router.acomplete("hi", frequency_penalty=0.5, temperature=0.2, stop="END")
     body = fake.requests_for("gpt-4o-mini")[-1].body
-    assert body["reasoning_effort"] == "low" and body["temperature"] == 0.2
+    assert body["frequency_penalty"] == 0.5 and body["temperature"] == 0.2
     assert body["stop"] == ["END"]
 
 

@@ -59,6 +59,11 @@ class ModelBehavior:
     `context_window` (prompt tokens). `usage` overrides reported usage with any of
     `input` (every prompt token, cache included), `output`, `cached`, `cache_write`,
     `reasoning`, `cost` (OpenRouter's `usage.cost`).
+    Capabilities (None = decided from the model name, see `_fake_thinking` and
+    `_fake_content`): `reasoning` (the model reasons: OpenAI o-series/gpt-5, Claude 3.7+,
+    gpt-oss, DeepSeek R1...), `pdf` and `audio` (False refuses such parts with a 400),
+    `prompt_cache` (simulate prompt caching; on for OpenAI and Anthropic) and
+    `prompt_cache_min_tokens` (shortest cacheable prefix).
     """
 
     reply: str | ReplyFn | None = None
@@ -85,6 +90,11 @@ class ModelBehavior:
     tool_mode: ToolMode = "auto"
     parallel_tool_calls_n: int = 1
     chunk_size: int | None = None
+    reasoning: bool | None = None
+    pdf: bool | None = None
+    audio: bool | None = None
+    prompt_cache: bool | None = None
+    prompt_cache_min_tokens: int | None = None
 
     @classmethod
     def from_dict(cls, fields: Mapping[str, Any]) -> ModelBehavior:

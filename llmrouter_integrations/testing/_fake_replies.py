@@ -8,6 +8,9 @@ Token counting rule (documented, so tests can predict usage): a text of n charac
 `n // 4 + 1` tokens (0 when empty). A prompt is 3 tokens per message plus its text,
 plus the system prompt, the compact JSON of the tools and of the response schema. A
 completion is the answer text, or each tool call's name plus its JSON arguments.
+An image is 85 tokens. A PDF or audio part is 85 tokens plus one per 75 characters of its
+base64 data (a 10 MB PDF is ~180k tokens, so it cannot slip past a context window); a PDF
+by URL or file id is 1500 tokens; a plain-text document counts as its text.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "Usage",
     "count_tokens",
     "decide_reply",
+    "media_tokens",
     "parse_anthropic",
     "parse_openai",
     "synthesize",
@@ -35,6 +39,7 @@ __all__ = [
 Finish = Literal["stop", "length", "tool_calls", "stop_sequence"]
 _PER_MESSAGE = 3
 _PER_IMAGE = 85
+_BY_REFERENCE = 1500
 
 
 def count_tokens(text: str) -> int:
@@ -88,6 +93,13 @@ class Usage:
     reasoning: int = 0
     cost: float | None = None
 
+    def set_cache(self, read: int, write: int, *, overrides: Any = None) -> None:
+        """Report simulated prompt-cache traffic, unless the script fixed these numbers."""
+        if overrides and ("cached" in overrides or "cache_write" in overrides):
+            return
+        self.cached = min(read, self.input)
+        self.cache_write = min(write, self.input - self.cached)
+
 
 @dataclass
 class Reply:
@@ -98,23 +110,50 @@ class Reply:
     finish: Finish
     usage: Usage
     stop_sequence: str | None = None
+    reasoning: str = ""  # reasoning text shown to the client
+    reasoning_field: str | None = None  # OpenAI-compatible: "reasoning" | "reasoning_content"
+    thinking: list[dict[str, Any]] = field(default_factory=list)  # Anthropic blocks, signed
+
+
+def _b64_tokens(data: str) -> int:
+    return _PER_IMAGE + len(data) // 75
+
+
+def media_tokens(part: dict[str, Any]) -> int:
+    """Prompt tokens of one document/file/audio part (0 for other parts)."""
+    kind = part.get("type")
+    if kind == "document":
+        source = part.get("source") or {}
+        if source.get("type") == "base64":
+            return _b64_tokens(str(source.get("data") or ""))
+        if source.get("type") == "text":
+            return count_tokens(str(source.get("data") or ""))
+        return _BY_REFERENCE
+    if kind == "file":
+        data = str((part.get("file") or {}).get("file_data") or "")
+        return _b64_tokens(data.partition(",")[2]) if data else _BY_REFERENCE
+    if kind == "input_audio":
+        return _b64_tokens(str((part.get("input_audio") or {}).get("data") or ""))
+    return 0
 
 
 def _text_of(content: Any) -> tuple[str, int]:
-    """Text of a message `content` (string or parts) and the image parts it held."""
+    """Text of a message `content` (string or parts) and the tokens of its media parts."""
     if isinstance(content, str):
         return content, 0
     texts: list[str] = []
-    images = 0
+    media = 0
     if isinstance(content, list):
         for part in content:
             if not isinstance(part, dict):
                 continue
             if part.get("type") == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
-            elif part.get("type") in ("image", "image_url", "input_audio", "file", "document"):
-                images += 1
-    return "\n".join(texts), images
+            elif part.get("type") in ("image", "image_url"):
+                media += _PER_IMAGE
+            else:
+                media += media_tokens(part)
+    return "\n".join(texts), media
 
 
 def _schema_tokens(view: ChatView, extra: Any) -> int:
@@ -129,7 +168,7 @@ def parse_openai(body: dict[str, Any]) -> ChatView:
     messages = body.get("messages") or []
     for message in messages:
         text, images = _text_of(message.get("content"))
-        tokens += _PER_MESSAGE + count_tokens(text) + images * _PER_IMAGE
+        tokens += _PER_MESSAGE + count_tokens(text) + images
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
             view.called_tools.add(str(function.get("name", "")))
@@ -193,10 +232,10 @@ def parse_anthropic(body: dict[str, Any]) -> ChatView:
                 view.called_tools.add(str(block.get("name")))
                 tokens += count_tokens(str(block.get("name")) + _compact(block.get("input")))
             elif block.get("type") == "tool_result":
-                result = block.get("content")
-                results.append(_text_of(result)[0] if result is not None else "")
-                tokens += count_tokens(results[-1])
-        tokens += _PER_MESSAGE + count_tokens(text) + images * _PER_IMAGE
+                result_text, result_media = _text_of(block.get("content"))
+                results.append(result_text)
+                tokens += count_tokens(result_text) + result_media
+        tokens += _PER_MESSAGE + count_tokens(text) + images
         if message.get("role") == "user":
             if text:
                 view.last_user_text = text

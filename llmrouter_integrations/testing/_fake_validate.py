@@ -11,11 +11,25 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from ._fake_behavior import mask_key
+from ._fake_behavior import ModelBehavior, mask_key
+from ._fake_content import content_problem
 from ._fake_errors import Problem
+from ._fake_prompt_cache import breakpoint_problem
+from ._fake_thinking import reasoning_problem
 from ._fake_wire import Flavor
 
-__all__ = ["auth_problem", "extract_key", "validate_anthropic", "validate_openai"]
+__all__ = ["auth_problem", "extract_key", "model_problem", "validate_anthropic", "validate_openai"]
+
+
+def model_problem(
+    flavor: Flavor, body: dict[str, Any], model: str, behavior: ModelBehavior
+) -> Problem | None:
+    """Checks that depend on the model: reasoning parameters, thinking replay, media, caching."""
+    return (
+        reasoning_problem(flavor, body, model, behavior)
+        or content_problem(flavor, body, behavior)
+        or breakpoint_problem(flavor, body)
+    )
 
 
 _OPENAI_FIELDS = frozenset(

@@ -132,6 +132,11 @@ def openai_body(
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
     if flavor != "groq":
         message.update(refusal=None, annotations=[])
+    if reply.reasoning_field and reply.reasoning:
+        message[reply.reasoning_field] = reply.reasoning
+        if flavor == "openrouter":
+            detail = {"type": "reasoning.text", "text": reply.reasoning, "format": "unknown"}
+            message["reasoning_details"] = [{**detail, "index": 0}]
     if reply.tool_calls:
         message["content"] = None
         message["tool_calls"] = _tool_call_json(reply)
@@ -211,6 +216,12 @@ def openai_stream(
     if flavor == "openrouter":
         frames.append(Frame(b": OPENROUTER PROCESSING\n\n"))
     groq_first: dict[str, Any] = {"x_groq": {"id": request_id}} if flavor == "groq" else {}
+    if reply.reasoning_field and reply.reasoning:
+        field = reply.reasoning_field
+        frames.append(data_frame(chunk({"role": "assistant", field: ""}, None, groq_first)))
+        groq_first = {}
+        for piece in _pieces(reply.reasoning, chunk_size):
+            frames.append(data_frame(chunk({"content": "", field: piece}), content=True))
     if reply.tool_calls:
         for index, call in enumerate(reply.tool_calls):
             opening = {
@@ -272,7 +283,7 @@ def _stop_reason(reply: Reply) -> str:
 
 def anthropic_body(reply: Reply, model: str, *, seq: int) -> dict[str, Any]:
     """A non-streaming Messages response."""
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = [dict(block) for block in reply.thinking]
     if reply.text or not reply.tool_calls:
         content.append({"type": "text", "text": reply.text})
     for call in reply.tool_calls:
@@ -310,6 +321,14 @@ def anthropic_stream(
     }
     frames = [event_frame("message_start", {"type": "message_start", "message": message})]
     blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for block in reply.thinking:
+        if block["type"] == "redacted_thinking":
+            blocks.append((dict(block), []))
+            continue
+        pieces = _pieces(block["thinking"], chunk_size)
+        deltas = [{"type": "thinking_delta", "thinking": piece} for piece in pieces]
+        deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
     if reply.text or not reply.tool_calls:
         pieces = _pieces(reply.text, chunk_size)
         deltas = [{"type": "text_delta", "text": piece} for piece in pieces]

@@ -46,10 +46,18 @@ from ._fake_errors import (
     unknown_model_problem,
     unparseable_problem,
 )
+from ._fake_prompt_cache import PromptCache
 from ._fake_replies import Reply, decide_reply, parse_anthropic, parse_openai
 from ._fake_responses import drop_body, hang, json_response, write_stream
 from ._fake_runtime import LoopbackServer
-from ._fake_validate import auth_problem, extract_key, validate_anthropic, validate_openai
+from ._fake_thinking import add_reasoning
+from ._fake_validate import (
+    auth_problem,
+    extract_key,
+    model_problem,
+    validate_anthropic,
+    validate_openai,
+)
 from ._fake_wire import (
     Flavor,
     anthropic_body,
@@ -118,6 +126,7 @@ class FakeProviderServer(LoopbackServer):
         self._in_flight: dict[str | None, int] = {}
         self._max_in_flight: dict[str | None, int] = {}
         self._counts: dict[str | None, int] = {}
+        self._prompt_cache = PromptCache()
         self._seq = 0
 
     # --- addresses ---------------------------------------------------------------------------
@@ -166,8 +175,10 @@ class FakeProviderServer(LoopbackServer):
             return self._behaviors.get(model, _DEFAULT).copy()
 
     def reset(self) -> None:
-        """Forget recorded requests, scripted-error positions, rate windows and peak counts."""
+        """Forget recorded requests, scripted-error positions, rate windows, peak counts and
+        cached prompt prefixes."""
         with self._lock:
+            self._prompt_cache.clear()
             self._requests.clear()
             self._counts.clear()
             self._error_cursor.clear()
@@ -277,6 +288,9 @@ class FakeProviderServer(LoopbackServer):
             behavior = self._behaviors.get(model, _DEFAULT)
         if self.strict_models and not known:
             return refuse(unknown_model_problem(flavor, model))
+        problem = model_problem(flavor, body, model, behavior)
+        if problem is not None:
+            return refuse(problem)
         await self.sleep(behavior.latency_s)
         scripted_headers = error_headers(behavior)
         status = self._scripted_status(model, behavior)
@@ -293,6 +307,10 @@ class FakeProviderServer(LoopbackServer):
         view = parse_anthropic(body) if flavor == "anthropic" else parse_openai(body)
         prefix = f"toolu_fake{seq:012d}x" if flavor == "anthropic" else f"call_fake{seq:012d}x"
         reply = decide_reply(view, behavior, body, id_prefix=prefix)
+        add_reasoning(reply, flavor, model, body, behavior, view)
+        with self._lock:
+            cached = self._prompt_cache.account(flavor, model, body, behavior, self._clock.now())
+        reply.usage.set_cache(*cached, overrides=behavior.usage)
         if behavior.context_window is not None and reply.usage.input > behavior.context_window:
             return refuse(context_problem(flavor, reply.usage.input, behavior.context_window))
         limited = self._admit(flavor, model, behavior, window, now, reply, headers)
