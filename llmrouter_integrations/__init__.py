@@ -37,6 +37,7 @@ from .errors import (
     RouterError,
     RoutingError,
     ServerError,
+    StateUnavailableError,
 )
 from .layers.retry import RetryPolicy
 from .router import Router
@@ -96,6 +97,7 @@ __all__ = [
     "RouterEvent",
     "RoutingError",
     "ServerError",
+    "StateUnavailableError",
     "SystemClock",
     "ToolCall",
     "ToolCallDelta",

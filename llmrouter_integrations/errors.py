@@ -21,6 +21,7 @@ RouterError
     ├── NoDeploymentAvailableError
     ├── QueueTimeoutError
     ├── BudgetExceededError       .limit_usd .spent_usd .needed_usd
+    ├── StateUnavailableError     the shared state store (state=) did not answer in time
     └── AllDeploymentsFailedError also an ExceptionGroup of every attempt's error
 ```
 
@@ -266,6 +267,22 @@ class BudgetExceededError(RoutingError):
         self.spent_usd = spent_usd
         self.needed_usd = needed_usd
         self.budget = budget
+
+
+class StateUnavailableError(RoutingError):
+    """The shared state store (`Router(state=...)`) did not answer in time, and a budget
+    covers this request: nothing was sent. `Router(state_failure="local")` spends from a
+    per-process allowance instead.
+
+    >>> except StateUnavailableError as error:
+    ...     print(error.backend)    # "redis"
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
 
 
 class AllDeploymentsFailedError(RoutingError, ExceptionGroup):  # type: ignore[misc,unused-ignore]

@@ -1,0 +1,268 @@
+"""The protocol of shared state (`Router(state=...)`): budget holds, rate windows, circuits, locks.
+
+Four kinds of state that every process of a fleet must agree on, each a few atomic
+operations. A backend implements all four: `MemoryState` (one process, the default),
+`SQLiteState` (the processes of one machine) and `RedisState` (many machines). Times are
+wall-clock seconds (`time.time()`, so every process and machine reads the same scale);
+money is integer nano-USD, so sums are exact in SQLite and in Lua.
+
+    >>> state = shared_state_from_spec("sqlite:///state.db")        # or "redis://..."
+    >>> account = Account("daily|2026-12-07", limit=to_nano(Decimal("0.50")))
+    >>> state.reserve("hold-1", [account], 1_000_000, now=time.time(), lease_s=60)   # None: held
+    >>> state.settle("hold-1", [account], 420_000, now=time.time())                  # alerts crossed
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from typing import Protocol, runtime_checkable
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "Account",
+    "AccountState",
+    "Admission",
+    "Refusal",
+    "SharedState",
+    "StoreUnavailable",
+    "from_nano",
+    "shared_state_from_spec",
+    "to_nano",
+    "window_wait",
+]
+
+WINDOW_S = 60.0  # the providers' rate-limit window
+
+_NANO = Decimal("1e9")
+
+
+def to_nano(usd: Decimal) -> int:
+    """USD to integer nano-USD, rounded up (a hold or a cost never comes out smaller)."""
+    return int((usd * _NANO).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_nano(nano: int) -> Decimal:
+    """Integer nano-USD back to USD."""
+    return Decimal(nano) / _NANO
+
+
+class StoreUnavailable(Exception):
+    """A store call failed or took longer than its timeout (internal: callers fall back)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One budget account in one period, as the store sees it.
+
+    `key` names the budget, the scope value and the period start, so a new period is a
+    new account in every process at once. `initial` is the spend to start from when the
+    store has never seen the account (from the ledger); `alerts` are the spend levels,
+    ascending, at which an alert fires once fleet-wide; the store may forget the account
+    after `expires_at`.
+
+    >>> Account("daily||1796601600", limit=500_000_000, alerts=(250_000_000, 400_000_000))
+    """
+
+    key: str
+    limit: int
+    initial: int = 0
+    alerts: tuple[int, ...] = ()
+    expires_at: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Spent (settled) and reserved (held by calls in flight), in nano-USD."""
+
+    spent: int
+    reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why `reserve` held nothing: account `index` has `spent` + `reserved` + the amount over its limit."""
+
+    index: int
+    spent: int
+    reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """`admit_circuit`'s verdict: "closed" (go), "probe" (go, as the one fleet-wide probe),
+    "open" (refuse until `until`) or "busy" (half-open, another process is probing)."""
+
+    state: str
+    until: float = 0.0
+
+
+@runtime_checkable
+class SharedState(Protocol):
+    """Every operation is atomic across the processes sharing the store.
+
+    A backend raises `StoreUnavailable` (never its own exception type) when it cannot
+    answer within its timeout.
+    """
+
+    backend: str
+
+    # -- budgets: holds with a lease -----------------------------------------------------------
+    def reserve(
+        self, hold_id: str, accounts: Sequence[Account], amount: int, now: float, lease_s: float
+    ) -> Refusal | None:
+        """Hold `amount` on every account if each has room, else hold nothing (a `Refusal`).
+
+        Holds whose lease ended are dropped first (their process died)."""
+        ...
+
+    def settle(
+        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
+    ) -> list[tuple[int, int]]:
+        """Drop the hold and add `actual` to each account's spend (even if the lease ended).
+
+        Returns the alerts this crossed first, fleet-wide: (account index, alert index)."""
+        ...
+
+    def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
+        """Drop the hold without spending."""
+        ...
+
+    def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
+        """Each account's spend and live holds now."""
+        ...
+
+    # -- rate windows ---------------------------------------------------------------------------
+    def acquire_rate(
+        self,
+        name: str,
+        permit_id: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        concurrency: int | None,
+        tokens: int,
+        now: float,
+        lease_s: float,
+    ) -> float:
+        """Count one request of `tokens` to `name` in the one-minute windows and take a
+        concurrency slot (leased), or take nothing and say how long to wait: 0.0 = taken,
+        `math.inf` = every slot is busy (poll)."""
+        ...
+
+    def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
+        """Free the permit's concurrency slot; correct its tokens by `token_delta`."""
+        ...
+
+    def pause_rate(self, name: str, until: float) -> None:
+        """No request to `name` before `until` (a provider's retry-after), fleet-wide."""
+        ...
+
+    # -- circuits -------------------------------------------------------------------------------
+    def admit_circuit(self, name: str, now: float, probe_lease_s: float) -> Admission:
+        """May a call go to `name`? Claims the single half-open probe when the rest ended."""
+        ...
+
+    def open_circuit(self, name: str, until: float) -> None:
+        """Open `name`'s circuit until `until` (ends any probe)."""
+        ...
+
+    def close_circuit(self, name: str) -> None:
+        """Close `name`'s circuit."""
+        ...
+
+    # -- in-flight locks ------------------------------------------------------------------------
+    def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:
+        """Take the lock if free or its lease ended."""
+        ...
+
+    def lock_held(self, key: str, now: float) -> bool:
+        """Whether someone holds the lock (with a live lease)."""
+        ...
+
+    def release_lock(self, key: str, owner: str) -> None:
+        """Free the lock if `owner` still holds it."""
+        ...
+
+    def close(self) -> None:
+        """Free connections."""
+        ...
+
+
+def window_wait(
+    spends: Sequence[tuple[float, int, int]],
+    rpm: int | None,
+    tpm: int | None,
+    tokens: int,
+    now: float,
+) -> float:
+    """Seconds until one more request of `tokens` fits the one-minute windows of `spends`
+    (oldest first: time, requests, tokens); 0.0 when it fits now.
+
+    >>> window_wait([(0.0, 1, 500)], rpm=1, tpm=None, tokens=0, now=10.0)
+    50.0
+    """
+    wait = 0.0
+    for limit, column, amount in ((rpm, 1, 1), (tpm, 2, tokens)):
+        if limit is None or amount <= 0:
+            continue
+        used = sum(int(spend[column]) for spend in spends)
+        if used + amount <= limit or not spends:
+            continue
+        needed, freed = used + amount - limit, 0
+        for spend in spends:
+            freed += int(spend[column])
+            if freed >= needed:
+                wait = max(wait, spend[0] + WINDOW_S - now)
+                break
+        else:  # one request larger than the whole limit: it goes alone, once the window is empty
+            wait = max(wait, spends[-1][0] + WINDOW_S - now)
+    return wait
+
+
+def shared_state_from_spec(
+    spec: str | SharedState | None, *, timeout_s: float = 0.25, prefix: str = "llmrouter"
+) -> SharedState | None:
+    """A store from `Router(state=...)`: None, "memory", "sqlite:///path.db",
+    "redis://host:port/db", "rediss://..." or a ready store object.
+
+    >>> shared_state_from_spec("sqlite:///var/lib/app/state.db").backend
+    'sqlite'
+    """
+    if spec is None or isinstance(spec, SharedState):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigurationError(f"state= must be None, a URL or a store, not {type(spec)}")
+    if spec == "memory":
+        from .shared_memory import MemoryState
+
+        return MemoryState()
+    if spec.startswith("sqlite://"):
+        from .shared_sqlite import SQLiteState
+
+        path = spec[len("sqlite://") :]
+        path = path[1:] if path.startswith("/") else path
+        if not path or path == ":memory:":
+            raise ConfigurationError(
+                "state='sqlite:///path/state.db' needs a file path (every process opens it)"
+            )
+        return SQLiteState(path, timeout_s=timeout_s)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from .shared_redis import RedisState
+
+        return RedisState(spec, timeout_s=timeout_s, prefix=prefix)
+    raise ConfigurationError(
+        "state= takes None, 'sqlite:///path/state.db', 'redis://host:6379/0', 'rediss://...' "
+        f"or a store object; got {_redact(spec)!r}"
+    )
+
+
+def _redact(url: str) -> str:
+    # Never echo a password given in a URL.
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url

@@ -1,0 +1,204 @@
+"""Shared state kept in this process (`MemoryState`): the reference semantics, and the local fallback.
+
+It shares nothing across processes; the SQLite and Redis backends do the same operations
+atomically in their store, and the tests hold all three to the same results.
+
+    >>> state = MemoryState()
+    >>> state.acquire_rate("a", "p1", rpm=1, tpm=None, concurrency=None, tokens=0, now=0.0,
+    ...                    lease_s=60)
+    0.0
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, window_wait
+
+__all__ = ["MemoryState"]
+
+
+@dataclass(slots=True)
+class _Account:
+    spent: int
+    alerted: int
+    holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (amount, expiry)
+
+    def expire(self, now: float) -> int:
+        for hold_id in [h for h, (_, until) in self.holds.items() if until <= now]:
+            del self.holds[hold_id]
+        return sum(amount for amount, _ in self.holds.values())
+
+
+@dataclass(slots=True)
+class _Rate:
+    # permit id -> (time, requests, tokens) counted in the one-minute window
+    spends: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+    permits: dict[str, float] = field(default_factory=dict)  # id -> lease expiry
+    paused_until: float = -math.inf
+
+
+class MemoryState:
+    """All four kinds of shared state in dicts under one lock (see `SharedState`).
+
+    >>> state = MemoryState()
+    """
+
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._accounts: dict[str, _Account] = {}
+        self._rates: dict[str, _Rate] = {}
+        self._circuits: dict[str, tuple[float, float]] = {}  # name -> (open until, probe until)
+        self._locks: dict[str, tuple[str, float]] = {}
+
+    def __repr__(self) -> str:
+        return "MemoryState()"
+
+    # -- budgets --------------------------------------------------------------------------------
+    def _account(self, spec: Account) -> _Account:
+        account = self._accounts.get(spec.key)
+        if account is None:
+            crossed = sum(1 for level in spec.alerts if spec.initial >= level)
+            account = self._accounts[spec.key] = _Account(spec.initial, crossed)
+        return account
+
+    def reserve(
+        self, hold_id: str, accounts: Sequence[Account], amount: int, now: float, lease_s: float
+    ) -> Refusal | None:
+        with self._lock:
+            states = [self._account(spec) for spec in accounts]
+            for index, (spec, account) in enumerate(zip(accounts, states)):
+                reserved = account.expire(now)
+                if amount and account.spent + reserved + amount > spec.limit:
+                    return Refusal(index, account.spent, reserved)
+            for account in states:
+                account.holds[hold_id] = (amount, now + lease_s)
+        return None
+
+    def settle(
+        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
+    ) -> list[tuple[int, int]]:
+        crossed: list[tuple[int, int]] = []
+        with self._lock:
+            for index, spec in enumerate(accounts):
+                account = self._account(spec)
+                account.holds.pop(hold_id, None)
+                account.spent += actual
+                reached = sum(1 for level in spec.alerts if account.spent >= level)
+                crossed += [(index, a) for a in range(account.alerted, reached)]
+                account.alerted = max(account.alerted, reached)
+        return crossed
+
+    def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
+        with self._lock:
+            for spec in accounts:
+                account = self._accounts.get(spec.key)
+                if account is not None:
+                    account.holds.pop(hold_id, None)
+
+    def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
+        with self._lock:
+            result = []
+            for spec in accounts:
+                account = self._account(spec)
+                result.append(AccountState(account.spent, account.expire(now)))
+            return result
+
+    # -- rate windows ---------------------------------------------------------------------------
+    def acquire_rate(
+        self,
+        name: str,
+        permit_id: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        concurrency: int | None,
+        tokens: int,
+        now: float,
+        lease_s: float,
+    ) -> float:
+        with self._lock:
+            rate = self._rates.setdefault(name, _Rate())
+            since = now - WINDOW_S
+            for old in [i for i, spend in rate.spends.items() if spend[0] <= since]:
+                del rate.spends[old]
+            for expired in [p for p, until in rate.permits.items() if until <= now]:
+                del rate.permits[expired]
+            if concurrency is not None and len(rate.permits) >= concurrency:
+                return math.inf
+            wait = max(0.0, rate.paused_until - now)
+            if rpm is not None or tpm is not None:
+                spends = sorted(rate.spends.values())
+                wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
+            if wait > 0.0:
+                return wait
+            if rpm is not None or tpm is not None:
+                rate.spends[permit_id] = (now, 1, tokens if tpm is not None else 0)
+            if concurrency is not None:
+                rate.permits[permit_id] = now + lease_s
+        return 0.0
+
+    def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
+        with self._lock:
+            rate = self._rates.get(name)
+            if rate is None:
+                return
+            rate.permits.pop(permit_id, None)
+            spend = rate.spends.get(permit_id)
+            if spend is not None and token_delta:
+                rate.spends[permit_id] = (spend[0], spend[1], max(0, spend[2] + token_delta))
+
+    def pause_rate(self, name: str, until: float) -> None:
+        with self._lock:
+            rate = self._rates.setdefault(name, _Rate())
+            rate.paused_until = max(rate.paused_until, until)
+
+    # -- circuits -------------------------------------------------------------------------------
+    def admit_circuit(self, name: str, now: float, probe_lease_s: float) -> Admission:
+        with self._lock:
+            circuit = self._circuits.get(name)
+            if circuit is None:
+                return Admission("closed")
+            until, probe_until = circuit
+            if now < until:
+                return Admission("open", until)
+            if now < probe_until:
+                return Admission("busy")
+            self._circuits[name] = (until, now + probe_lease_s)
+            return Admission("probe")
+
+    def open_circuit(self, name: str, until: float) -> None:
+        with self._lock:
+            self._circuits[name] = (until, 0.0)
+
+    def close_circuit(self, name: str) -> None:
+        with self._lock:
+            self._circuits.pop(name, None)
+
+    # -- locks ----------------------------------------------------------------------------------
+    def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:
+        with self._lock:
+            held = self._locks.get(key)
+            if held is not None and held[1] > now and held[0] != owner:
+                return False
+            self._locks[key] = (owner, now + lease_s)
+            return True
+
+    def lock_held(self, key: str, now: float) -> bool:
+        with self._lock:
+            held = self._locks.get(key)
+            return held is not None and held[1] > now
+
+    def release_lock(self, key: str, owner: str) -> None:
+        with self._lock:
+            held = self._locks.get(key)
+            if held is not None and held[0] == owner:
+                del self._locks[key]
+
+    def close(self) -> None:
+        pass

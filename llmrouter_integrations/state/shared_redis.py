@@ -1,0 +1,398 @@
+"""Shared state in Redis (`RedisState`): a fleet of processes on many machines.
+
+Every operation is one Lua script, so it is atomic and costs one round trip. All keys of
+a router share one hash tag (`{llmrouter}`), so the scripts also run on Redis Cluster.
+Money is integer nano-USD kept with `HINCRBY` (Lua's numbers would round big integers on
+the way back to strings). Every call has a short socket timeout and no retries: an
+unreachable or slow server raises `StoreUnavailable` quickly and the caller decides.
+
+    >>> state = RedisState("redis://localhost:6379/0", timeout_s=0.25)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigurationError
+from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, StoreUnavailable
+
+__all__ = ["RedisState"]
+
+# Shared by the four budget operations: create the account if new, drop expired holds.
+_BUDGET = """
+local mode, hold, amount, now, hexp, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5],
+    tonumber(ARGV[6])
+local out = {}
+local function prep(i)
+  local a, h, m = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  local base = 6 + 4*(i-1)
+  local kexp = tonumber(ARGV[base+3])
+  local levels = {}
+  for v in string.gmatch(ARGV[base+4], '[^,]+') do levels[#levels+1] = tonumber(v) end
+  if redis.call('EXISTS', a) == 0 then
+    local crossed = 0
+    for _, l in ipairs(levels) do if tonumber(ARGV[base+2]) >= l then crossed = crossed + 1 end end
+    redis.call('HSET', a, 'spent', ARGV[base+2], 'reserved', 0, 'alerted', crossed)
+    if kexp > 0 then redis.call('PEXPIREAT', a, kexp) end
+  end
+  local expired = redis.call('ZRANGEBYSCORE', h, '-inf', now)
+  for _, id in ipairs(expired) do
+    redis.call('HINCRBY', a, 'reserved', -tonumber(redis.call('HGET', m, id) or '0'))
+    redis.call('HDEL', m, id)
+  end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', h, '-inf', now) end
+  return a, h, m, tonumber(ARGV[base+1]), kexp, levels
+end
+local function drop(a, h, m)
+  local held = redis.call('HGET', m, hold)
+  if held then
+    redis.call('HINCRBY', a, 'reserved', -tonumber(held))
+    redis.call('HDEL', m, hold)
+    redis.call('ZREM', h, hold)
+  end
+end
+if mode == 'reserve' then
+  local need = tonumber(amount)
+  for i = 1, n do
+    local a, h, m, limit = prep(i)
+    local spent = tonumber(redis.call('HGET', a, 'spent'))
+    local reserved = tonumber(redis.call('HGET', a, 'reserved'))
+    if need > 0 and spent + reserved + need > limit then
+      return {i - 1, redis.call('HGET', a, 'spent'), redis.call('HGET', a, 'reserved')}
+    end
+  end
+  for i = 1, n do
+    local a, h, m, limit, kexp = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i], 0,
+        tonumber(ARGV[6 + 4*(i-1) + 3])
+    redis.call('ZADD', h, hexp, hold)
+    redis.call('HSET', m, hold, amount)
+    redis.call('HINCRBY', a, 'reserved', amount)
+    if kexp > 0 then
+      redis.call('PEXPIREAT', h, kexp)
+      redis.call('PEXPIREAT', m, kexp)
+    end
+  end
+  return {-1}
+elseif mode == 'settle' then
+  for i = 1, n do
+    local a, h, m, limit, kexp, levels = prep(i)
+    drop(a, h, m)
+    local spent = redis.call('HINCRBY', a, 'spent', amount)
+    local alerted = tonumber(redis.call('HGET', a, 'alerted'))
+    local reached = 0
+    for _, l in ipairs(levels) do if spent >= l then reached = reached + 1 end end
+    for j = alerted, reached - 1 do out[#out+1] = i - 1; out[#out+1] = j end
+    if reached > alerted then redis.call('HSET', a, 'alerted', reached) end
+  end
+  return out
+elseif mode == 'release' then
+  for i = 1, n do
+    drop(KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i])
+  end
+  return out
+else
+  for i = 1, n do
+    local a = prep(i)
+    out[#out+1] = redis.call('HGET', a, 'spent')
+    out[#out+1] = redis.call('HGET', a, 'reserved')
+  end
+  return out
+end
+"""
+
+# KEYS: spends (zset id -> time), tokens (hash id -> tokens), total tokens, permits (zset id ->
+# lease end), pause until. Returns the wait in seconds as a string ("0" = taken, "inf").
+_ACQUIRE = """
+local s, st, total, c, p = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id, now = ARGV[1], tonumber(ARGV[2])
+local rpm, tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local tokens, lease_end, window = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+local since = now - window
+local old = redis.call('ZRANGEBYSCORE', s, '-inf', since)
+for _, o in ipairs(old) do
+  redis.call('DECRBY', total, tonumber(redis.call('HGET', st, o) or '0'))
+  redis.call('HDEL', st, o)
+end
+if #old > 0 then redis.call('ZREMRANGEBYSCORE', s, '-inf', since) end
+if conc >= 0 then
+  redis.call('ZREMRANGEBYSCORE', c, '-inf', now)
+  if redis.call('ZCARD', c) >= conc then return 'inf' end
+end
+local wait = 0
+local pause = tonumber(redis.call('GET', p) or '0')
+if pause > now then wait = pause - now end
+local count = redis.call('ZCARD', s)
+if rpm >= 0 and count + 1 > rpm then
+  local idx = count - rpm
+  if idx < 0 then idx = 0 end
+  local oldest = redis.call('ZRANGE', s, idx, idx, 'WITHSCORES')
+  if #oldest == 0 then wait = math.max(wait, window)
+  else wait = math.max(wait, tonumber(oldest[2]) + window - now) end
+end
+if tpm >= 0 and tokens > 0 then
+  local used = tonumber(redis.call('GET', total) or '0')
+  if used + tokens > tpm and count > 0 then
+    local need, freed = used + tokens - tpm, 0
+    local all = redis.call('ZRANGE', s, 0, -1, 'WITHSCORES')
+    local at = tonumber(all[#all])
+    for k = 1, #all, 2 do
+      freed = freed + tonumber(redis.call('HGET', st, all[k]) or '0')
+      if freed >= need then at = tonumber(all[k+1]); break end
+    end
+    wait = math.max(wait, at + window - now)
+  end
+end
+if wait > 0 then return tostring(wait) end
+if rpm >= 0 or tpm >= 0 then
+  local t = 0
+  if tpm >= 0 then t = tokens end
+  redis.call('ZADD', s, now, id)
+  redis.call('HSET', st, id, t)
+  redis.call('INCRBY', total, t)
+  for _, k in ipairs({s, st, total}) do redis.call('PEXPIRE', k, math.floor(window * 2000)) end
+end
+if conc >= 0 then
+  redis.call('ZADD', c, lease_end, id)
+  redis.call('PEXPIRE', c, math.floor(window * 2000))
+end
+return '0'
+"""
+
+_RELEASE = """
+redis.call('ZREM', KEYS[4], ARGV[1])
+local delta = tonumber(ARGV[2])
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if delta ~= 0 and held then
+  local new = math.max(0, tonumber(held) + delta)
+  redis.call('HSET', KEYS[2], ARGV[1], new)
+  redis.call('INCRBY', KEYS[3], new - tonumber(held))
+end
+return 0
+"""
+
+_PAUSE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""
+
+_ADMIT = """
+local ends = redis.call('HGET', KEYS[1], 'until')
+if not ends then return {'closed', '0'} end
+local now = tonumber(ARGV[1])
+if now < tonumber(ends) then return {'open', ends} end
+if now < tonumber(redis.call('HGET', KEYS[1], 'probe') or '0') then return {'busy', '0'} end
+redis.call('HSET', KEYS[1], 'probe', ARGV[2])
+return {'probe', '0'}
+"""
+
+_LOCK = """
+local owner, expires = redis.call('HGET', KEYS[1], 'owner'), redis.call('HGET', KEYS[1], 'expires')
+if owner and owner ~= ARGV[1] and tonumber(expires) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'expires', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+_UNLOCK = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _unavailable(error: Exception) -> StoreUnavailable:
+    # A server's error reply (e.g. a script error) is worth reading; connection errors may
+    # name the host, so only their type is kept.
+    detail = f": {error}" if type(error).__name__ == "ResponseError" else ""
+    return StoreUnavailable(f"Redis state: {type(error).__name__}{detail}")
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+class RedisState:
+    """All four kinds of shared state in Redis (see `SharedState`).
+
+    `url` is a redis-py URL (`redis://`, `rediss://`, `unix://`) or a ready synchronous
+    redis-py client (e.g. a `RedisCluster` or a Sentinel master). `timeout_s` bounds
+    every call; there are no retries, the caller falls back instead.
+
+    >>> state = RedisState("rediss://:password@cache.internal:6380/0")
+    """
+
+    backend = "redis"
+
+    def __init__(
+        self, url: str | Any, *, timeout_s: float = 0.25, prefix: str = "llmrouter"
+    ) -> None:
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self._tag = "{" + prefix + "}"
+        if isinstance(url, str):
+            try:
+                import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+            except ImportError as error:  # pragma: no cover - depends on the extra
+                raise ConfigurationError(
+                    "state='redis://...' needs the redis package: "
+                    "pip install 'llmrouter_integrations[redis]'"
+                ) from error
+            self._client: Any = redis.Redis.from_url(
+                url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+                health_check_interval=0,
+            )
+        else:
+            self._client = url
+        self._budget = self._client.register_script(_BUDGET)
+        self._acquire = self._client.register_script(_ACQUIRE)
+        self._release = self._client.register_script(_RELEASE)
+        self._pause = self._client.register_script(_PAUSE)
+        self._admit = self._client.register_script(_ADMIT)
+        self._lock = self._client.register_script(_LOCK)
+        self._unlock = self._client.register_script(_UNLOCK)
+
+    def __repr__(self) -> str:
+        return f"RedisState(prefix={self.prefix!r})"  # the URL may hold a password
+
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except Exception as error:  # redis errors, OSError, timeouts: all mean "not now"
+            raise _unavailable(error) from None
+
+    # -- budgets --------------------------------------------------------------------------------
+    def _budget_call(
+        self,
+        mode: str,
+        hold_id: str,
+        accounts: Sequence[Account],
+        amount: int,
+        now: float,
+        hold_end: float,
+    ) -> Any:
+        keys: list[str] = []
+        args: list[Any] = [mode, hold_id, amount, _num(now), _num(hold_end), len(accounts)]
+        for spec in accounts:
+            base = f"{self._tag}:budget:{spec.key}"
+            keys += [base, base + ":holds", base + ":amounts"]
+            expiry = 0 if math.isinf(spec.expires_at) else int(spec.expires_at * 1000)
+            args += [spec.limit, spec.initial, expiry, ",".join(map(str, spec.alerts))]
+        return self._call(self._budget, keys, args)
+
+    def reserve(
+        self, hold_id: str, accounts: Sequence[Account], amount: int, now: float, lease_s: float
+    ) -> Refusal | None:
+        result = self._budget_call("reserve", hold_id, accounts, amount, now, now + lease_s)
+        if int(result[0]) < 0:
+            return None
+        return Refusal(int(result[0]), int(result[1]), int(result[2]))
+
+    def settle(
+        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
+    ) -> list[tuple[int, int]]:
+        flat = self._budget_call("settle", hold_id, accounts, actual, now, now)
+        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
+        self._budget_call("release", hold_id, accounts, 0, now, now)
+
+    def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
+        flat = self._budget_call("read", "", accounts, 0, now, now)
+        return [AccountState(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    # -- rate windows ---------------------------------------------------------------------------
+    def _rate_keys(self, name: str) -> list[str]:
+        base = f"{self._tag}:rate:{name}"
+        return [
+            base + ":spends",
+            base + ":tokens",
+            base + ":total",
+            base + ":permits",
+            base + ":pause",
+        ]
+
+    def acquire_rate(
+        self,
+        name: str,
+        permit_id: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        concurrency: int | None,
+        tokens: int,
+        now: float,
+        lease_s: float,
+    ) -> float:
+        args = [
+            permit_id,
+            _num(now),
+            -1 if rpm is None else rpm,
+            -1 if tpm is None else tpm,
+            -1 if concurrency is None else concurrency,
+            tokens,
+            _num(now + lease_s),
+            _num(WINDOW_S),
+        ]
+        return float(self._call(self._acquire, self._rate_keys(name), args))
+
+    def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
+        self._call(self._release, self._rate_keys(name), [permit_id, token_delta])
+
+    def pause_rate(self, name: str, until: float) -> None:
+        keys = self._rate_keys(name)[4:]
+        self._call(self._pause, keys, [_num(until), int(WINDOW_S * 10_000)])
+
+    # -- circuits -------------------------------------------------------------------------------
+    def _circuit_key(self, name: str) -> str:
+        return f"{self._tag}:circuit:{name}"
+
+    def admit_circuit(self, name: str, now: float, probe_lease_s: float) -> Admission:
+        state, until = self._call(
+            self._admit, [self._circuit_key(name)], [_num(now), _num(now + probe_lease_s)]
+        )
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        return Admission(state, float(until))
+
+    def open_circuit(self, name: str, until: float) -> None:
+        try:
+            self._client.hset(self._circuit_key(name), mapping={"until": _num(until), "probe": "0"})
+        except Exception as error:
+            raise _unavailable(error) from None
+
+    def close_circuit(self, name: str) -> None:
+        try:
+            self._client.delete(self._circuit_key(name))
+        except Exception as error:
+            raise _unavailable(error) from None
+
+    # -- locks ----------------------------------------------------------------------------------
+    def _lock_key(self, key: str) -> str:
+        return f"{self._tag}:lock:{key}"
+
+    def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:
+        args = [owner, _num(now), _num(now + lease_s), max(1, int(lease_s * 2000))]
+        return bool(self._call(self._lock, [self._lock_key(key)], args))
+
+    def lock_held(self, key: str, now: float) -> bool:
+        try:
+            expires = self._client.hget(self._lock_key(key), "expires")
+        except Exception as error:
+            raise _unavailable(error) from None
+        return expires is not None and float(expires) > now
+
+    def release_lock(self, key: str, owner: str) -> None:
+        self._call(self._unlock, [self._lock_key(key)], [owner])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a broken connection must not raise
+            self._client.close()

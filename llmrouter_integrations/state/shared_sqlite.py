@@ -1,0 +1,321 @@
+"""Shared state in one SQLite file (`SQLiteState`): every process of one machine, no server.
+
+Each operation is one `BEGIN IMMEDIATE` transaction (the write lock is taken first, so a
+check and the write it decides are never split by another process). WAL mode lets
+readers run beside the writer; `busy_timeout` bounds every wait for the lock.
+
+    >>> state = SQLiteState("/var/lib/app/state.db", timeout_s=0.25)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+from .shared import (
+    WINDOW_S,
+    Account,
+    AccountState,
+    Admission,
+    Refusal,
+    StoreUnavailable,
+    window_wait,
+)
+
+__all__ = ["SQLiteState"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS budget_accounts (
+    key TEXT PRIMARY KEY, spent INTEGER NOT NULL, alerted INTEGER NOT NULL, expires REAL
+);
+CREATE TABLE IF NOT EXISTS budget_holds (
+    key TEXT NOT NULL, id TEXT NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (key, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rate_spends (
+    name TEXT NOT NULL, id TEXT NOT NULL, t REAL NOT NULL, requests INTEGER NOT NULL,
+    tokens INTEGER NOT NULL, PRIMARY KEY (name, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_spends_t ON rate_spends (name, t);
+CREATE TABLE IF NOT EXISTS rate_permits (
+    name TEXT NOT NULL, id TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (name, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rate_pauses (name TEXT PRIMARY KEY, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS circuits (
+    name TEXT PRIMARY KEY, until REAL NOT NULL, probe_until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+"""
+
+
+class SQLiteState:
+    """All four kinds of shared state in one SQLite file (see `SharedState`).
+
+    Safe from any thread and across `fork` (one connection per thread and process).
+    A call that cannot get the write lock within `timeout_s` raises `StoreUnavailable`.
+
+    >>> state = SQLiteState("state.db")
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: str, *, timeout_s: float = 0.25) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self._initialised = False
+        self._run(lambda db: db.executescript(_SCHEMA), write=False)
+        self._initialised = True
+
+    def __repr__(self) -> str:
+        return f"SQLiteState({self.path!r})"
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None or self._local.pid != os.getpid():
+            db = sqlite3.connect(
+                self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db, self._local.pid = db, os.getpid()
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _run(self, operation: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        try:
+            if not write:
+                return operation(self._db())
+            with self._transaction() as db:
+                return operation(db)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"SQLite state {self.path!r}: {error}") from None
+
+    # -- budgets --------------------------------------------------------------------------------
+    @staticmethod
+    def _account(db: sqlite3.Connection, spec: Account, now: float) -> tuple[int, int]:
+        """(spent, reserved) of an account, created if new; expired holds dropped."""
+        row = db.execute("SELECT spent FROM budget_accounts WHERE key = ?", (spec.key,)).fetchone()
+        if row is None:
+            crossed = sum(1 for level in spec.alerts if spec.initial >= level)
+            expires = None if math.isinf(spec.expires_at) else spec.expires_at
+            db.execute(
+                "INSERT INTO budget_accounts VALUES (?, ?, ?, ?)",
+                (spec.key, spec.initial, crossed, expires),
+            )
+            spent = spec.initial
+        else:
+            spent = row[0]
+        db.execute("DELETE FROM budget_holds WHERE key = ? AND expires <= ?", (spec.key, now))
+        reserved = db.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE key = ?", (spec.key,)
+        ).fetchone()[0]
+        return spent, reserved
+
+    def reserve(
+        self, hold_id: str, accounts: Sequence[Account], amount: int, now: float, lease_s: float
+    ) -> Refusal | None:
+        def run(db: sqlite3.Connection) -> Refusal | None:
+            for index, spec in enumerate(accounts):
+                spent, reserved = self._account(db, spec, now)
+                if amount and spent + reserved + amount > spec.limit:
+                    return Refusal(index, spent, reserved)
+            db.executemany(
+                "INSERT OR REPLACE INTO budget_holds VALUES (?, ?, ?, ?)",
+                [(spec.key, hold_id, amount, now + lease_s) for spec in accounts],
+            )
+            return None
+
+        return self._run(run)
+
+    def settle(
+        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
+    ) -> list[tuple[int, int]]:
+        def run(db: sqlite3.Connection) -> list[tuple[int, int]]:
+            crossed: list[tuple[int, int]] = []
+            for index, spec in enumerate(accounts):
+                self._account(db, spec, now)
+                db.execute("DELETE FROM budget_holds WHERE key = ? AND id = ?", (spec.key, hold_id))
+                db.execute(
+                    "UPDATE budget_accounts SET spent = spent + ? WHERE key = ?", (actual, spec.key)
+                )
+                spent, alerted = db.execute(
+                    "SELECT spent, alerted FROM budget_accounts WHERE key = ?", (spec.key,)
+                ).fetchone()
+                reached = sum(1 for level in spec.alerts if spent >= level)
+                if reached > alerted:
+                    crossed += [(index, a) for a in range(alerted, reached)]
+                    db.execute(
+                        "UPDATE budget_accounts SET alerted = ? WHERE key = ?", (reached, spec.key)
+                    )
+            if now > 0:  # forget accounts of periods long over, now and then
+                db.execute("DELETE FROM budget_accounts WHERE expires < ?", (now,))
+            return crossed
+
+        return self._run(run)
+
+    def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
+        self._run(
+            lambda db: db.executemany(
+                "DELETE FROM budget_holds WHERE key = ? AND id = ?",
+                [(spec.key, hold_id) for spec in accounts],
+            )
+        )
+
+    def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
+        def run(db: sqlite3.Connection) -> list[AccountState]:
+            return [AccountState(*self._account(db, spec, now)) for spec in accounts]
+
+        return self._run(run)
+
+    # -- rate windows ---------------------------------------------------------------------------
+    def acquire_rate(
+        self,
+        name: str,
+        permit_id: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        concurrency: int | None,
+        tokens: int,
+        now: float,
+        lease_s: float,
+    ) -> float:
+        def run(db: sqlite3.Connection) -> float:
+            since = now - WINDOW_S
+            db.execute("DELETE FROM rate_spends WHERE name = ? AND t <= ?", (name, since))
+            db.execute("DELETE FROM rate_permits WHERE name = ? AND expires <= ?", (name, now))
+            if concurrency is not None:
+                (busy,) = db.execute(
+                    "SELECT COUNT(*) FROM rate_permits WHERE name = ?", (name,)
+                ).fetchone()
+                if busy >= concurrency:
+                    return math.inf
+            row = db.execute("SELECT until FROM rate_pauses WHERE name = ?", (name,)).fetchone()
+            wait = max(0.0, row[0] - now) if row else 0.0
+            if rpm is not None or tpm is not None:
+                spends = db.execute(
+                    "SELECT t, requests, tokens FROM rate_spends WHERE name = ? ORDER BY t",
+                    (name,),
+                ).fetchall()
+                wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
+            if wait > 0.0:
+                return wait
+            if rpm is not None or tpm is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO rate_spends VALUES (?, ?, ?, 1, ?)",
+                    (name, permit_id, now, tokens if tpm is not None else 0),
+                )
+            if concurrency is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO rate_permits VALUES (?, ?, ?)",
+                    (name, permit_id, now + lease_s),
+                )
+            return 0.0
+
+        return self._run(run)
+
+    def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM rate_permits WHERE name = ? AND id = ?", (name, permit_id))
+            if token_delta:
+                db.execute(
+                    "UPDATE rate_spends SET tokens = MAX(0, tokens + ?) WHERE name = ? AND id = ?",
+                    (token_delta, name, permit_id),
+                )
+
+        self._run(run)
+
+    def pause_rate(self, name: str, until: float) -> None:
+        self._run(
+            lambda db: db.execute(
+                "INSERT INTO rate_pauses VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET until = MAX(until, excluded.until)",
+                (name, until),
+            )
+        )
+
+    # -- circuits -------------------------------------------------------------------------------
+    def admit_circuit(self, name: str, now: float, probe_lease_s: float) -> Admission:
+        def run(db: sqlite3.Connection) -> Admission:
+            row = db.execute(
+                "SELECT until, probe_until FROM circuits WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return Admission("closed")
+            until, probe_until = row
+            if now < until:
+                return Admission("open", until)
+            if now < probe_until:
+                return Admission("busy")
+            db.execute(
+                "UPDATE circuits SET probe_until = ? WHERE name = ?", (now + probe_lease_s, name)
+            )
+            return Admission("probe")
+
+        # Read first without the write lock: a closed circuit (the usual case) costs one SELECT.
+        closed = self._run(
+            lambda db: (
+                db.execute("SELECT 1 FROM circuits WHERE name = ?", (name,)).fetchone() is None
+            ),
+            write=False,
+        )
+        return Admission("closed") if closed else self._run(run)
+
+    def open_circuit(self, name: str, until: float) -> None:
+        self._run(
+            lambda db: db.execute("INSERT OR REPLACE INTO circuits VALUES (?, ?, 0)", (name, until))
+        )
+
+    def close_circuit(self, name: str) -> None:
+        self._run(lambda db: db.execute("DELETE FROM circuits WHERE name = ?", (name,)))
+
+    # -- locks ----------------------------------------------------------------------------------
+    def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT owner, expires FROM locks WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[1] > now and row[0] != owner:
+                return False
+            db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?)", (key, owner, now + lease_s))
+            return True
+
+        return self._run(run)
+
+    def lock_held(self, key: str, now: float) -> bool:
+        return self._run(
+            lambda db: (
+                db.execute(
+                    "SELECT 1 FROM locks WHERE key = ? AND expires > ?", (key, now)
+                ).fetchone()
+                is not None
+            ),
+            write=False,
+        )
+
+    def release_lock(self, key: str, owner: str) -> None:
+        self._run(
+            lambda db: db.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
+        )
+
+    def close(self) -> None:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and self._local.pid == os.getpid():
+            db.close()
+        self._local = threading.local()
