@@ -15,11 +15,11 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .core.backend import ChatBackend
 from .core.clock import SYSTEM_CLOCK, Clock
-from .core.events import EventHub
+from .core.events import EventHub, RouterEvent
 from .costs.budget import Budget, BudgetManager
 from .costs.ledger import CostLedger, LedgerStore, ledger_from_url
 from .costs.pricing import Pricer
@@ -38,6 +38,8 @@ from .routing.health import BreakerPolicy, HealthTracker
 from .routing.planner import BudgetAwarePlanner, RoutingPlanner
 from .routing.strategies import RoutingStrategy
 from .state.cache_stores import CacheStore, cache_store_from_spec
+from .state.guard import StateGuard
+from .state.shared import SharedState, shared_state_from_spec
 from .types import ChatRequest, Deployment
 
 if TYPE_CHECKING:
@@ -133,6 +135,9 @@ class Stack:
     catalog: Catalog
     health_tracker: HealthTracker
     pricer: Pricer
+    state: SharedState | None = None
+    state_guard: StateGuard | None = None
+    owns_state: bool = False  # made here from a URL, so the router closes it
     backend: ChatBackend = field(init=False)  # the outermost layer, set once the parts exist
 
     @property
@@ -194,6 +199,18 @@ def _endpoint_or_none(provider: str, field: str) -> Any:
         return None
 
 
+def _state_guard(state: SharedState, clock: Clock, events: EventHub) -> StateGuard:
+    """The router's door to its shared state; outages and recoveries become "state" events."""
+
+    def changed(available: bool, reason: str) -> None:
+        data: dict[str, Any] = {"available": available, "backend": state.backend}
+        if reason:
+            data["reason"] = reason
+        events.emit(RouterEvent(type="state", deployment=None, data=data, time=clock.wall()))
+
+    return StateGuard(state, clock=clock, on_change=changed)
+
+
 def build_stack(
     deployments: Sequence[DeploymentSpec],
     *,
@@ -207,6 +224,8 @@ def build_stack(
     cache_ttl_s: float | None = None,
     max_queue_wait: float | None = 60.0,
     rate_limit_wait: float | None = 10.0,
+    state: str | SharedState | None = None,
+    state_failure: Literal["closed", "local"] = "closed",
     events: EventHub | None = None,
     transport: Transport | None = None,
     http_client: httpx.AsyncClient | None = None,
@@ -229,13 +248,27 @@ def build_stack(
         endpoints[deployment.key] = endpoint
         base_urls[deployment.key] = base_url
     costs = ledger_from_url(ledger)
+    shared = shared_state_from_spec(state)
+    guard = _state_guard(shared, clock, events) if shared is not None else None
+    shared_budgets = None
+    if guard is not None and budgets:
+        from .costs.budget_shared import SharedBudgets
+
+        shared_budgets = SharedBudgets(guard, lease_s=float(getattr(shared, "lease_s", 300.0)))
     limits = RateLimits(configured, clock=clock, events=events)
     stack = Stack(
         deployments=configured,
         endpoints=endpoints,
         base_urls=base_urls,
         costs=costs,
-        budgets=BudgetManager(budgets or (), clock=clock, events=events, store=costs),
+        budgets=BudgetManager(
+            budgets or (),
+            clock=clock,
+            events=events,
+            store=costs,
+            shared=shared_budgets,
+            state_failure=state_failure,
+        ),
         limits=limits,
         queue=RequestQueue(limits, clock=clock, events=events, max_wait=max_queue_wait),
         cache_store=cache_store_from_spec(cache, clock=clock) if cache is not None else None,
@@ -251,6 +284,9 @@ def build_stack(
             events=events,
         ),
         pricer=Pricer(),
+        state=shared,
+        state_guard=guard,
+        owns_state=isinstance(state, str),
     )
     retry_policy = retry or RetryPolicy()
     per_deployment = {

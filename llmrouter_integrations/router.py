@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._assemble import DeploymentSpec, build_stack, deployments_from_env, parse_deployment
 from ._inputs import MessagesInput, build_request
@@ -25,6 +25,7 @@ from .routing.catalog import ModelInfo
 from .routing.health import BreakerPolicy, DeploymentHealth
 from .routing.strategies import RoutingStrategy
 from .state.cache_stores import CacheStore
+from .state.shared import SharedState
 from .types import ChatChunk, ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class Router:
         max_queue_wait: float | None = 60.0,
         rate_limit_wait: float | None = 10.0,
         on_event: EventHandler | None = None,
+        state: str | SharedState | None = None,
+        state_failure: Literal["closed", "local"] = "closed",
         transport: Transport | None = None,
         http_client: httpx.AsyncClient | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -88,6 +91,8 @@ class Router:
             cache_ttl_s=cache_ttl_s,
             max_queue_wait=max_queue_wait,
             rate_limit_wait=rate_limit_wait,
+            state=state,
+            state_failure=state_failure,
             events=self.events,
             transport=transport,
             http_client=http_client,
@@ -103,6 +108,8 @@ class Router:
         self.limits = stack.limits
         self.queue = stack.queue
         self.cache_store = stack.cache_store
+        self.state = stack.state
+        self.state_guard = stack.state_guard
         self.catalog = stack.catalog
         self.health_tracker = stack.health_tracker
         self.pricer = stack.pricer
@@ -201,6 +208,8 @@ class Router:
             await self.cache_store.aclose()
         self.queue.close()
         self.costs.close()
+        if self.state is not None and self._stack.owns_state:
+            self.state.close()
 
     def close(self) -> None:
         from .core._sync import run_sync

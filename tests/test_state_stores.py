@@ -86,12 +86,12 @@ def test_reserve_holds_until_settled_and_refuses_what_does_not_fit(make_state: F
     assert other.reserve("h2", [acc], 500, T0, 60) == Refusal(0, 0, 600)
     assert other.reserve("h3", [acc], 400, T0, 60) is None
     assert one.read([acc], T0) == [AccountState(0, 1000)]
-    assert one.settle("h1", [acc], 250, T0) == []
+    assert one.settle("h1", [acc], 250, T0).crossed == []
     assert other.read([acc], T0) == [AccountState(250, 400)]
     other.release("h3", [acc], T0)
     assert one.read([acc], T0) == [AccountState(250, 0)]
     # Settling twice (or an unknown hold) still spends: the money was spent.
-    assert one.settle("h1", [acc], 0, T0) == []
+    assert one.settle("h1", [acc], 0, T0).crossed == []
     # A free call always fits, even in a full account.
     assert one.reserve("h4", [acc], 750, T0, 60) is None
     assert one.reserve("h5", [acc], 1, T0, 60) == Refusal(0, 250, 750)
@@ -122,11 +122,12 @@ def test_a_dead_process_holds_expire_after_the_lease(make_state: Factory) -> Non
 def test_alerts_fire_once_fleet_wide(make_state: Factory) -> None:
     one, other = make_state(), make_state()
     acc = account(limit=1000, alerts=(500, 800, 1000))
-    assert one.settle("a", [acc], 400, T0) == []
-    assert other.settle("b", [acc], 150, T0) == [(0, 0)]
-    assert one.settle("c", [acc], 10, T0) == []
-    assert one.settle("d", [acc], 500, T0) == [(0, 1), (0, 2)]
-    assert other.settle("e", [acc], 1, T0) == []
+    assert one.settle("a", [acc], 400, T0).crossed == []
+    assert other.settle("b", [acc], 150, T0).crossed == [(0, 0)]
+    assert one.settle("c", [acc], 10, T0).crossed == []
+    assert one.settle("d", [acc], 500, T0).crossed == [(0, 1), (0, 2)]
+    settled = other.settle("e", [acc, account("other", 10)], 1, T0)
+    assert settled.crossed == [] and settled.spent == [1061, 1]
 
 
 def test_initial_spend_seeds_a_new_account_once(make_state: Factory) -> None:
@@ -136,7 +137,7 @@ def test_initial_spend_seeds_a_new_account_once(make_state: Factory) -> None:
     # A later process's different opinion of the initial spend does not reset it.
     assert state.read([account(limit=1000, initial=0)], T0) == [AccountState(600, 0)]
     # The 50% alert was crossed before: it does not fire again, 90% does.
-    assert state.settle("h", [seeded], 350, T0) == [(0, 1)]
+    assert state.settle("h", [seeded], 350, T0).crossed == [(0, 1)]
 
 
 def test_big_sums_stay_exact(make_state: Factory) -> None:

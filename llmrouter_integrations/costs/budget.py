@@ -21,15 +21,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
-from ..errors import BudgetExceededError, ConfigurationError
+from ..errors import BudgetExceededError, ConfigurationError, StateUnavailableError
 from ..layers.ledger import request_tags, request_user
 from ..types import ChatRequest, Deployment
 from .ledger import CostLedger, LedgerFilter, LedgerStore
 from .report import money
+
+if TYPE_CHECKING:
+    from ..state.shared import Account, Settled
+    from .budget_shared import SharedBudgets
 
 __all__ = ["Budget", "BudgetManager", "BudgetRefusal", "BudgetStatus", "Reservation"]
 
@@ -222,12 +226,17 @@ class BudgetRefusal(str):
 
 @dataclass(slots=True)
 class Reservation:
-    """Money held for one call until it is settled or released (each happens once)."""
+    """Money held for one call until it is settled or released (each happens once).
+
+    With shared state, `hold` names the hold in the store and `specs` its accounts there
+    (`hold` None with `specs`: held locally while the store was down)."""
 
     amount: Decimal
     accounts: tuple[_Account, ...] = ()
     deployment: str = ""
     done: bool = False
+    hold: str | None = None
+    specs: tuple[Account, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +256,12 @@ class BudgetManager:
 
     Thread-safe (one lock), so it works across event loops. Spend counts settled costs.
     Given the router's ledger (`store=`), each budget starts from the ledger's spend in the
-    current period, so a restart does not reset it. Other processes writing the same ledger
-    are seen at start-up only: the limit is enforced exactly within one process.
+    current period, so a restart does not reset it. Without `shared`, the limit is enforced
+    within this process only. With `shared` (the router's `state=`), every hold and spend
+    is in the shared store, so all the processes using it together stay within the limit;
+    when the store cannot answer, `state_failure="closed"` refuses budgeted calls with
+    `StateUnavailableError` and `"local"` spends from this process's view of the
+    accounts (the fleet's spend it last saw, plus its own since).
 
     >>> manager = BudgetManager([Budget(10, period="day")], clock=clock, events=hub, store=ledger)
     >>> reservation = manager.reserve(request, "openai/gpt-4o-mini", Decimal("0.01"))
@@ -262,10 +275,18 @@ class BudgetManager:
         clock: Clock = SYSTEM_CLOCK,
         events: EventHub | None = None,
         store: CostLedger | LedgerStore | None = None,
+        shared: SharedBudgets | None = None,
+        state_failure: Literal["closed", "local"] = "closed",
     ) -> None:
         self.budgets: tuple[Budget, ...] = tuple(
             b if isinstance(b, Budget) else Budget(**dict(b)) for b in budgets
         )
+        if state_failure not in ("closed", "local"):
+            raise ConfigurationError(
+                f"state_failure must be 'closed' or 'local', not {state_failure!r}"
+            )
+        self.shared = shared
+        self.state_failure = state_failure
         self._clock = clock
         self._events = events
         self._lock = threading.Lock()
@@ -326,14 +347,84 @@ class BudgetManager:
         if not self.budgets:
             return Reservation(_ZERO, deployment=name)
         needed = Decimal(worst_case_usd)
+        wall = self._clock.wall()
         with self._lock:
-            accounts = self._applicable(request, name, self._clock.wall())
+            accounts = self._applicable(request, name, wall)
+            specs = self._specs(accounts) if self.shared is not None and accounts else ()
+        if specs and self.shared is not None:
+            reservation = self._reserve_shared(self.shared, accounts, specs, needed, name, wall)
+            if reservation is not None:
+                return reservation
+        with self._lock:
             for account in accounts:
                 if not account.fits(needed):
                     raise account.refusal(needed)
             for account in accounts:
                 account.reserved += needed
-        return Reservation(needed, tuple(accounts), name)
+        return Reservation(needed, tuple(accounts), name, specs=specs)
+
+    def _specs(self, accounts: list[_Account]) -> tuple[Account, ...]:
+        from .budget_shared import account_spec
+
+        specs = []
+        for account in accounts:
+            budget = account.budget
+            index = self.budgets.index(budget)
+            initial = _ZERO
+            if self._loaded and self._loaded[index][0] == account.period_start:
+                initial = self._loaded[index][1].get(account.scope_value, _ZERO)
+            label = f"{budget.name}|{budget.scope}|{budget.key or ''}"
+            specs.append(
+                account_spec(
+                    label,
+                    account.scope_value,
+                    account.period_start,
+                    account.period_end,
+                    budget.limit,
+                    [level for _, level in budget._alert_levels],
+                    initial,
+                )
+            )
+        return tuple(specs)
+
+    def _reserve_shared(
+        self,
+        shared: SharedBudgets,
+        accounts: list[_Account],
+        specs: tuple[Account, ...],
+        needed: Decimal,
+        name: str,
+        wall: float,
+    ) -> Reservation | None:
+        """Hold in the store; None: it is down and state_failure="local" (hold locally)."""
+        from ..state.shared import StoreUnavailable, from_nano
+
+        try:
+            outcome = shared.reserve(specs, needed, wall)
+        except StoreUnavailable:
+            if self.state_failure == "local":
+                return None
+            raise StateUnavailableError(
+                f"shared state ({shared.backend}) did not answer, and a budget covers this "
+                "call, so it was not sent (Router(state_failure='local') spends from a "
+                "per-process allowance instead)",
+                backend=shared.backend,
+            ) from None
+        if isinstance(outcome, str):
+            return Reservation(needed, tuple(accounts), name, hold=outcome, specs=specs)
+        account = accounts[outcome.index]
+        with self._lock:
+            account.spent = max(account.spent, from_nano(outcome.spent))
+            account.crossed_thresholds()  # announced by whoever crossed them
+        fleet = _Account(
+            account.budget,
+            account.scope_value,
+            account.period_start,
+            account.period_end,
+            spent=from_nano(outcome.spent),
+            reserved=from_nano(outcome.reserved),
+        )
+        raise fleet.refusal(needed)
 
     def check(
         self, request: ChatRequest, deployment: Deployment | str, worst_case_usd: Decimal | None
@@ -374,6 +465,11 @@ class BudgetManager:
         if not reservation.accounts:
             return
         actual = reservation.amount if actual_usd is None else Decimal(actual_usd)
+        if reservation.hold is not None and self.shared is not None:
+            self._settle_shared(self.shared, reservation, actual)
+            return
+        if reservation.specs and self.shared is not None:  # held locally during an outage
+            self.shared.keep_for_later(reservation.specs, actual)
         alerts: list[tuple[_Account, float]] = []
         with self._lock:
             wall = self._clock.wall()
@@ -385,34 +481,82 @@ class BudgetManager:
         for account, threshold in alerts:
             self._alert(account, threshold, reservation.deployment, wall)
 
+    def _settle_shared(
+        self, shared: SharedBudgets, reservation: Reservation, actual: Decimal
+    ) -> None:
+        from ..state.shared import from_nano
+
+        wall = self._clock.wall()
+        settled: Settled | None = shared.settle(reservation.hold, reservation.specs, actual, wall)
+        if settled is None:  # the store went down: the local view counts it meanwhile
+            with self._lock:
+                for account in reservation.accounts:
+                    account.spent += actual
+                    account.crossed_thresholds()
+            return
+        alerts: list[tuple[_Account, float]] = []
+        with self._lock:
+            for account, spent in zip(reservation.accounts, settled.spent):
+                account.spent = from_nano(spent)  # the fleet's spend, for check() and outages
+                account.crossed_thresholds()
+            for index, alert in settled.crossed:
+                account = reservation.accounts[index]
+                alerts.append((account, account.budget._alert_levels[alert][0]))
+        for account, threshold in alerts:
+            self._alert(account, threshold, reservation.deployment, wall)
+
     def release(self, reservation: Reservation) -> None:
         """The call failed without being billed: give its reservation back."""
         if reservation.done:
             return
         reservation.done = True
+        if reservation.hold is not None and self.shared is not None:
+            self.shared.release(reservation.hold, reservation.specs, self._clock.wall())
+            return
         with self._lock:
             for account in reservation.accounts:
                 account.reserved = max(_ZERO, account.reserved - reservation.amount)
 
     def status(self) -> list[BudgetStatus]:
-        """Every account with activity: spent and reserved in its current period."""
+        """Every account with activity: spent and reserved in its current period.
+
+        With shared state: every process's spend and holds, read from the store (global
+        budgets and budgets with a `key` are listed even before this process used them);
+        this process's view if the store does not answer.
+        """
         with self._lock:
             wall = self._clock.wall()
-            result = []
-            for account in self._accounts.values():
+            for index, budget in enumerate(self.budgets):
+                if self.shared is not None and (budget.scope == "global" or budget.key):
+                    self._account(index, budget.key or "", wall)
+            accounts = list(self._accounts.values())
+            for account in accounts:
                 account.roll(wall)
-                result.append(
-                    BudgetStatus(
-                        budget=account.budget.name or "",
-                        scope_value=account.scope_value,
-                        limit_usd=float(account.budget.limit),
-                        spent_usd=float(account.spent),
-                        reserved_usd=float(account.reserved),
-                        period_start=None
-                        if math.isinf(account.period_start)
-                        else account.period_start,
-                    )
+            specs = self._specs(accounts) if self.shared is not None and accounts else ()
+        fleet = None
+        if specs and self.shared is not None:
+            from ..state.shared import StoreUnavailable, from_nano
+
+            try:
+                fleet = [
+                    (from_nano(s.spent), from_nano(s.reserved))
+                    for s in self.shared.read(specs, wall)
+                ]
+            except StoreUnavailable:
+                fleet = None
+        result = []
+        for position, account in enumerate(accounts):
+            spent, reserved = fleet[position] if fleet else (account.spent, account.reserved)
+            result.append(
+                BudgetStatus(
+                    budget=account.budget.name or "",
+                    scope_value=account.scope_value,
+                    limit_usd=float(account.budget.limit),
+                    spent_usd=float(spent),
+                    reserved_usd=float(reserved),
+                    period_start=None if math.isinf(account.period_start) else account.period_start,
                 )
+            )
         return result
 
     def _alert(self, account: _Account, threshold: float, deployment: str, wall: float) -> None:

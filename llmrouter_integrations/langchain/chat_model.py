@@ -90,6 +90,10 @@ class ChatLLMRouter(RemembersCallConfig):
     ledger: Any = Field(default=None, exclude=True)
     router_cache: Any = Field(default=None, exclude=True)
     """The router's own cache (`"memory"`, `"sqlite:///path.db"`...); see `cache` below."""
+    state: Any = Field(default=None, exclude=True, repr=False)
+    """Shared state across processes: `"sqlite:///state.db"`, `"redis://..."` or a store."""
+    state_failure: str | None = Field(default=None, exclude=True)
+    """`"closed"` (default) or `"local"`: what budgets do when the shared state is down."""
     fallback_on: Any = Field(default=None, exclude=True, repr=False)
     on_event: Any = Field(default=None, exclude=True, repr=False)
     router_kwargs: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
@@ -159,7 +163,15 @@ class ChatLLMRouter(RemembersCallConfig):
         if self.router is not None:
             given = {
                 name: getattr(self, name)
-                for name in ("deployments", "retry", "budgets", "ledger", "router_cache")
+                for name in (
+                    "deployments",
+                    "retry",
+                    "budgets",
+                    "ledger",
+                    "router_cache",
+                    "state",
+                    "state_failure",
+                )
                 if getattr(self, name) is not None
             }
             if self.strategy is not None:
@@ -181,6 +193,8 @@ class ChatLLMRouter(RemembersCallConfig):
             "budgets": self.budgets,
             "ledger": self.ledger,
             "cache": self.router_cache,
+            "state": self.state,
+            "state_failure": self.state_failure,
             "fallback_on": self.fallback_on,
             "on_event": self.on_event,
         }

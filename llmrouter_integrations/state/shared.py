@@ -27,6 +27,7 @@ __all__ = [
     "AccountState",
     "Admission",
     "Refusal",
+    "Settled",
     "SharedState",
     "StoreUnavailable",
     "from_nano",
@@ -100,15 +101,26 @@ class Admission:
     until: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What `settle` did: each account's spend after it, and the alerts it crossed first,
+    fleet-wide, as (account index, alert index)."""
+
+    spent: list[int]
+    crossed: list[tuple[int, int]]
+
+
 @runtime_checkable
 class SharedState(Protocol):
     """Every operation is atomic across the processes sharing the store.
 
     A backend raises `StoreUnavailable` (never its own exception type) when it cannot
-    answer within its timeout.
+    answer within its timeout. `lease_s` is how long a budget hold, a concurrency slot or
+    a lock outlives a process that died holding it: longer than your slowest call.
     """
 
     backend: str
+    lease_s: float
 
     # -- budgets: holds with a lease -----------------------------------------------------------
     def reserve(
@@ -119,12 +131,8 @@ class SharedState(Protocol):
         Holds whose lease ended are dropped first (their process died)."""
         ...
 
-    def settle(
-        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
-    ) -> list[tuple[int, int]]:
-        """Drop the hold and add `actual` to each account's spend (even if the lease ended).
-
-        Returns the alerts this crossed first, fleet-wide: (account index, alert index)."""
+    def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
+        """Drop the hold and add `actual` to each account's spend (even if the lease ended)."""
         ...
 
     def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, window_wait
+from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, Settled, window_wait
 
 __all__ = ["MemoryState"]
 
@@ -49,7 +49,8 @@ class MemoryState:
 
     backend = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, *, lease_s: float = 300.0) -> None:
+        self.lease_s = lease_s
         self._lock = threading.Lock()
         self._accounts: dict[str, _Account] = {}
         self._rates: dict[str, _Rate] = {}
@@ -80,10 +81,9 @@ class MemoryState:
                 account.holds[hold_id] = (amount, now + lease_s)
         return None
 
-    def settle(
-        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
-    ) -> list[tuple[int, int]]:
+    def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
         crossed: list[tuple[int, int]] = []
+        spent: list[int] = []
         with self._lock:
             for index, spec in enumerate(accounts):
                 account = self._account(spec)
@@ -92,7 +92,8 @@ class MemoryState:
                 reached = sum(1 for level in spec.alerts if account.spent >= level)
                 crossed += [(index, a) for a in range(account.alerted, reached)]
                 account.alerted = max(account.alerted, reached)
-        return crossed
+                spent.append(account.spent)
+        return Settled(spent, crossed)
 
     def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
         with self._lock:

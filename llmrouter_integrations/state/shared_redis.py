@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, StoreUnavailable
+from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, Settled, StoreUnavailable
 
 __all__ = ["RedisState"]
 
@@ -81,10 +81,11 @@ elseif mode == 'settle' then
     local a, h, m, limit, kexp, levels = prep(i)
     drop(a, h, m)
     local spent = redis.call('HINCRBY', a, 'spent', amount)
+    out[#out+1] = redis.call('HGET', a, 'spent')
     local alerted = tonumber(redis.call('HGET', a, 'alerted'))
     local reached = 0
     for _, l in ipairs(levels) do if spent >= l then reached = reached + 1 end end
-    for j = alerted, reached - 1 do out[#out+1] = i - 1; out[#out+1] = j end
+    for j = alerted, reached - 1 do out[#out+1] = -(i - 1) - 1; out[#out+1] = j end
     if reached > alerted then redis.call('HSET', a, 'alerted', reached) end
   end
   return out
@@ -228,9 +229,15 @@ class RedisState:
     backend = "redis"
 
     def __init__(
-        self, url: str | Any, *, timeout_s: float = 0.25, prefix: str = "llmrouter"
+        self,
+        url: str | Any,
+        *,
+        timeout_s: float = 0.25,
+        prefix: str = "llmrouter",
+        lease_s: float = 300.0,
     ) -> None:
         self.prefix = prefix
+        self.lease_s = lease_s
         self.timeout_s = timeout_s
         self._tag = "{" + prefix + "}"
         if isinstance(url, str):
@@ -297,11 +304,22 @@ class RedisState:
             return None
         return Refusal(int(result[0]), int(result[1]), int(result[2]))
 
-    def settle(
-        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
-    ) -> list[tuple[int, int]]:
+    def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
+        # A flat reply: each account's spend (a string), then its crossed alerts as pairs
+        # (-index - 1, alert), in account order.
         flat = self._budget_call("settle", hold_id, accounts, actual, now, now)
-        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        spent: list[int] = []
+        crossed: list[tuple[int, int]] = []
+        position = 0
+        while position < len(flat):
+            item = flat[position]
+            if isinstance(item, int):
+                crossed.append((-item - 1, int(flat[position + 1])))
+                position += 2
+            else:
+                spent.append(int(item))
+                position += 1
+        return Settled(spent, crossed)
 
     def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
         self._budget_call("release", hold_id, accounts, 0, now, now)

@@ -23,6 +23,7 @@ from .shared import (
     AccountState,
     Admission,
     Refusal,
+    Settled,
     StoreUnavailable,
     window_wait,
 )
@@ -66,8 +67,9 @@ class SQLiteState:
 
     backend = "sqlite"
 
-    def __init__(self, path: str, *, timeout_s: float = 0.25) -> None:
+    def __init__(self, path: str, *, timeout_s: float = 0.25, lease_s: float = 300.0) -> None:
         self.path = path
+        self.lease_s = lease_s
         self.timeout_s = timeout_s
         self._local = threading.local()
         self._initialised = False
@@ -145,11 +147,10 @@ class SQLiteState:
 
         return self._run(run)
 
-    def settle(
-        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
-    ) -> list[tuple[int, int]]:
-        def run(db: sqlite3.Connection) -> list[tuple[int, int]]:
+    def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
+        def run(db: sqlite3.Connection) -> Settled:
             crossed: list[tuple[int, int]] = []
+            spends: list[int] = []
             for index, spec in enumerate(accounts):
                 self._account(db, spec, now)
                 db.execute("DELETE FROM budget_holds WHERE key = ? AND id = ?", (spec.key, hold_id))
@@ -159,6 +160,7 @@ class SQLiteState:
                 spent, alerted = db.execute(
                     "SELECT spent, alerted FROM budget_accounts WHERE key = ?", (spec.key,)
                 ).fetchone()
+                spends.append(spent)
                 reached = sum(1 for level in spec.alerts if spent >= level)
                 if reached > alerted:
                     crossed += [(index, a) for a in range(alerted, reached)]
@@ -167,7 +169,7 @@ class SQLiteState:
                     )
             if now > 0:  # forget accounts of periods long over, now and then
                 db.execute("DELETE FROM budget_accounts WHERE expires < ?", (now,))
-            return crossed
+            return Settled(spends, crossed)
 
         return self._run(run)
 

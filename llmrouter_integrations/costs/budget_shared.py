@@ -1,0 +1,122 @@
+"""Budgets held in the shared state store (`Router(state=...)`), for `BudgetManager`.
+
+A call's worst case is held atomically on every applicable account in the store, with a
+lease; settling adds the real cost and reports the alerts crossed first fleet-wide. The
+fleet's spend seen on each settle is mirrored into the manager's local accounts, so the
+planner's check and, with `state_failure="local"`, an outage start from it. Costs settled
+while the store was down are pushed to it when it is back.
+
+    >>> shared = SharedBudgets(guard, lease_s=300)
+    >>> hold = shared.reserve(specs, Decimal("0.02"), wall)   # a Refusal, or the hold id
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import uuid
+from collections.abc import Sequence
+from decimal import ROUND_FLOOR, Decimal
+
+from ..state.guard import StateGuard
+from ..state.shared import Account, AccountState, Refusal, Settled, StoreUnavailable, to_nano
+
+__all__ = ["SharedBudgets", "account_spec"]
+
+_NANO = Decimal("1e9")
+_KEEP_S = 2 * 86_400  # the store keeps an account two days past its period, then forgets it
+
+
+def account_spec(
+    label: str,
+    scope_value: str,
+    period_start: float,
+    period_end: float,
+    limit: Decimal,
+    alert_levels: Sequence[Decimal],
+    initial: Decimal,
+) -> Account:
+    """The store's account for one budget, scope value and period.
+
+    The key names the period, so every process moves to the new period at the same
+    instant (UTC), however long it has been running.
+    """
+    start = "all" if math.isinf(period_start) else str(int(period_start))
+    return Account(
+        key=f"{label}|{scope_value}|{start}",
+        limit=int((limit * _NANO).to_integral_value(rounding=ROUND_FLOOR)),
+        initial=to_nano(initial) if initial else 0,
+        alerts=tuple(to_nano(level) for level in alert_levels),
+        expires_at=period_end + _KEEP_S,
+    )
+
+
+class SharedBudgets:
+    """The store side of budgets: holds, settles, releases, and costs waiting to be pushed.
+
+    >>> SharedBudgets(StateGuard(SQLiteState("state.db")), lease_s=300)
+    """
+
+    def __init__(self, guard: StateGuard, *, lease_s: float = 300.0) -> None:
+        self.guard = guard
+        self.lease_s = lease_s
+        self._lock = threading.Lock()
+        self._pending: list[tuple[tuple[Account, ...], int]] = []
+
+    @property
+    def backend(self) -> str:
+        return self.guard.backend
+
+    def reserve(self, specs: tuple[Account, ...], needed: Decimal, wall: float) -> Refusal | str:
+        """Hold `needed` on every account: the hold id, or the store's `Refusal`.
+
+        Raises `StoreUnavailable` when the store cannot answer."""
+        if self._pending:
+            self._push_pending(wall)
+        hold = uuid.uuid4().hex
+        store = self.guard.store
+        refusal = self.guard.run(store.reserve, hold, specs, to_nano(needed), wall, self.lease_s)
+        return hold if refusal is None else refusal
+
+    def settle(
+        self, hold: str | None, specs: tuple[Account, ...], actual: Decimal, wall: float
+    ) -> Settled | None:
+        """Add the real cost (dropping the hold): None when the store is down (kept to push)."""
+        amount = to_nano(actual) if actual > 0 else 0
+        try:
+            return self.guard.run(
+                self.guard.store.settle, hold or uuid.uuid4().hex, specs, amount, wall
+            )
+        except StoreUnavailable:
+            if amount:
+                with self._lock:
+                    self._pending.append((specs, amount))
+            return None
+
+    def release(self, hold: str, specs: tuple[Account, ...], wall: float) -> None:
+        """Drop the hold; if the store is down its lease ends it instead."""
+        with contextlib.suppress(StoreUnavailable):
+            self.guard.run(self.guard.store.release, hold, specs, wall)
+
+    def read(self, specs: Sequence[Account], wall: float) -> list[AccountState]:
+        """Each account's fleet-wide state (raises `StoreUnavailable`)."""
+        return self.guard.run(self.guard.store.read, specs, wall)
+
+    def keep_for_later(self, specs: tuple[Account, ...], actual: Decimal) -> None:
+        """A cost settled locally during an outage: push it to the store once it is back."""
+        if actual > 0:
+            with self._lock:
+                self._pending.append((specs, to_nano(actual)))
+
+    def _push_pending(self, wall: float) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        store = self.guard.store
+        for index, (specs, amount) in enumerate(pending):
+            try:
+                self.guard.run(store.settle, uuid.uuid4().hex, specs, amount, wall)
+            except StoreUnavailable:
+                with self._lock:
+                    self._pending[:0] = pending[index:]
+                raise

@@ -1,0 +1,89 @@
+"""One OS process of the multi-process state tests: a Router against the shared fake server.
+
+    python tests/_state_worker.py '{"mode": "budget", "state": "...", "base_url": "...", ...}'
+
+Prints one JSON line with what happened (counts, cost) and exits. Modes:
+- budget: `calls` concurrent calls under one daily budget of `limit` USD.
+- hold: one call to a model that hangs; prints "sent" once it is on its way (to be killed).
+- rpm: `calls` concurrent calls to a deployment with `rpm`; counts sent and refused.
+- breaker: `calls` sequential calls; reports the circuit state it ends with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from decimal import Decimal
+from typing import Any
+
+from llmrouter_integrations import (
+    AllDeploymentsFailedError,
+    Budget,
+    BudgetExceededError,
+    CircuitOpenError,
+    Deployment,
+    RetryPolicy,
+    Router,
+    RoutingError,
+)
+from llmrouter_integrations.state.shared_redis import RedisState
+from llmrouter_integrations.state.shared_sqlite import SQLiteState
+
+KEY = "sk-test-state-0123456789abcdef"
+PROMPT = "Explain shared budgets in one line."
+
+
+def store(spec: dict[str, Any]) -> Any:
+    url, lease = spec["state"], float(spec.get("lease_s", 300.0))
+    if url.startswith("sqlite:///"):
+        return SQLiteState(url[len("sqlite:///") :], lease_s=lease, timeout_s=2.0)
+    return RedisState(url, lease_s=lease, timeout_s=2.0)
+
+
+async def main(spec: dict[str, Any]) -> dict[str, Any]:
+    model = spec.get("model", "gpt-4o-mini")
+    deployment = Deployment(
+        "openai", model, api_key=KEY, base_url=spec["base_url"], rpm=spec.get("rpm")
+    )
+    budgets = [Budget(Decimal(spec["limit"]), period="day", name="daily")] if "limit" in spec else []
+    router = Router(
+        deployments=[deployment],
+        budgets=budgets,
+        retry=RetryPolicy(max_attempts=1),
+        state=store(spec),
+        rate_limit_wait=spec.get("rate_limit_wait", 0.0),
+    )
+    outcomes: dict[str, int] = {}
+    async with router:
+        if spec["mode"] == "hold":
+            task = asyncio.ensure_future(router.achat(PROMPT, max_tokens=60))
+            await asyncio.sleep(0.2)
+            print("sent", flush=True)
+            await task
+            return {}
+
+        async def call() -> None:
+            try:
+                await router.achat(PROMPT, max_tokens=60)
+                kind = "ok"
+            except BudgetExceededError:
+                kind = "refused"
+            except CircuitOpenError:
+                kind = "circuit_open"
+            except (AllDeploymentsFailedError, RoutingError) as error:
+                kind = type(error).__name__
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+
+        if spec["mode"] == "breaker":
+            for _ in range(spec["calls"]):
+                await call()
+        else:
+            await asyncio.gather(*(call() for _ in range(spec["calls"])))
+        circuit = router.health()[deployment.key].circuit
+    return {"outcomes": outcomes, "cost": str(router.costs.total), "circuit": circuit}
+
+
+if __name__ == "__main__":
+    result = asyncio.run(main(json.loads(sys.argv[1])))
+    print(json.dumps(result), flush=True)

@@ -1,0 +1,165 @@
+"""Real OS processes sharing one budget (and limits, circuits) through SQLite and Redis.
+
+Each worker (tests/_state_worker.py) is its own Python process running its own Router
+against one FakeProviderServer in this process; the fake's request log shows what was
+really sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _redis import SERVER, SKIP_REASON, RedisServer
+
+from llmrouter_integrations import Budget, BudgetExceededError, Deployment, ManualClock, Router
+from llmrouter_integrations.costs.pricing import Pricer
+from llmrouter_integrations.costs.tokens import estimate_input_tokens
+from llmrouter_integrations.state.shared_redis import RedisState
+from llmrouter_integrations.state.shared_sqlite import SQLiteState
+from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
+from llmrouter_integrations.types import ChatRequest, Message
+
+WORKER = str(Path(__file__).with_name("_state_worker.py"))
+KEY = "sk-test-state-0123456789abcdef"
+PROMPT = "Explain shared budgets in one line."
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer(valid_keys=[KEY]) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fake: FakeProviderServer) -> None:
+    fake.reset()
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    if SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    db = abs(hash(request.node.name)) % 15 + 1
+    return server.url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def worst_case(max_tokens: int = 60) -> Decimal:
+    request = ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=max_tokens)
+    cost = Pricer().estimate(
+        Deployment("openai", "gpt-4o-mini"),
+        estimate_input_tokens(request),
+        max_tokens,
+        prices_provider="openai",
+    )
+    assert cost is not None
+    return cost
+
+
+def spawn(spec: dict[str, Any]) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(WORKER).parent))
+    return subprocess.Popen(
+        [sys.executable, WORKER, json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def results(processes: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
+    out = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr[-2000:]
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def open_store(url: str, **kw: Any) -> Any:
+    if url.startswith("sqlite:///"):
+        return SQLiteState(url[len("sqlite:///") :], **kw)
+    return RedisState(url, **kw)
+
+
+def test_four_processes_of_200_calls_never_overshoot(
+    fake: FakeProviderServer, state_url: str
+) -> None:
+    limit = worst_case() * 100  # room for about 100 calls at their worst case, of 800
+    spec = {"mode": "budget", "state": state_url, "base_url": fake.openai_base_url,
+            "limit": str(limit), "calls": 200}
+    done = results([spawn(spec) for _ in range(4)])
+    ok = sum(r["outcomes"].get("ok", 0) for r in done)
+    refused = sum(r["outcomes"].get("refused", 0) for r in done)
+    spent = sum(Decimal(r["cost"]) for r in done)
+    assert ok + refused == 800, done
+    # $0 overshoot: what all four spent together is within the one limit...
+    assert spent <= limit
+    assert ok >= 100  # ...and the budget was used (actual costs are below the worst case)
+    # Refused calls sent nothing: the fake saw exactly the calls that were served.
+    assert fake.request_count("gpt-4o-mini") == ok
+    # Any process reading the store sees the fleet's spend.
+    with Router(
+        deployments=[Deployment("openai", "gpt-4o-mini", api_key=KEY,
+                                base_url=fake.openai_base_url)],
+        budgets=[Budget(limit, period="day", name="daily")],
+        state=state_url,
+    ) as reader:
+        (status,) = reader.budgets.status()
+    assert Decimal(str(status.spent_usd)) == pytest.approx(spent)
+    assert status.reserved_usd == 0
+
+
+def test_a_killed_process_frees_its_hold_after_the_lease(
+    fake: FakeProviderServer, state_url: str
+) -> None:
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=30, usage={"output": 60}))
+    limit = worst_case() * Decimal("1.5")  # one call's hold leaves too little for another
+    spec = {"mode": "hold", "state": state_url, "base_url": fake.openai_base_url,
+            "limit": str(limit), "lease_s": 5.0}
+    holder = spawn(spec)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "sent"
+        deadline = time.monotonic() + 10
+        while fake.request_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fake.request_count() == 1  # the call is at the provider, its worst case held
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
+    # This process's clock: moving it past the lease stands in for waiting 5 s.
+    clock = ManualClock(wall_start=time.time())
+    with Router(
+        deployments=[Deployment("openai", "gpt-4o-mini", api_key=KEY,
+                                base_url=fake.openai_base_url)],
+        budgets=[Budget(limit, period="day", name="daily")],
+        state=open_store(state_url, lease_s=5.0),
+        clock=clock,
+    ) as survivor:
+        with pytest.raises(BudgetExceededError, match="held by calls in flight"):
+            survivor.complete(PROMPT, max_tokens=60)
+        clock.advance(5.5)
+        assert survivor.complete(PROMPT, max_tokens=60).text
+    assert fake.request_count() == 2

@@ -1,0 +1,233 @@
+"""`Router(state=...)`: budgets shared through SQLite and a real redis-server, and store outages.
+
+Two routers on one store stand in for two processes here (same code path, same store);
+test_state_processes.py runs real OS processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from _redis import SERVER, SKIP_REASON, RedisServer, free_port
+
+from llmrouter_integrations import (
+    Budget,
+    BudgetExceededError,
+    Deployment,
+    RetryPolicy,
+    Router,
+    RouterEvent,
+    RoutingError,
+    StateUnavailableError,
+)
+from llmrouter_integrations.costs.pricing import Pricer
+from llmrouter_integrations.costs.tokens import estimate_input_tokens
+from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
+from llmrouter_integrations.types import ChatRequest, Message
+
+KEY = "sk-test-state-0123456789abcdef"
+PROMPT = "Explain shared budgets in one line."
+NO_RETRY = RetryPolicy(max_attempts=1)
+MESSAGES = [{"role": "user", "content": PROMPT}]
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer(valid_keys=[KEY]) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fake: FakeProviderServer) -> None:
+    fake.reset()
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    if SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server_url = server.url
+    # A fresh database number per test keeps tests apart on one server.
+    test_db = abs(hash(request.node.name)) % 15 + 1
+    return server_url.rsplit("/", 1)[0] + f"/{test_db}"
+
+
+def deployment(fake: FakeProviderServer) -> Deployment:
+    return Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url)
+
+
+def worst_case(max_tokens: int = 60) -> Decimal:
+    request = ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=max_tokens)
+    cost = Pricer().estimate(
+        Deployment("openai", "gpt-4o-mini"),
+        estimate_input_tokens(request),
+        max_tokens,
+        prices_provider="openai",
+    )
+    assert cost is not None
+    return cost
+
+
+def router(fake: FakeProviderServer, state: object, limit: Decimal, **kw: object) -> Router:
+    return Router(
+        deployments=[deployment(fake)],
+        budgets=[Budget(limit, period="day", name="daily")],
+        retry=NO_RETRY,
+        state=state,  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_two_routers_share_one_budget(fake: FakeProviderServer, state_url: str) -> None:
+    limit = worst_case() * 3
+    alerts: list[RouterEvent] = []
+
+    def on_alert(event: RouterEvent) -> None:
+        if event.type == "budget_alert":
+            alerts.append(event)
+
+    async with router(fake, state_url, limit, on_event=on_alert) as one, router(
+        fake, state_url, limit, on_event=on_alert
+    ) as other:
+        served = refused = 0
+        for n in range(8):
+            try:
+                await (one if n % 2 else other).achat(MESSAGES, max_tokens=60)
+                served += 1
+            except BudgetExceededError as error:
+                refused += 1
+                assert "Nothing was sent" in str(error)
+        # Without sharing each router would serve 3 (6 in all); together they stay within one limit.
+        assert served == fake.request_count() and 3 <= served <= 5
+        spent = one.costs.total + other.costs.total
+        assert spent <= limit
+        # Either router reports the fleet's spend, read from the store.
+        for view in (one, other):
+            (status,) = view.budgets.status()
+            assert status.spent_usd == pytest.approx(float(spent))
+            assert status.reserved_usd == 0
+    # Each threshold fired once across both routers.
+    fired = sorted(e.data["threshold"] for e in alerts)
+    assert fired == [t for t in (0.5, 0.8, 1.0) if t <= spent / limit]
+
+
+async def test_store_down_fails_budgeted_calls_fast_and_warns_once(
+    fake: FakeProviderServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[RouterEvent] = []
+    down = f"redis://:pw-SECRET-123@127.0.0.1:{free_port()}/0"
+    caplog.set_level(logging.WARNING, logger="llmrouter_integrations")
+    async with router(fake, down, Decimal(1), on_event=events.append) as budgeted:
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(StateUnavailableError) as caught:
+                await budgeted.achat(MESSAGES, max_tokens=60)
+            assert time.monotonic() - started < 1.0
+        assert isinstance(caught.value, RoutingError) and caught.value.backend == "redis"
+        assert fake.request_count() == 0  # nothing was sent
+        for text in (str(caught.value), repr(caught.value), caplog.text):
+            assert "pw-SECRET" not in text
+        assert caught.value.__cause__ is None
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert [e.data["available"] for e in events if e.type == "state"] == [False]
+
+
+async def test_local_fallback_spends_then_pushes_to_the_store(
+    fake: FakeProviderServer, redis_server: RedisServer
+) -> None:
+    url = redis_server.url.rsplit("/", 1)[0] + "/14"
+    limit = worst_case() * 10
+    async with router(fake, url, limit) as writer:
+        await writer.achat(MESSAGES, max_tokens=60)  # seen by the fleet
+    async with router(fake, url, limit, state_failure="local") as local:
+        await local.achat(MESSAGES, max_tokens=60)
+        assert local.state_guard is not None
+        local.state_guard.retry_s = 0.0  # try the store on every call in this test
+        redis_server.pause()  # a hung server: every call times out
+        try:
+            for _ in range(2):
+                await local.achat(MESSAGES, max_tokens=60)  # spent from the local allowance
+            assert local.state_guard.outages == 1
+        finally:
+            redis_server.resume()
+        assert fake.request_count() == 4
+        await local.achat(MESSAGES, max_tokens=60)  # the store is back: outage spend pushed
+    async with router(fake, url, limit) as reader:
+        (status,) = reader.budgets.status()
+    assert status.spent_usd == pytest.approx(float(writer.costs.total + local.costs.total))
+
+
+async def test_local_fallback_still_enforces_the_limit_it_last_saw(
+    fake: FakeProviderServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.db"
+    limit = worst_case() * 3
+    async with router(fake, f"sqlite:///{path}", limit, state_failure="local") as local:
+        await local.achat(MESSAGES, max_tokens=60)
+        await local.achat(MESSAGES, max_tokens=60)
+        path.unlink()
+        path.mkdir()  # the file is gone and cannot come back: the store is down
+        assert local.state_guard is not None
+        local.state_guard.store.close()
+        served = 0
+        for _ in range(3):
+            try:
+                await local.achat(MESSAGES, max_tokens=60)
+                served += 1
+            except BudgetExceededError:
+                pass
+        assert served == 1 and local.state_guard.down
+    assert local.costs.total <= limit
+
+
+def test_bad_state_settings_are_clear(fake: FakeProviderServer) -> None:
+    from llmrouter_integrations import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="state_failure"):
+        router(fake, None, Decimal(1), state_failure="open")
+    with pytest.raises(ConfigurationError, match="state="):
+        router(fake, "mysql://x", Decimal(1))
+
+
+async def test_langchain_and_llamaindex_models_share_one_budget(
+    fake: FakeProviderServer, tmp_path: Path
+) -> None:
+    from llama_index.core.llms import ChatMessage
+
+    from llmrouter_integrations.langchain import ChatLLMRouter
+    from llmrouter_integrations.llama_index import LLMRouter
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    limit = worst_case() * 2
+    budgets = [Budget(limit, period="day", name="daily")]
+    chat = ChatLLMRouter(
+        deployments=[deployment(fake)], budgets=budgets, state=url, max_tokens=60, max_retries=0
+    )
+    llm = LLMRouter(
+        deployments=[deployment(fake)], budgets=budgets, state=url, max_tokens=60, retry=NO_RETRY
+    )
+    assert chat.llm_router.state is not None and llm.router.state is not None
+    await chat.ainvoke(PROMPT)
+    await llm.achat([ChatMessage(role="user", content=PROMPT)])
+    with pytest.raises(BudgetExceededError):
+        await chat.ainvoke(PROMPT)
+    assert fake.request_count() == 2
+    with pytest.raises(ValueError, match="not both"):
+        ChatLLMRouter(router=llm.router, state=url)
