@@ -354,6 +354,7 @@ def _deployment_stack(
             pricer=stack.pricer,
             prices_provider=endpoint.prices_provider,
             local=endpoint.local,
+            max_output_tokens=stack.catalog.for_deployment(deployment).max_output_tokens,
         )
     return backend
 

@@ -20,6 +20,7 @@ from llmrouter_integrations import (
 )
 from llmrouter_integrations.costs.pricing import Pricer
 from llmrouter_integrations.costs.tokens import estimate_input_tokens
+from llmrouter_integrations.providers.endpoints import get_endpoint
 from llmrouter_integrations.routing.health import BreakerPolicy
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 from llmrouter_integrations.types import ChatRequest, Message
@@ -134,3 +135,52 @@ async def test_sqlite_ledger_keeps_costs_across_routers(
         assert second.costs.requests == 2
         assert second.costs.by_tag()["docs"].cost_usd == pytest.approx(answer.cost)
         assert "Total spend" in second.costs.report()
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "sent_as", "extra"),
+    [
+        ("openai", "gpt-4o-mini", "max_completion_tokens", {}),
+        ("groq", "llama-3.1-8b-instant", "max_tokens", {}),
+        ("anthropic", "claude-3-5-haiku-latest", "max_tokens", {}),
+        # A cap passed through to the provider is the cap reserved, in its endpoint's spelling.
+        ("openai", "gpt-4o-mini", "max_completion_tokens", {"max_tokens": 3_000}),
+    ],
+)
+async def test_the_output_cap_reserved_is_the_cap_sent(
+    fake: FakeProviderServer, provider: str, model: str, sent_as: str, extra: dict[str, int]
+) -> None:
+    # The model would write 100k tokens if nothing stopped it; no max_tokens is given, so the
+    # reservation assumes the default cap, and only that cap being sent keeps spend bounded.
+    fake.set_behavior(model, ModelBehavior(usage={"output": 100_000}))
+    expected = extra.get("max_tokens", 4_096)
+    prices_provider = get_endpoint(provider).prices_provider
+    one_call = Pricer().estimate(
+        Deployment(provider, model), 20, expected, prices_provider=prices_provider
+    )
+    assert one_call is not None
+    limit = one_call * Decimal("2.5")  # two calls fit at their worst case, the third does not
+    base_url = {
+        "openai": fake.openai_base_url,
+        "groq": fake.groq_base_url,
+        "anthropic": fake.anthropic_base_url,
+    }[provider]
+    router = Router(
+        strategy="priority",
+        deployments=[Deployment(provider, model, api_key=KEY, base_url=base_url)],
+        budgets=[Budget(limit, name="tight")],
+        retry=NO_RETRY,
+    )
+    async with router:
+        results = await asyncio.gather(
+            *(router.achat([{"role": "user", "content": PROMPT}], **extra) for _ in range(3)),
+            return_exceptions=True,
+        )
+    assert router.costs.total <= limit, results
+    assert sum(not isinstance(r, BaseException) for r in results) == 2, results
+    for request in fake.requests:
+        assert request.body[sent_as] == expected
+        assert {"max_tokens", "max_completion_tokens"} - {sent_as} - set(request.body) == {
+            "max_tokens",
+            "max_completion_tokens",
+        } - {sent_as}

@@ -13,13 +13,38 @@ import json
 
 from ..types import ChatRequest, Message
 
-__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "estimate_input_tokens", "estimate_text_tokens"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "OUTPUT_CAP_KEYS",
+    "estimate_input_tokens",
+    "estimate_text_tokens",
+    "output_cap",
+]
 
 _CHARS_PER_TOKEN = 3.5
 _PER_MESSAGE = 4
 _PER_IMAGE = 1_000
 # Worst-case output when a request names no max_tokens (used by budgets and TPM limits).
 DEFAULT_MAX_OUTPUT_TOKENS = 4_096
+# Spellings of the output cap a user may pass through `extra_body` (OpenAI, Anthropic, Gemini).
+OUTPUT_CAP_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def output_cap(request: ChatRequest, default: int = DEFAULT_MAX_OUTPUT_TOKENS) -> int:
+    """The most output tokens this request may produce: `max_tokens`, else the largest cap
+    given in `extra_body`, else `default`.
+
+    >>> output_cap(ChatRequest(messages=[], extra_body={"max_completion_tokens": 300}))
+    300
+    """
+    if request.max_tokens is not None:
+        return request.max_tokens
+    caps = [
+        value
+        for key in OUTPUT_CAP_KEYS
+        if type(value := request.extra_body.get(key)) is int and value > 0
+    ]
+    return max(caps) if caps else default
 
 
 def estimate_text_tokens(text: str) -> int:

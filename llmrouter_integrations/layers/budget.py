@@ -9,7 +9,9 @@ Policy for a deployment with no known price (no genai-prices entry, no `Deployme
 not local): a budget cannot bound its cost, so when any budget covers the request the
 deployment is refused with `BudgetExceededError` (the router then tries the next
 candidate); with no budget covering it, the call goes ahead unreserved. Local models cost 0
-and always fit. A stream the caller abandons, or that breaks after content arrived, is
+and always fit. What is reserved is what is sent: a covered call goes out with the output
+cap its reservation assumed as `max_tokens` (the dialect spells it as the endpoint needs),
+and cap spellings in `extra_body` are folded into it. A stream the caller abandons, or that breaks after content arrived, is
 settled to an estimate of what was produced (providers bill partial output), unless the
 error reports its billed usage.
 """
@@ -17,13 +19,20 @@ error reports its billed usage.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 from ..core.backend import ChatBackend, closing_stream
 from ..costs.budget import BudgetManager, BudgetRefusal, Reservation
 from ..costs.pricing import Pricer, decimal_cost
-from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens, estimate_text_tokens
+from ..costs.tokens import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    OUTPUT_CAP_KEYS,
+    estimate_input_tokens,
+    estimate_text_tokens,
+    output_cap,
+)
 from ..errors import ProviderTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
 
@@ -42,6 +51,7 @@ class BudgetBackend:
         pricer: Pricer,
         prices_provider: str | None = None,
         local: bool = False,
+        max_output_tokens: int | None = None,
     ) -> None:
         self.inner = inner
         self.deployment = deployment
@@ -49,12 +59,24 @@ class BudgetBackend:
         self._pricer = pricer
         self._prices_provider = prices_provider
         self._local = local
+        # With no cap asked for, reserve (and send) the default, or less if the model's
+        # own maximum output is smaller: a larger cap would be refused by the provider.
+        self._default_cap = min(DEFAULT_MAX_OUTPUT_TOKENS, max_output_tokens or (1 << 62))
 
     def worst_case(self, request: ChatRequest) -> Decimal | None:
-        """The most this call can cost here: estimated input + `max_tokens` of output."""
-        return self._price(
-            estimate_input_tokens(request), request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS
-        )
+        """The most this call can cost here: estimated input + its output cap."""
+        return self._price(estimate_input_tokens(request), output_cap(request, self._default_cap))
+
+    def capped(self, request: ChatRequest) -> ChatRequest:
+        """The request as sent under a reservation: `max_tokens` set to the reserved cap."""
+        cap = output_cap(request, self._default_cap)
+        extra = request.extra_body
+        if request.max_tokens == cap and not any(key in extra for key in OUTPUT_CAP_KEYS):
+            return request
+        kept = {key: value for key, value in extra.items() if key not in OUTPUT_CAP_KEYS}
+        sent = dataclasses.replace(request, max_tokens=cap, extra_body=kept)
+        sent._token_estimate = request._token_estimate  # same messages: the estimate holds
+        return sent
 
     def check(self, request: ChatRequest) -> BudgetRefusal | None:
         """Why budgets would refuse this call on this deployment, or None (reserves nothing)."""
@@ -82,6 +104,8 @@ class BudgetBackend:
         if not self.manager.budgets:
             return await self.inner.chat(request)
         reservation = self._reserve(request)
+        if reservation is not None and reservation.accounts and not self._local:
+            request = self.capped(request)
         try:
             response = await self.inner.chat(request)
         except BaseException as error:
@@ -99,6 +123,8 @@ class BudgetBackend:
                     yield chunk
             return
         reservation = self._reserve(request)
+        if reservation is not None and reservation.accounts and not self._local:
+            request = self.capped(request)
         produced = 0  # output tokens seen (estimated), to bill a stream that ends early
         try:
             async with closing_stream(self.inner.stream(request)) as chunks:

@@ -285,7 +285,12 @@ def decide_reply(
     output = count_tokens(text)
     if view.max_tokens is not None and output > view.max_tokens:
         text, output, finish = text[: view.max_tokens * 4], view.max_tokens, "length"
-    return Reply(text, [], finish, _usage(view.prompt_tokens, output, behavior), stop_sequence)
+    usage = _usage(view.prompt_tokens, output, behavior)
+    if view.max_tokens is not None and usage.output > view.max_tokens:
+        # A scripted long answer meets the cap: the provider stops there and bills the cap.
+        usage.output, usage.reasoning = view.max_tokens, min(usage.reasoning, view.max_tokens)
+        finish = "length"
+    return Reply(text, [], finish, usage, stop_sequence)
 
 
 def _answer_text(view: ChatView, behavior: ModelBehavior, body: dict[str, Any]) -> str:
