@@ -9,6 +9,7 @@ RouterError
 │   ├── ProviderStatusError       .status_code .body .headers .retry_after
 │   │   ├── BadRequestError
 │   │   │   └── ContextWindowExceededError
+│   │   │       └── RequestTooLargeError   over the whole tokens-per-minute allowance (413/429)
 │   │   ├── AuthenticationError   (401)
 │   │   ├── PermissionDeniedError (403)
 │   │   ├── NotFoundError         (404)
@@ -29,11 +30,20 @@ Whether an error is worth retrying, and how long the provider asked us to wait, 
 the error itself (`.retryable`, `.retry_after`), so retry and fallback policies never
 re-derive them from status codes.
 
+Catching one kind of failure takes one line, whatever the number of deployments. When
+every attempt failed the same way (the key is wrong on the only deployment, or on all of
+them), the `AllDeploymentsFailedError` raised is also an instance of that kind:
+
     >>> try:
     ...     router.complete("hi")
-    ... except AllDeploymentsFailedError as exc:
+    ... except AuthenticationError as error:     # 1 deployment or 5, all with a wrong key
+    ...     print("check the key of", error.deployment)
+    ... except AllDeploymentsFailedError as exc: # failures of different kinds
     ...     for error in exc.exceptions:
     ...         print(error.deployment, error)
+
+With mixed failures, `except* AuthenticationError:` (or `exc.subgroup(AuthenticationError)`)
+picks the wrong keys out of the group.
 """
 
 from __future__ import annotations
@@ -63,6 +73,7 @@ __all__ = [
     "ProviderTimeoutError",
     "QueueTimeoutError",
     "RateLimitError",
+    "RequestTooLargeError",
     "ResponseDecodeError",
     "RouterError",
     "RoutingError",
@@ -182,6 +193,15 @@ class ContextWindowExceededError(BadRequestError):
     deployment_error = True
 
 
+class RequestTooLargeError(ContextWindowExceededError):
+    """This request alone is over the deployment's tokens-per-minute allowance (OpenAI's 429,
+    Groq's 413 "Request too large ... tokens per min (TPM): Limit X, Requested Y").
+
+    No wait would admit it, so it is not retried here; like a context window that is too
+    small it falls back to another deployment and does not trip the circuit breaker.
+    """
+
+
 class AuthenticationError(ProviderStatusError):
     """401: the API key is missing, wrong or revoked."""
 
@@ -288,13 +308,24 @@ class StateUnavailableError(RoutingError):
 class AllDeploymentsFailedError(RoutingError, ExceptionGroup):  # type: ignore[misc,unused-ignore]
     """Every candidate deployment failed. `attempts` lists each try in order.
 
-    It is also an `ExceptionGroup`, so `except* RateLimitError:` works.
+    It is also an `ExceptionGroup`, so `except* RateLimitError:` picks one kind of failure
+    out of several. When every attempt failed with the same kind of error (the key is wrong
+    on the only deployment, or on all of them), the error is also an instance of that
+    kind, with the last attempt's details (`status_code`, `body`, `deployment`...), so one
+    plain `except` catches it whatever the number of deployments:
+
+        >>> try:
+        ...     router.complete("hi")
+        ... except AuthenticationError as error:       # also an AllDeploymentsFailedError
+        ...     print("fix the key of", error.deployment)
     """
 
     def __new__(
         cls, message: str, errors: Sequence[Exception], attempts: Sequence[Any] = ()
     ) -> AllDeploymentsFailedError:
         errors = list(errors) or [RoutingError("no attempt was made")]
+        if cls is AllDeploymentsFailedError:
+            cls = _with_common_cause(errors)
         self: AllDeploymentsFailedError = super().__new__(cls, message, errors)
         return self
 
@@ -302,7 +333,13 @@ class AllDeploymentsFailedError(RoutingError, ExceptionGroup):  # type: ignore[m
         self, message: str, errors: Sequence[Exception], attempts: Sequence[Any] = ()
     ) -> None:
         errors = list(errors) or [RoutingError("no attempt was made")]
-        super().__init__(message, errors)
+        # Not super(): in a combined class the next __init__ is the provider error's.
+        ExceptionGroup.__init__(self, message, errors)
+        if type(self) is not AllDeploymentsFailedError and type(self) in _COMMON.values():
+            # Carry the last attempt's details, as the error of that kind would.
+            for name, value in vars(errors[-1]).items():
+                if name not in ("message", "attempts") and not name.startswith("__"):
+                    setattr(self, name, value)
         self.attempts = list(attempts)
 
     def derive(  # type: ignore[override,unused-ignore]
@@ -314,6 +351,29 @@ class AllDeploymentsFailedError(RoutingError, ExceptionGroup):  # type: ignore[m
         lines = [self.message]
         lines += [f"  - {type(e).__name__}: {e}" for e in self.exceptions]
         return "\n".join(lines)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The combined classes are made at run time; pickles name the public class.
+        return (AllDeploymentsFailedError, (self.message, list(self.exceptions), self.attempts))
+
+
+# AllDeploymentsFailedError combined with the one kind of error every attempt failed with.
+_COMMON: dict[type[Exception], type[AllDeploymentsFailedError]] = {}
+
+
+def _with_common_cause(errors: Sequence[Exception]) -> type[AllDeploymentsFailedError]:
+    kind = type(errors[0])
+    if not issubclass(kind, ProviderError) or any(type(e) is not kind for e in errors):
+        return AllDeploymentsFailedError
+    combined = _COMMON.get(kind)
+    if combined is None:
+        combined = type(
+            "AllDeploymentsFailedError",
+            (AllDeploymentsFailedError, kind),
+            {"__module__": __name__, "__doc__": AllDeploymentsFailedError.__doc__},
+        )
+        _COMMON[kind] = combined
+    return combined
 
 
 _STATUS_CLASSES: dict[int, type[ProviderStatusError]] = {

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from llmrouter_integrations.core.fallback import default_should_fallback
+from llmrouter_integrations.core.health import classify_failure
 from llmrouter_integrations.errors import (
     AuthenticationError,
     BadRequestError,
@@ -16,6 +18,7 @@ from llmrouter_integrations.errors import (
     PermissionDeniedError,
     ProviderStatusError,
     RateLimitError,
+    RequestTooLargeError,
     ServerError,
 )
 from llmrouter_integrations.providers.anthropic_messages import (
@@ -218,8 +221,13 @@ def test_quota_and_over_allowance_are_not_retried_but_fall_back() -> None:
         ),
         {},
     )
-    assert isinstance(too_big, RateLimitError)
-    assert not too_big.retryable and too_big.deployment_error
+    # Too big for this deployment's per-minute allowance: like a context window, it falls
+    # back and the deployment's breaker does not count it.
+    assert isinstance(too_big, RequestTooLargeError)
+    assert isinstance(too_big, ContextWindowExceededError)
+    assert not too_big.retryable
+    assert default_should_fallback(too_big)
+    assert classify_failure(too_big) is None
 
 
 @pytest.mark.parametrize("dialect", [OPENAI_CHAT, ANTHROPIC_MESSAGES], ids=["openai", "anthropic"])

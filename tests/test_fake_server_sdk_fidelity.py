@@ -257,6 +257,28 @@ def test_openai_context_window_exceeded(fake: FakeProviderServer) -> None:
     assert "maximum context length is 10 tokens" in caught.value.message
 
 
+def test_request_over_the_whole_tpm_limit_is_refused_as_openai_and_groq_do(
+    fake: FakeProviderServer,
+) -> None:
+    # The prompt plus max_tokens is over the per-minute allowance: no wait would admit it.
+    fake.set_behavior("tpm", ModelBehavior(tokens_per_minute=500))
+    with pytest.raises(openai.RateLimitError) as caught:
+        oai(fake).chat.completions.create(model="tpm", messages=user("hi"), max_tokens=1_000)
+    assert caught.value.code == "rate_limit_exceeded"
+    assert "Request too large for tpm in organization org-fake on tokens per min (TPM): " in (
+        caught.value.message
+    )
+    assert "Limit 500, Requested 10" in caught.value.message
+    with pytest.raises(openai.APIStatusError) as groq:
+        oai(fake, base_url=fake.groq_base_url).chat.completions.create(
+            model="tpm", messages=user("hi"), max_tokens=1_000
+        )
+    assert groq.value.status_code == 413
+    assert "on tokens per minute (TPM): Limit 500" in groq.value.message
+    # A request that fits is answered.
+    oai(fake).chat.completions.create(model="tpm", messages=user("hi"), max_tokens=100)
+
+
 def test_openai_sdk_honours_retry_after_and_retries_to_success(fake: FakeProviderServer) -> None:
     fake.set_behavior("flaky", ModelBehavior(errors=[429, 500], retry_after_ms=10))
     completion = oai(fake, max_retries=2).chat.completions.create(

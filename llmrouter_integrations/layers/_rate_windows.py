@@ -131,10 +131,10 @@ class ProviderView:
         if remaining is None or remaining >= amount:
             return 0.0
         if self.limit is not None and amount > self.limit:
-            if not alone:
-                return math.inf
-            if remaining >= self.limit:
-                return 0.0  # one request larger than the whole limit: the provider judges
+            # One request larger than the provider's whole limit: no wait makes it fit, so
+            # it goes now and the provider judges (OpenAI and Groq refuse it as too large,
+            # and the router falls back); several together must go one by one.
+            return 0.0 if alone else math.inf
         if self.reset_at is None:
             return self.reset_hint or WINDOW_S
         return max(0.0, self.reset_at - now)

@@ -21,7 +21,7 @@ from ..errors import (
     OverloadedError,
     PermissionDeniedError,
     ProviderStatusError,
-    RateLimitError,
+    RequestTooLargeError,
     ResponseDecodeError,
     error_for_status,
 )
@@ -306,7 +306,9 @@ def make_status_error(
     402 (no credits, OpenRouter/Anthropic billing) is a `PermissionDeniedError`, a fault of
     the deployment, so the router moves on; Groq's 498 (flex capacity full) is an
     `OverloadedError`; a prompt too big for the model is a `ContextWindowExceededError`;
-    "insufficient_quota" and over-allowance 429/413s are not retried on the same deployment.
+    a 429/413 saying the request alone is over the tokens-per-minute allowance is a
+    `RequestTooLargeError` (a context-window error: falls back, trips no breaker);
+    "insufficient_quota" is not retried on the same deployment.
     `x-should-retry` overrides the retry decision, as the official SDKs do.
     """
     message = redact(message.strip()) or _status_phrase(status)
@@ -315,9 +317,8 @@ def make_status_error(
         cls = PermissionDeniedError
     elif status == 498:
         cls = OverloadedError
-    over_allowance = status in (413, 429) and bool(_OVER_TOKEN_ALLOWANCE.search(message))
-    if over_allowance:
-        cls = RateLimitError
+    if status in (413, 429) and _OVER_TOKEN_ALLOWANCE.search(message):
+        cls = RequestTooLargeError
     elif context_hint or (
         400 <= status < 500 and status != 429 and is_context_window_message(message, code)
     ):
@@ -333,7 +334,9 @@ def make_status_error(
         code=code,
         retryable=retryable,
     )
-    if over_allowance or code == "insufficient_quota":
+    if cls is RequestTooLargeError:
+        error.retryable = False  # whatever x-should-retry says: no wait makes it fit
+    elif code == "insufficient_quota":
         # The deployment cannot serve this at all for now: don't hammer it, fall back.
         error.deployment_error = True
         if retryable is None:

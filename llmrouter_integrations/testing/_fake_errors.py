@@ -26,6 +26,7 @@ __all__ = [
     "malformed_frame",
     "rate_limit_headers",
     "rate_limited_problem",
+    "request_too_large_problem",
     "retry_headers",
     "stream_error_frame",
     "unknown_model_problem",
@@ -267,3 +268,26 @@ def rate_limited_problem(
         "rate-limits to learn more."
     )
     return Problem(429, text, "tokens" if tokens else "requests", "rate_limit_exceeded")
+
+
+def request_too_large_problem(flavor: Flavor, model: str, limit: int, requested: int) -> Problem:
+    """A request that alone is over the tokens-per-minute limit (prompt plus max_tokens).
+
+    Groq answers 413, OpenAI (and OpenRouter passing it on) 429, both with type "tokens";
+    waiting does not help, a smaller request or another deployment does.
+    """
+    if flavor == "groq":
+        text = (
+            f"Request too large for model `{model}` in organization `org_fake` service tier "
+            f"`on_demand` on tokens per minute (TPM): Limit {limit}, Requested {requested}, "
+            "please reduce your message size and try again. Need more tokens? Upgrade to Dev "
+            "Tier today at https://console.groq.com/settings/billing"
+        )
+        return Problem(413, text, "tokens", "rate_limit_exceeded")
+    text = (
+        f"Request too large for {model} in organization org-fake on tokens per min (TPM): "
+        f"Limit {limit}, Requested {requested}. The input or output tokens must be reduced in "
+        "order to run successfully. Visit https://platform.openai.com/account/rate-limits to "
+        "learn more."
+    )
+    return Problem(429, text, "tokens", "rate_limit_exceeded")

@@ -41,6 +41,7 @@ from ._fake_errors import (
     malformed_frame,
     rate_limit_headers,
     rate_limited_problem,
+    request_too_large_problem,
     retry_headers,
     stream_error_frame,
     unknown_model_problem,
@@ -313,6 +314,11 @@ class FakeProviderServer(LoopbackServer):
         reply.usage.set_cache(*cached, overrides=behavior.usage)
         if behavior.context_window is not None and reply.usage.input > behavior.context_window:
             return refuse(context_problem(flavor, reply.usage.input, behavior.context_window))
+        tpm = behavior.tokens_per_minute
+        requested = reply.usage.input + (view.max_tokens or 0)
+        if tpm is not None and flavor != "anthropic" and requested > tpm:
+            # OpenAI and Groq count the prompt plus max_tokens and refuse what no wait fits.
+            return refuse(request_too_large_problem(flavor, model, tpm, requested))
         limited = self._admit(flavor, model, behavior, window, now, reply, headers)
         if limited is not None:
             problem, wait = limited

@@ -1,0 +1,58 @@
+"""Regressions from the issue-12 review of routing policies, through a real Router and the fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from llmrouter_integrations import Deployment, RequestTooLargeError, RetryPolicy, Router
+from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
+
+KEY = "sk-test-policy-regressions-0123456789"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fake: FakeProviderServer) -> None:
+    fake.reset()
+    for model in ("gpt-4o-mini", "gpt-4o", "llama-3.1-8b-instant"):
+        fake.set_behavior(model, ModelBehavior())
+
+
+def openai(fake: FakeProviderServer, model: str = "gpt-4o-mini") -> Deployment:
+    return Deployment("openai", model, api_key=KEY, base_url=fake.openai_base_url)
+
+
+def groq(fake: FakeProviderServer) -> Deployment:
+    return Deployment("groq", "llama-3.1-8b-instant", api_key=KEY, base_url=fake.groq_base_url)
+
+
+@pytest.mark.parametrize("first", ["openai", "groq"])
+async def test_a_request_over_the_whole_tpm_allowance_falls_back_without_tripping_the_breaker(
+    fake: FakeProviderServer, first: str
+) -> None:
+    small_tpm = groq(fake) if first == "groq" else openai(fake, "gpt-4o")
+    fake.set_behavior(small_tpm.model, ModelBehavior(tokens_per_minute=2_000))
+    async with Router(
+        strategy="priority",
+        deployments=[small_tpm, openai(fake)],
+        retry=RetryPolicy(max_attempts=3),
+    ) as router:
+        big = await router.acomplete("summarise this", max_tokens=5_000)
+        assert big.deployment == "openai/gpt-4o-mini"
+        assert [type(a.error) for a in big.attempts] == [RequestTooLargeError]
+        assert "Requested" in str(big.attempts[0].error)
+        assert fake.request_count(small_tpm.model) == 1  # not retried where it cannot fit
+        # The deployment is still in rotation for requests that fit its allowance.
+        assert router.health()[small_tpm.key].circuit == "closed"
+        small = await router.acomplete("hi", max_tokens=50)
+        assert small.deployment == small_tpm.key
+        # The provider's known limit is smaller than the request: no waiting for it to fit.
+        with pytest.raises(RequestTooLargeError):
+            await router.acomplete("big", max_tokens=5_000, deployments=[small_tpm.key])
