@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from llmrouter_integrations.core.fallback import default_should_fallback
-from llmrouter_integrations.core.health import classify_failure
 from llmrouter_integrations.errors import (
     AuthenticationError,
     BadRequestError,
@@ -21,12 +19,14 @@ from llmrouter_integrations.errors import (
     RequestTooLargeError,
     ServerError,
 )
+from llmrouter_integrations.layers.fallback import default_should_fallback
 from llmrouter_integrations.providers.anthropic_messages import (
     ANTHROPIC_MESSAGES,
     AnthropicMessagesDialect,
 )
 from llmrouter_integrations.providers.base import Dialect
 from llmrouter_integrations.providers.openai_chat import OPENAI_CHAT, OpenAIChatDialect
+from llmrouter_integrations.routing.health import classify_failure
 
 
 def openai_body(message: str, type_: str | None = None, code: Any = None) -> bytes:
