@@ -48,12 +48,8 @@ picks the wrong keys out of the group.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
-    from exceptiongroup import ExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "AllDeploymentsFailedError",

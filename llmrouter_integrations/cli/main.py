@@ -48,10 +48,17 @@ async def _core_demo(fake: Any, out: Callable[[str], None]) -> Any:
                 "base_url": fake.anthropic_base_url,
             },
         ],
+        # The demo shows a fallback, so it pins the order: openai first, anthropic as backup
+        # (the default "balanced" strategy would rank the cheaper, healthy one first).
+        strategy="priority",
         retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.05, jitter=0),
         on_event=lambda e: out(f"     event: {e.type:<8} {e.deployment}  {e.data}"),
     )
     async with router:
+        out(
+            '   Router(strategy="priority"): openai/gpt-4o-mini first, anthropic/claude-haiku-4-5 as backup'
+        )
+        out("")
         out("1. A plain answer")
         out('   >>> await router.acomplete("Explain quantum computing in one sentence")')
         response = await router.acomplete(

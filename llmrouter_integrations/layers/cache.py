@@ -213,7 +213,7 @@ class CacheBackend(WrapperBackend):
                 remaining = request.deadline - self.clock.now()
                 try:
                     await asyncio.wait_for(asyncio.shield(future), max(0.0, remaining))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise ProviderTimeoutError(
                         "the request's overall timeout expired while waiting for an identical "
                         "request already in flight"

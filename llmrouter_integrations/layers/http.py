@@ -400,7 +400,7 @@ async def _until_deadline(
             data = await asyncio.wait_for(anext(iterator), remaining)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProviderTimeoutError(
                 "the request's deadline passed while waiting for the stream"
             ) from None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -27,11 +26,6 @@ from urllib.parse import urlsplit
 
 from ..core._sync import is_bridge_loop
 from ..errors import ProviderConnectionError, ProviderTimeoutError
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _time_limit
-else:  # pragma: no cover - aiohttp depends on async-timeout on 3.10
-    from async_timeout import timeout as _time_limit  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     import aiohttp
@@ -425,7 +419,7 @@ class _AiohttpStream:
             if request.total_timeout is None:
                 response = await call
             else:
-                async with _time_limit(request.total_timeout):
+                async with asyncio.timeout(request.total_timeout):
                     response = await call
         except transport._timeout_errors as exc:
             raise transport._map_timeout(exc, request) from None

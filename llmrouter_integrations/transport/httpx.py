@@ -10,7 +10,6 @@ client, or `httpx.MockTransport` in tests.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -25,11 +24,6 @@ from .base import (
     _timeout_error,
     _where,
 )
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _time_limit
-else:  # pragma: no cover - aiohttp depends on async-timeout on 3.10
-    from async_timeout import timeout as _time_limit  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     import httpx
@@ -84,7 +78,7 @@ class HttpxTransport:
             if request.total_timeout is None:
                 response = await self.client.send(self._build(request))
             else:
-                async with _time_limit(request.total_timeout):
+                async with asyncio.timeout(request.total_timeout):
                     response = await self.client.send(self._build(request))
         except self._errors as exc:
             raise self._map(exc, request, mid_stream=False) from None
@@ -144,7 +138,7 @@ class _HttpxStream:
             if request.total_timeout is None:
                 response = await client.send(transport._build(request), stream=True)
             else:
-                async with _time_limit(request.total_timeout):
+                async with asyncio.timeout(request.total_timeout):
                     response = await client.send(transport._build(request), stream=True)
         except transport._errors as exc:
             raise transport._map(exc, request, mid_stream=False) from None
