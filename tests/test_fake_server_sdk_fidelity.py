@@ -593,3 +593,41 @@ def test_anthropic_rejects_an_empty_user_turn(fake: FakeProviderServer) -> None:
         )
         .content
     )
+
+# --- scripted truncation: complete streams that never say why they stopped -------------------
+
+
+def test_openai_sdk_reads_a_stream_without_finish_reason(fake: FakeProviderServer) -> None:
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(no_finish_reason=True))
+    chunks = list(
+        oai(fake).chat.completions.create(
+            model="gpt-4o-mini", messages=user("cut me off"), stream=True
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Echo: cut me off"  # every byte arrived, [DONE] included...
+    assert all(c.choices[0].finish_reason is None for c in chunks if c.choices)  # ...but no reason
+    reply = oai(fake).chat.completions.create(model="gpt-4o-mini", messages=user("again"))
+    assert reply.choices[0].finish_reason is None  # type: ignore[comparison-overlap]
+
+
+def test_anthropic_sdk_reads_a_stream_without_stop_reason(fake: FakeProviderServer) -> None:
+    fake.set_behavior("claude-sonnet-4-6", ModelBehavior(no_finish_reason=True))
+    with claude(fake).messages.stream(
+        model="claude-sonnet-4-6", max_tokens=200, messages=user("cut me off")
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Echo: cut me off"
+    assert final.stop_reason is None
+
+
+def test_sdks_read_raw_bodies_verbatim(fake: FakeProviderServer) -> None:
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(raw_body='{"id": "x", "choices": 7}'))
+    raw = oai(fake).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=user("hi")
+    )
+    assert raw.http_response.content == b'{"id": "x", "choices": 7}'
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(raw_stream=["data: [DONE]\n\n"]))
+    stream = oai(fake).chat.completions.create(model="gpt-4o-mini", messages=user("hi"), stream=True)
+    assert list(stream) == []

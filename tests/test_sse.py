@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 from wire_fixtures import (
     ANTHROPIC_TEXT_STREAM,
@@ -101,3 +104,57 @@ def test_huge_event_is_not_truncated() -> None:
     data = f"data: {payload}\n\n".encode()
     (event,) = decode(pieces_at(data, range(0, len(data), 65_536)))
     assert event.data == payload
+
+
+def _best_time(function: Callable[[], object], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _feed_all(data: bytes, read_size: int) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    events: list[SSEEvent] = []
+    for start in range(0, len(data), read_size):
+        events += decoder.feed(data[start : start + read_size])
+    return events + decoder.flush()
+
+
+def test_many_lf_frames_in_one_feed_take_linear_time() -> None:
+    # The same bytes in one feed or in 80 feeds must cost about the same. The old decoder
+    # rescanned the rest of the buffer for a CR on every LF-only line: quadratic per feed.
+    data = (b"data: " + b"x" * 42 + b"\n\n") * 40_000
+    in_one = _best_time(lambda: _feed_all(data, len(data)))
+    in_many = _best_time(lambda: _feed_all(data, len(data) // 80))
+    assert len(_feed_all(data, len(data))) == 40_000
+    assert in_one / in_many < 5, (in_one, in_many)
+
+
+def test_a_long_line_in_small_reads_takes_linear_time() -> None:
+    # The same 8 MiB line in 4 KiB reads or in one read must cost about the same; it used
+    # to be recopied on every read.
+    data = b"data: " + b"x" * (8 << 20) + b"\n\n"
+    in_one = _best_time(lambda: _feed_all(data, len(data)))
+    in_reads = _best_time(lambda: _feed_all(data, 4096))
+    (event,) = _feed_all(data, 4096)
+    assert len(event.data) == 8 << 20
+    assert in_reads / in_one < 10, (in_one, in_reads)
+
+
+def test_a_leading_byte_order_mark_does_not_drop_the_first_event() -> None:
+    data = b"\xef\xbb\xbfdata: first\n\ndata: second\n\n"
+    for pieces in two_way_splits(data):
+        assert [e.data for e in decode(pieces)] == ["first", "second"]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "1" * 5000, "-5", "1.5", " 7"])
+def test_a_bad_retry_value_is_ignored_not_raised(value: str) -> None:
+    data = f"retry: {value}\ndata: x\n\n".encode()
+    assert decode([data]) == [SSEEvent(event="message", data="x")]
+
+
+def test_an_error_event_with_empty_data_is_dispatched() -> None:
+    assert decode([b"event: error\ndata:\n\n"]) == [SSEEvent(event="error", data="")]

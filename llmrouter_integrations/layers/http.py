@@ -167,7 +167,7 @@ class DeploymentBackend:
                 )
             try:
                 data = _parse_json(response.body)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting past the limit
                 raise _not_json(response.body, response.headers) from None
             try:
                 parsed = self.dialect.parse_response(data)
@@ -369,7 +369,15 @@ def _scrub(value: Any, secret: str) -> Any:
 
 
 # What a dialect parser raises when a reply is not shaped as it expects.
-_PARSER_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+_PARSER_ERRORS = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+)
 
 
 def _guarded(function: Callable[..., Any], *args: Any) -> Any:

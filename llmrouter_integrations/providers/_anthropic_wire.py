@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..types import ContentPart, FinishReason, Message, ToolSpec, Usage
-from ._common import guess_image_media_type, parse_data_url
+from ._common import guess_image_media_type, parse_data_url, token_count
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -30,9 +30,7 @@ def stop_reason(raw: Any) -> FinishReason | None:
     return STOP_REASONS.get(str(raw), "stop")
 
 
-def count(value: Any) -> int:
-    """A token count from JSON; anything not a number counts as 0."""
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+count = token_count
 
 
 def usage_from_wire(data: Mapping[str, Any]) -> Usage:

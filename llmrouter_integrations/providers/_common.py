@@ -27,6 +27,7 @@ from ..errors import (
 )
 
 __all__ = [
+    "MAX_TOKEN_COUNT",
     "arguments_from_json",
     "data_url",
     "decimal_or_none",
@@ -47,11 +48,14 @@ __all__ = [
     "redact",
     "reference_time",
     "shorten",
+    "token_count",
 ]
 
 Now = Callable[[], float]
 
 _EXCERPT_CHARS = 200
+# No single call uses a billion tokens; a bigger count is a broken server, not usage.
+MAX_TOKEN_COUNT = 1_000_000_000
 _BODY_KEEP_CHARS = 2000
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
@@ -126,6 +130,22 @@ def int_or_none(value: str | None) -> int | None:
         return int(float(value.strip()))
     except (ValueError, OverflowError):  # OverflowError: "inf"
         return None
+
+
+def token_count(value: Any, field: str = "usage") -> int:
+    """A token count from JSON: absent or not a number counts as 0; a count no call can have
+    (infinite, NaN, negative, over a billion) is a `ResponseDecodeError`, never a crash.
+
+    >>> token_count(12), token_count(None), token_count("n/a")
+    (12, 0, 0)
+    """
+    if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    if value != value or not 0 <= value <= MAX_TOKEN_COUNT:  # NaN, inf, negative, huge
+        raise ResponseDecodeError(f"{field} is not a token count: {value!r:.40}")
+    return int(value)
 
 
 def decimal_or_none(value: Any) -> Decimal | None:
@@ -235,7 +255,7 @@ def read_error_body(body: bytes) -> tuple[Any, str]:
     text = body.decode("utf-8", errors="replace").strip()
     try:
         return json.loads(text), ""
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
         pass
     title = _TITLE.search(text)
     if title:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ResponseDecodeError
 from ..types import ContentPart, FinishReason, Message, ToolCall, ToolSpec, Usage
-from ._common import arguments_from_json, data_url, decimal_or_none
+from ._common import arguments_from_json, data_url, decimal_or_none, token_count
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -69,9 +69,7 @@ def tool_call_from_wire(call: Any, position: int, truncated: bool) -> ToolCall:
     )
 
 
-def count(value: Any) -> int:
-    """A token count from JSON; anything not a number counts as 0."""
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+count = token_count
 
 
 def usage_from_wire(data: Any) -> Usage | None:
@@ -79,29 +77,19 @@ def usage_from_wire(data: Any) -> Usage | None:
     if not isinstance(data, dict) or "prompt_tokens" not in data:
         return None
     get = data.get
-    # Plain ints are the rule; `count` vets anything else. (One reply, many fields: this
-    # runs on every call, so the common case skips the function call.)
-    prompt = get("prompt_tokens")
-    prompt = prompt if type(prompt) is int else count(prompt)
-    completion = get("completion_tokens")
-    completion = completion if type(completion) is int else count(completion)
-    total = get("total_tokens")
-    total = total if type(total) is int else count(total)
+    prompt = count(get("prompt_tokens"), "usage.prompt_tokens")
+    completion = count(get("completion_tokens"), "usage.completion_tokens")
+    total = count(get("total_tokens"), "usage.total_tokens")
     prompt_details = get("prompt_tokens_details")
     cached = write = reasoning = 0
     if isinstance(prompt_details, dict):
-        cached = prompt_details.get("cached_tokens", 0)
-        cached = cached if type(cached) is int else count(cached)
-        write = prompt_details.get("cache_write_tokens", 0)
-        write = write if type(write) is int else count(write)
+        cached = count(prompt_details.get("cached_tokens"), "usage.cached_tokens")
+        write = count(prompt_details.get("cache_write_tokens"), "usage.cache_write_tokens")
     if not cached:  # DeepSeek reports cache hits in its own field.
-        hits = get("prompt_cache_hit_tokens")
-        if hits is not None:
-            cached = count(hits)
+        cached = count(get("prompt_cache_hit_tokens"), "usage.prompt_cache_hit_tokens")
     completion_details = get("completion_tokens_details")
     if isinstance(completion_details, dict):
-        reasoning = completion_details.get("reasoning_tokens", 0)
-        reasoning = reasoning if type(reasoning) is int else count(reasoning)
+        reasoning = count(completion_details.get("reasoning_tokens"), "usage.reasoning_tokens")
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,

@@ -309,11 +309,21 @@ class AnthropicMessagesStream:
         return self._done
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
-        if self._done or not event.data.strip():
+        if self._done:
+            return []
+        if not event.data.strip():
+            if event.event == "error":  # an error event with no details is still an error
+                payload: Any = {
+                    "type": "error",
+                    "error": {"message": "the provider sent an error event"},
+                }
+                error = self._dialect._payload_error(payload)
+                error.model = self._model
+                raise error
             return []
         try:
             payload = json.loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ResponseDecodeError(
                 f"stream event is not JSON: {shorten(event.data, 80)!r}", model=self._model
             ) from None

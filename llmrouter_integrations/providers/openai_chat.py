@@ -327,14 +327,18 @@ class OpenAIChatStream:
 
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         data = event.data
-        if self._done or not data.strip():
+        if self._done:
+            return []
+        if not data.strip():
+            if event.event == "error":  # an error event with no details is still an error
+                raise self._error({"error": {"message": "the provider sent an error event"}})
             return []
         if data.startswith("[DONE]"):
             self._done = True
             return []
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ResponseDecodeError(
                 f"stream event is not JSON: {shorten(data, 80)!r}", model=self._model
             ) from None

@@ -55,6 +55,11 @@ class ModelBehavior:
     `x_should_retry` become headers on every error. `hang` accepts a request and never
     answers. `drop_after_chunks`, `mid_stream_error` (after k content chunks) and
     `malformed_json` break the response body; `html_502` answers like a load balancer.
+    `no_finish_reason` answers in full but never says why it stopped (OpenAI dialect:
+    `finish_reason` null throughout, `data: [DONE]` still sent, as llama.cpp's server does
+    when a newer request interrupts a stream; Anthropic: `stop_reason` null, `message_stop`
+    still sent). `raw_body` replaces a reply's body (sent with status `raw_status`) and
+    `raw_stream` a stream's SSE bytes, verbatim (str or bytes), for hostile or garbled output.
     Limits: `rate_limit` requests per `rate_limit_window_s`, `tokens_per_minute`, and
     `context_window` (prompt tokens). `usage` overrides reported usage with any of
     `input` (every prompt token, cache included), `output`, `cached`, `cache_write`,
@@ -95,6 +100,10 @@ class ModelBehavior:
     audio: bool | None = None
     prompt_cache: bool | None = None
     prompt_cache_min_tokens: int | None = None
+    no_finish_reason: bool = False
+    raw_body: str | bytes | None = None
+    raw_status: int = 200
+    raw_stream: list[str | bytes] | None = None
 
     @classmethod
     def from_dict(cls, fields: Mapping[str, Any]) -> ModelBehavior:

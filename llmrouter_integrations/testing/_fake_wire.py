@@ -364,6 +364,24 @@ def anthropic_stream(
     return frames
 
 
+def without_finish(frames: list[Frame], flavor: Flavor) -> list[Frame]:
+    """The same stream with every finish / stop reason nulled (the end markers stay)."""
+    out: list[Frame] = []
+    for frame in frames:
+        event, sep, data = frame.data.partition(b"data: ")
+        if not sep or not data.startswith(b"{"):
+            out.append(frame)
+            continue
+        value = json.loads(data)
+        for choice in value.get("choices") or ():
+            choice["finish_reason"] = None
+            choice.pop("native_finish_reason", None)
+        if isinstance(value.get("delta"), dict):
+            value["delta"]["stop_reason"] = None
+        out.append(Frame(event + sep + _dumps(value).encode() + b"\n\n", frame.content))
+    return out
+
+
 def cut_index(frames: list[Frame], after_chunks: int | None) -> int | None:
     """Index of the frame before which a stream breaks after `after_chunks` content frames.
 

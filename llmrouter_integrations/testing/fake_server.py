@@ -61,12 +61,14 @@ from ._fake_validate import (
 )
 from ._fake_wire import (
     Flavor,
+    Frame,
     anthropic_body,
     anthropic_stream,
     cut_index,
     model_list,
     openai_body,
     openai_stream,
+    without_finish,
 )
 
 __all__ = ["FakeProviderServer", "ModelBehavior", "RecordedRequest", "serve_forever"]
@@ -334,6 +336,20 @@ class FakeProviderServer(LoopbackServer):
             payload = anthropic_body(reply, served, seq=seq)
         else:
             payload = openai_body(reply, flavor, served, seq=seq, request_id=request_id)
+        if behavior.no_finish_reason:
+            if flavor == "anthropic":
+                payload["stop_reason"] = None
+            for choice in payload.get("choices") or ():
+                choice["finish_reason"] = None
+                choice.pop("native_finish_reason", None)
+        if behavior.raw_body is not None:
+            raw = behavior.raw_body
+            return web.Response(
+                body=raw.encode() if isinstance(raw, str) else raw,
+                status=behavior.raw_status,
+                content_type="application/json",
+                headers=headers,
+            )
         if behavior.malformed_json:
             record.outcome = "malformed"
             text = json.dumps(payload)[:40] + "\n"
@@ -420,6 +436,13 @@ class FakeProviderServer(LoopbackServer):
                 request_id=headers.get("x-request-id", ""),
                 chunk_size=behavior.chunk_size,
             )
+        if behavior.no_finish_reason:
+            frames = without_finish(frames, flavor)
+        if behavior.raw_stream is not None:
+            frames = [
+                Frame(piece.encode() if isinstance(piece, str) else piece)
+                for piece in behavior.raw_stream
+            ]
         if behavior.malformed_json:
             frames.insert(cut_index(frames, 0) or 0, malformed_frame(flavor))
             record.outcome = "malformed"

@@ -26,16 +26,20 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """The WHATWG event-stream algorithm, incrementally.
+    """The WHATWG event-stream algorithm, incrementally, in time linear in the input.
 
-    Lines end in CRLF, LF or CR (a CR at the very end of a chunk waits for the next chunk
-    to know if an LF follows); text is decoded as UTF-8 across chunk boundaries, so a
-    character split between two reads survives. No limit on line or event size.
+    Lines end in CRLF, LF or CR (a CR at the very end of a chunk ends its line, and an LF
+    opening the next chunk is then skipped); text is decoded as UTF-8 across chunk
+    boundaries, so a character split between two reads survives, and one leading byte-order
+    mark is dropped. A line arriving in many reads is kept as pieces and joined once. No
+    limit on line or event size; no input makes it raise (bad bytes become U+FFFD, bad
+    fields are ignored).
     """
 
     def __init__(self) -> None:
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""  # text not yet ended by a line break
+        self._utf8 = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        self._pieces: list[str] = []  # text of the line not yet ended by a line break
+        self._after_cr = False  # the last text ended in CR: an LF next belongs to it
         self._event = ""
         self._data: list[str] = []
         self._has_fields = False
@@ -49,11 +53,9 @@ class SSEDecoder:
     def flush(self) -> list[SSEEvent]:
         """The stream ended: dispatch what a final blank line would have."""
         events = self._feed_text(self._utf8.decode(b"", final=True))
-        if self._pending.endswith("\r"):
-            # A CR held back to see whether an LF follows: at the end it just ends its line.
-            events += self._feed_text("\n")
-        if self._pending:
-            line, self._pending = self._pending, ""
+        if self._pieces:
+            line = "".join(self._pieces)
+            self._pieces = []
             self._line(line)
         event = self._dispatch()
         if event is not None:
@@ -61,33 +63,34 @@ class SSEDecoder:
         return events
 
     def _feed_text(self, text: str) -> list[SSEEvent]:
+        if self._after_cr and text:
+            self._after_cr = False
+            if text[0] == "\n":
+                text = text[1:]
         if not text:
             return []
-        buffer = self._pending + text
+        if "\r" in text:  # rare: make every line end an LF (each pass is linear)
+            self._after_cr = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        if len(lines) == 1:
+            self._pieces.append(text)
+            return []
+        if self._pieces:
+            self._pieces.append(lines[0])
+            lines[0] = "".join(self._pieces)
+            self._pieces = []
+        rest = lines.pop()
+        if rest:
+            self._pieces.append(rest)
         events: list[SSEEvent] = []
-        start = 0
-        length = len(buffer)
-        while True:
-            lf = buffer.find("\n", start)
-            cr = buffer.find("\r", start)
-            if lf == -1 and cr == -1:
-                break
-            if cr == -1 or (lf != -1 and lf < cr):
-                end, nxt = lf, lf + 1
-            else:
-                if cr == length - 1:
-                    break  # a CR at the end: the next chunk may start with its LF
-                end = cr
-                nxt = cr + 2 if buffer[cr + 1] == "\n" else cr + 1
-            line = buffer[start:end]
-            start = nxt
+        for line in lines:
             if line:
                 self._line(line)
             else:
                 event = self._dispatch()
                 if event is not None:
                     events.append(event)
-        self._pending = buffer[start:]
         return events
 
     def _line(self, line: str) -> None:
@@ -104,8 +107,11 @@ class SSEDecoder:
             if "\0" not in value:
                 self._last_id = value
         elif name == "retry":
-            if value.isdigit():
-                self._retry = int(value)
+            # ASCII digits only ("²".isdigit() is true, int() refuses it); the length cap
+            # keeps int() clear of its digit limit and absurd delays out.
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
+                return
+            self._retry = int(value)
         else:
             return
         self._has_fields = True
