@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from llmrouter_integrations import Deployment, RequestTooLargeError, RetryPolicy, Router
+from llmrouter_integrations import (
+    Deployment,
+    ProviderTimeoutError,
+    RequestTooLargeError,
+    RetryPolicy,
+    Router,
+)
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 
 KEY = "sk-test-policy-regressions-0123456789"
@@ -56,3 +63,18 @@ async def test_a_request_over_the_whole_tpm_allowance_falls_back_without_trippin
         # The provider's known limit is smaller than the request: no waiting for it to fit.
         with pytest.raises(RequestTooLargeError):
             await router.acomplete("big", max_tokens=5_000, deployments=[small_tpm.key])
+
+
+async def test_a_cache_follower_does_not_inherit_its_leaders_timeout(
+    fake: FakeProviderServer,
+) -> None:
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.5))
+    async with Router(strategy="priority", deployments=[openai(fake)], cache="memory") as router:
+        leader = asyncio.ensure_future(router.acomplete("same question", timeout=0.2))
+        await asyncio.sleep(0.05)  # the leader's call is on the wire
+        follower = asyncio.ensure_future(router.acomplete("same question", timeout=10))
+        with pytest.raises(ProviderTimeoutError):
+            await leader
+        answer = await follower
+    assert answer.text == "Echo: same question" and not answer.cached
+    assert fake.request_count("gpt-4o-mini") == 2  # the follower made its own call

@@ -9,8 +9,10 @@ final chunk with the same metadata. Either kind of entry serves both `chat()` an
 
 Single-flight: while one call for a key is under way, identical requests wait for it
 and share its answer (as hits) instead of calling the provider too. If that call fails,
-they get the same error, except when it was cancelled or a stream broke after some of it
-was delivered, in which case one of the waiters makes its own call.
+they get the same error, except when it failed for reasons of its own (cancelled, its
+own timeout, a refusal by its budget, queue or cost cap: the key leaves out user, tags,
+timeout and priority) or a stream broke after some of it was delivered; then one of the
+waiters makes its own call, the others wait for that one.
 
     >>> layer = CacheBackend(inner, MemoryCacheStore(ttl_s=3600),
     ...                      candidate_names=lambda r: list(r.deployments or names),
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
-from ..errors import ProviderTimeoutError
+from ..errors import AllDeploymentsFailedError, ProviderTimeoutError, RoutingError
 from ..state.cache_codec import (
     ENTRY_VERSION,
     cache_key,
@@ -75,6 +77,21 @@ class _Flight:
         self.error: BaseException | None = None
         self.rerun = False  # the waiters should make their own call
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+
+def _callers_own(error: BaseException) -> bool:
+    """Whether a failure belongs to the call that met it rather than to the request, so an
+    identical request may fare differently: cancellation, a timeout (the leader's deadline
+    is its own), or a routing refusal (budgets by user or tag, queue priority, cost cap).
+
+    >>> _callers_own(ProviderTimeoutError("timed out")), _callers_own(ValueError())
+    (True, False)
+    """
+    if not isinstance(error, Exception):
+        return True
+    if isinstance(error, AllDeploymentsFailedError):
+        return any(_callers_own(e) for e in error.exceptions)
+    return isinstance(error, (ProviderTimeoutError, RoutingError))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -310,8 +327,7 @@ class CacheBackend(WrapperBackend):
             try:
                 response = await self.inner.chat(request)
             except BaseException as error:
-                cancelled = not isinstance(error, Exception)
-                self._land(key, flight, error=error, rerun=cancelled)
+                self._land(key, flight, error=error, rerun=_callers_own(error))
                 raise
             try:
                 entry = response_to_dict(response)
@@ -379,10 +395,9 @@ class CacheBackend(WrapperBackend):
                 delivered = delivered or chunk.has_content
                 yield chunk
         except BaseException as error:
-            # Before any content, the waiters would fail the same way; after it, or if
-            # the reader went away, the answer is still to be had: they call themselves.
-            rerun = delivered or not isinstance(error, Exception)
-            self._land(key, flight, error=error, rerun=rerun)
+            # Before any content, the waiters would fail the same way, unless the failure
+            # was this call's own; after it, the answer is still to be had: they call.
+            self._land(key, flight, error=error, rerun=delivered or _callers_own(error))
             raise
         finally:
             self._land(key, flight, rerun=True)  # ended without a final chunk: not kept
