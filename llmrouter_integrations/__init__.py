@@ -39,6 +39,7 @@ from .errors import (
     RoutingError,
     ServerError,
     StateUnavailableError,
+    SyncCallInEventLoopError,
 )
 from .layers.retry import RetryPolicy
 from .router import Router
@@ -100,6 +101,7 @@ __all__ = [
     "RoutingError",
     "ServerError",
     "StateUnavailableError",
+    "SyncCallInEventLoopError",
     "SystemClock",
     "ToolCall",
     "ToolCallDelta",

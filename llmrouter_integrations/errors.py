@@ -3,6 +3,7 @@
 ```
 RouterError
 ├── ConfigurationError            bad config, unknown provider, missing key (at construction)
+├── SyncCallInEventLoopError      a sync method would wait on its own thread's event loop
 ├── ProviderError                 one call failed; .provider .model .deployment .retryable
 │   ├── ProviderConnectionError
 │   │   └── ProviderTimeoutError
@@ -74,6 +75,7 @@ __all__ = [
     "RouterError",
     "RoutingError",
     "ServerError",
+    "SyncCallInEventLoopError",
     "error_for_status",
 ]
 
@@ -84,6 +86,17 @@ class RouterError(Exception):
 
 class ConfigurationError(RouterError, ValueError):
     """The router was configured wrongly; raised at construction, before any request."""
+
+
+class SyncCallInEventLoopError(RouterError, RuntimeError):
+    """A sync method (`complete`, `chat`, `stream`, LangChain `invoke`, LlamaIndex `chat`...)
+    was called from a thread running an event loop, and finishing it would need that very
+    loop (an identical request is in flight on it, or it is the router's own loop).
+
+    Use the async method there: `await router.acomplete(...)`, `await model.ainvoke(...)`,
+    `await llm.achat(...)`. Sync calls from a running loop are otherwise allowed, since
+    Jupyter runs every cell inside one.
+    """
 
 
 class ProviderError(RouterError):

@@ -13,6 +13,7 @@ from llmrouter_integrations import (
     RequestTooLargeError,
     RetryPolicy,
     Router,
+    SyncCallInEventLoopError,
 )
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 
@@ -78,3 +79,30 @@ async def test_a_cache_follower_does_not_inherit_its_leaders_timeout(
         answer = await follower
     assert answer.text == "Echo: same question" and not answer.cached
     assert fake.request_count("gpt-4o-mini") == 2  # the follower made its own call
+
+
+async def test_a_sync_call_that_would_wait_on_its_own_threads_loop_raises(
+    fake: FakeProviderServer,
+) -> None:
+    from llmrouter_integrations.langchain import ChatLLMRouter
+
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.4))
+    async with Router(strategy="priority", deployments=[openai(fake)], cache="memory") as router:
+        # An identical request is in flight on this thread's loop, which a sync call blocks.
+        in_flight = asyncio.ensure_future(router.acomplete("same question"))
+        await asyncio.sleep(0.1)
+        # Before the fix this waited on the blocked loop (here until its 3 s timeout).
+        with pytest.raises(SyncCallInEventLoopError, match="acomplete"):
+            router.complete("same question", timeout=3)
+        assert (await in_flight).text == "Echo: same question"
+        # Without anything to wait on, a sync call from a running loop works (Jupyter).
+        assert router.complete("another question").text == "Echo: another question"
+    model = ChatLLMRouter(strategy="priority", deployments=[openai(fake)], cache="memory")
+    try:
+        in_flight_lc = asyncio.ensure_future(model.ainvoke("lc question"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(SyncCallInEventLoopError, match="ainvoke"):
+            model.invoke("lc question", timeout=3)
+        assert "lc question" in str((await in_flight_lc).content)
+    finally:
+        await model.aclose()

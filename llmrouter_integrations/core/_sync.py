@@ -22,11 +22,45 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, TypeVar, cast
 
-__all__ = ["background_loop", "is_bridge_loop", "iterate_sync", "run_sync", "shutdown"]
+from ..errors import SyncCallInEventLoopError
+
+__all__ = [
+    "background_loop",
+    "blocked_caller_loop",
+    "is_bridge_loop",
+    "iterate_sync",
+    "run_sync",
+    "shutdown",
+]
 
 T = TypeVar("T")
 
 _SHUTDOWN_WAIT_S = 5.0
+# In work started by a sync call: the event loop of the calling thread, if it runs one.
+# That loop is blocked until the call returns, so the work must never wait on it.
+_CALLER_LOOP: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
+    "llmrouter_sync_caller_loop", default=None
+)
+
+
+def blocked_caller_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop a sync call is blocking while this work runs for it, or None.
+
+    Jupyter runs every cell inside a running loop, so sync calls from such a thread are
+    allowed; only waiting on something that loop must finish would hang, and layers that
+    wait across loops (cache single-flight) check this first.
+    """
+    return _CALLER_LOOP.get()
+
+
+def _copy_caller_context() -> contextvars.Context:
+    context = contextvars.copy_context()
+    try:
+        caller_loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return context
+    context.run(_CALLER_LOOP.set, caller_loop)
+    return context
 
 
 class _BackgroundLoop:
@@ -118,7 +152,7 @@ if hasattr(os, "register_at_fork"):
 def _loop_for_caller() -> asyncio.AbstractEventLoop:
     loop = background_loop()
     if _background is not None and threading.current_thread() is _background.thread:
-        raise RuntimeError(
+        raise SyncCallInEventLoopError(
             "a sync router method was called from inside the router's own event loop; "
             "use the async method (acomplete/achat/astream) there"
         )
@@ -153,7 +187,7 @@ def run_sync(work: Awaitable[T] | Callable[[], Awaitable[T]]) -> T:
         if asyncio.iscoroutine(work):
             work.close()  # never to run: say so quietly, not with "never awaited"
         raise
-    context = contextvars.copy_context()
+    context = _copy_caller_context()
     result: concurrent.futures.Future[T] = concurrent.futures.Future()
     started: list[asyncio.Future[T]] = []
 
@@ -217,7 +251,7 @@ class _Pump:
             self.task.add_done_callback(lambda finished: _copy_outcome(finished, self.finished))
             ready.set_result(None)
 
-        self.loop.call_soon_threadsafe(start, context=contextvars.copy_context())
+        self.loop.call_soon_threadsafe(start, context=_copy_caller_context())
         ready.result()
 
     async def _run(self, make_iterator: Callable[[], AsyncIterator[Any]]) -> None:

@@ -29,10 +29,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, S
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from ..core._sync import blocked_caller_loop
 from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
-from ..errors import AllDeploymentsFailedError, ProviderTimeoutError, RoutingError
+from ..errors import (
+    AllDeploymentsFailedError,
+    ProviderTimeoutError,
+    RoutingError,
+    SyncCallInEventLoopError,
+)
 from ..state.cache_codec import (
     ENTRY_VERSION,
     cache_key,
@@ -69,9 +75,10 @@ class CacheStats:
 class _Flight:
     """One call under way for a key, and who waits for its outcome (on any event loop)."""
 
-    __slots__ = ("done", "entry", "error", "rerun", "waiters")
+    __slots__ = ("done", "entry", "error", "loop", "rerun", "waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop  # where the leader's call runs
         self.done = False
         self.entry: CacheValue | None = None
         self.error: BaseException | None = None
@@ -180,7 +187,7 @@ class CacheBackend(WrapperBackend):
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, False
-            flight = self._flights[key] = _Flight()
+            flight = self._flights[key] = _Flight(asyncio.get_running_loop())
             return flight, True
 
     def _land(
@@ -217,6 +224,14 @@ class CacheBackend(WrapperBackend):
 
     async def _follow(self, flight: _Flight, request: ChatRequest) -> None:
         loop = asyncio.get_running_loop()
+        if flight.loop is not loop and flight.loop is blocked_caller_loop():
+            # The leader runs on the loop our own sync caller is blocking: it would never end.
+            raise SyncCallInEventLoopError(
+                "a sync call (complete/chat/stream, invoke, ...) was made from a thread whose "
+                "event loop is running an identical request; waiting for it would hang this "
+                "thread. Use the async method there (await router.acomplete(...), "
+                "await model.ainvoke(...), await llm.achat(...))"
+            )
         with self._lock:
             if flight.done:
                 return
