@@ -279,6 +279,32 @@ def test_request_over_the_whole_tpm_limit_is_refused_as_openai_and_groq_do(
     oai(fake).chat.completions.create(model="tpm", messages=user("hi"), max_tokens=100)
 
 
+@pytest.mark.parametrize(
+    ("server", "error", "message"),
+    [
+        ("llama.cpp", openai.InternalServerError, "Expected 'content' to be a string or an array"),
+        ("ollama", openai.BadRequestError, "invalid message content type: <nil>"),
+    ],
+)
+def test_servers_that_refuse_null_content_on_a_tool_call_turn(
+    fake: FakeProviderServer, server: Any, error: type[openai.APIStatusError], message: str
+) -> None:
+    fake.set_behavior("local", ModelBehavior(null_content_error=server))
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    history: Any = [
+        {"role": "user", "content": "use f"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+    ]
+    with pytest.raises(error) as caught:
+        oai(fake).chat.completions.create(model="local", messages=history, tools=[WEATHER_TOOL])
+    assert message in caught.value.message
+    history[1]["content"] = ""  # what those servers take
+    oai(fake).chat.completions.create(model="local", messages=history, tools=[WEATHER_TOOL])
+    del history[1]["content"]  # and so is no content at all
+    oai(fake).chat.completions.create(model="local", messages=history, tools=[WEATHER_TOOL])
+
+
 def test_openai_sdk_honours_retry_after_and_retries_to_success(fake: FakeProviderServer) -> None:
     fake.set_behavior("flaky", ModelBehavior(errors=[429, 500], retry_after_ms=10))
     completion = oai(fake, max_retries=2).chat.completions.create(
@@ -583,13 +609,17 @@ def test_anthropic_rejects_an_empty_user_turn(fake: FakeProviderServer) -> None:
     messages: Any = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     with pytest.raises(anthropic.BadRequestError, match=r"messages\.2: all messages must have"):
         claude(fake).messages.create(
-            model="claude-empty-turn", max_tokens=10, messages=[*messages, {"role": "user", "content": []}]
+            model="claude-empty-turn",
+            max_tokens=10,
+            messages=[*messages, {"role": "user", "content": []}],
         )
     # The final assistant turn (a prefill) may be empty.
     assert (
         claude(fake)
         .messages.create(
-            model="claude-empty-turn", max_tokens=10, messages=[messages[0], {"role": "assistant", "content": ""}]
+            model="claude-empty-turn",
+            max_tokens=10,
+            messages=[messages[0], {"role": "assistant", "content": ""}],
         )
         .content
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,32 @@ async def test_a_sync_call_that_would_wait_on_its_own_threads_loop_raises(
         assert "lc question" in str((await in_flight_lc).content)
     finally:
         await model.aclose()
+
+
+@pytest.mark.parametrize(
+    ("provider", "server", "sent"),
+    [("openai_compatible", "llama.cpp", ""), ("ollama", "ollama", ""), ("openai", None, None)],
+)
+async def test_a_tool_loop_works_on_servers_that_refuse_null_content(
+    fake: FakeProviderServer, provider: str, server: Any, sent: str | None
+) -> None:
+    fake.set_behavior("local-model", ModelBehavior(null_content_error=server))
+    local = Deployment(
+        provider,
+        "local-model",
+        api_key=KEY,
+        base_url=fake.openai_base_url,
+        price={"input": 1, "output": 1},
+    )
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    messages: list[Any] = [{"role": "user", "content": "add 2 and 3"}]
+    async with Router(deployments=[local], retry=RetryPolicy(max_attempts=1)) as router:
+        for _ in range(2):  # call, tool result, call again, tool result...
+            reply = await router.achat(messages, tools=[tool], tool_choice="required")
+            assert reply.tool_calls and reply.message.content is None
+            messages += [
+                reply.message,
+                {"role": "tool", "tool_call_id": reply.tool_calls[0].id, "content": "5"},
+            ]
+    turns = [r.body["messages"][1] for r in fake.requests[1:]]
+    assert [t["role"] for t in turns] == ["assistant"] and turns[0]["content"] == sent

@@ -48,6 +48,11 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     prices_provider: str | None = None  # genai-prices provider id
     quirks: Quirks | None = None
+    # Takes `"content": null` on an assistant turn that only calls tools, as the OpenAI spec
+    # says. Ollama answers 400 "invalid message content type: <nil>", llama.cpp's server 500
+    # "Expected 'content' to be a string or an array" (LM Studio, mlx-lm refuse it too):
+    # for those rows "" is sent instead.
+    null_tool_call_content: bool = True
 
 
 def _openai_quirks(body: dict[str, Any], request: ChatRequest) -> dict[str, Any]:
@@ -160,6 +165,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 default_model="llama3.2",
                 local=True,
                 key_required=False,
+                null_tool_call_content=False,
             ),
             _row(
                 name="vllm",
@@ -217,6 +223,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 default_model="",
                 local=True,
                 key_required=False,
+                null_tool_call_content=False,  # llama.cpp, LM Studio, mlx-lm
             ),
         )
     }

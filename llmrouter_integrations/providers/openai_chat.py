@@ -117,10 +117,12 @@ class OpenAIChatDialect:
         `request.metadata` is never sent: OpenAI accepts it only with `store=true`, and
         most compatible servers reject it.
         """
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": wire.messages_to_wire(request.messages),
-        }
+        messages = wire.messages_to_wire(request.messages)
+        if not endpoint.null_tool_call_content:
+            for message in messages:
+                if "content" in message and message["content"] is None:
+                    message["content"] = ""  # the server refuses null (see the endpoint row)
+        body: dict[str, Any] = {"model": model, "messages": messages}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:

@@ -63,7 +63,8 @@ class ModelBehavior:
     Limits: `rate_limit` requests per `rate_limit_window_s`, `tokens_per_minute`, and
     `context_window` (prompt tokens). `usage` overrides reported usage with any of
     `input` (every prompt token, cache included), `output`, `cached`, `cache_write`,
-    `reasoning`, `cost` (OpenRouter's `usage.cost`).
+    `reasoning`, `cost` (OpenRouter's `usage.cost`). `null_content_error` refuses a message
+    with `"content": null` as llama.cpp's server (500) or Ollama (400) do.
     Capabilities (None = decided from the model name, see `_fake_thinking` and
     `_fake_content`): `reasoning` (the model reasons: OpenAI o-series/gpt-5, Claude 3.7+,
     gpt-oss, DeepSeek R1...), `pdf` and `audio` (False refuses such parts with a 400),
@@ -95,6 +96,7 @@ class ModelBehavior:
     tool_mode: ToolMode = "auto"
     parallel_tool_calls_n: int = 1
     chunk_size: int | None = None
+    null_content_error: Literal["llama.cpp", "ollama"] | None = None
     reasoning: bool | None = None
     pdf: bool | None = None
     audio: bool | None = None

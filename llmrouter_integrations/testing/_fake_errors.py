@@ -24,6 +24,7 @@ __all__ = [
     "error_body",
     "error_headers",
     "malformed_frame",
+    "null_content_problem",
     "rate_limit_headers",
     "rate_limited_problem",
     "request_too_large_problem",
@@ -291,3 +292,20 @@ def request_too_large_problem(flavor: Flavor, model: str, limit: int, requested:
         "learn more."
     )
     return Problem(429, text, "tokens", "rate_limit_exceeded")
+
+
+def null_content_problem(server: str, body: dict[str, Any]) -> Problem | None:
+    """The refusal of a message whose `content` is JSON null, as `server` words it.
+
+    llama.cpp's server (since build b5331) answers 500 "Expected 'content' to be a string or
+    an array"; Ollama's OpenAI layer 400 "invalid message content type: <nil>". An absent
+    `content` is fine for both; only an explicit null is refused.
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    if not any(isinstance(m, dict) and "content" in m and m["content"] is None for m in messages):
+        return None
+    if server == "ollama":
+        return Problem(400, "invalid message content type: <nil>", "invalid_request_error")
+    return Problem(500, "Expected 'content' to be a string or an array", "server_error")

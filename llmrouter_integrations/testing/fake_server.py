@@ -39,6 +39,7 @@ from ._fake_errors import (
     error_body,
     error_headers,
     malformed_frame,
+    null_content_problem,
     rate_limit_headers,
     rate_limited_problem,
     request_too_large_problem,
@@ -301,6 +302,10 @@ class FakeProviderServer(LoopbackServer):
             window = self._windows.setdefault(model, RateLimitWindow())
             now = self._clock.now()
             headers.update(rate_limit_headers(flavor, window.snapshot(behavior, now)))
+        if behavior.null_content_error is not None and flavor != "anthropic":
+            problem = null_content_problem(behavior.null_content_error, body)
+            if problem is not None:
+                return refuse(problem)
         if behavior.html_502:
             return web.Response(
                 status=502, text=HTML_502, content_type="text/html", headers=scripted_headers
