@@ -288,6 +288,10 @@ def build_stack(
         state_guard=guard,
         owns_state=isinstance(state, str),
     )
+    if guard is not None:
+        from .routing.shared_health import SharedCircuits
+
+        stack.health_tracker.shared = SharedCircuits(guard)
     retry_policy = retry or RetryPolicy()
     per_deployment = {
         d.key: _deployment_stack(stack, d, retry_policy, rate_limit_wait, clock, events)

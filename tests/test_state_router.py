@@ -16,8 +16,10 @@ import pytest
 from _redis import SERVER, SKIP_REASON, RedisServer, free_port
 
 from llmrouter_integrations import (
+    AllDeploymentsFailedError,
     Budget,
     BudgetExceededError,
+    CircuitOpenError,
     Deployment,
     RetryPolicy,
     Router,
@@ -231,3 +233,40 @@ async def test_langchain_and_llamaindex_models_share_one_budget(
     assert fake.request_count() == 2
     with pytest.raises(ValueError, match="not both"):
         ChatLLMRouter(router=llm.router, state=url)
+
+
+async def test_a_circuit_opened_by_one_router_is_seen_by_the_other(
+    fake: FakeProviderServer, state_url: str
+) -> None:
+    from llmrouter_integrations import ManualClock
+    from llmrouter_integrations.routing.health import BreakerPolicy
+
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(errors=[500, 500]))
+    wall = time.time()
+    clocks = [ManualClock(wall_start=wall), ManualClock(wall_start=wall)]
+    policy = BreakerPolicy(failure_threshold=2, cooldown_s=30)
+    one, other = (
+        Router(
+            deployments=[deployment(fake)], retry=NO_RETRY, breaker=policy, state=state_url, clock=c
+        )
+        for c in clocks
+    )
+    name = "openai/gpt-4o-mini"
+    async with one, other:
+        for _ in range(2):
+            with pytest.raises(RoutingError):
+                await one.achat(MESSAGES, max_tokens=20)
+        assert one.health()[name].circuit == "open" and fake.request_count() == 2
+        # The other router never failed, yet refuses at once: nothing more reaches the fake.
+        with pytest.raises(AllDeploymentsFailedError) as caught:
+            await other.achat(MESSAGES, max_tokens=20)
+        assert [type(e) for e in caught.value.exceptions] == [CircuitOpenError]
+        assert other.health()[name].circuit == "open" and fake.request_count() == 2
+        # After the rest, the other router's probe succeeds and closes it for both.
+        for clock in clocks:
+            clock.advance(31)
+        assert (await other.achat(MESSAGES, max_tokens=20)).text
+        assert other.health()[name].circuit == "closed"
+        assert (await one.achat(MESSAGES, max_tokens=20)).text
+        assert one.health()[name].circuit == "closed"
+    assert fake.request_count() == 4

@@ -27,7 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
@@ -41,6 +41,10 @@ from ..errors import (
     RoutingError,
 )
 from ..layers.breaker import CircuitBreakerBackend
+
+if TYPE_CHECKING:
+    from ..state.shared import Admission
+    from .shared_health import SharedCircuits
 
 __all__ = [
     "BreakerPolicy",
@@ -228,6 +232,8 @@ class HealthTracker:
         self.clock = clock
         self.events = events
         self.ewma_alpha = ewma_alpha
+        # The fleet's circuits (Router(state=...)); None: this process decides alone.
+        self.shared: SharedCircuits | None = None
         self._lock = threading.Lock()
         self._breakers: dict[str, _Breaker] = {}
         for name in names:
@@ -313,19 +319,28 @@ class HealthTracker:
         `force` admits regardless (as a probe when half-open): for observations fed in.
         """
         events: list[RouterEvent] = []
+        fleet = self.shared.admit(name) if self.shared is not None and not force else None
         with self._lock:
             breaker = self._breakers[name]
             now = self.clock.now()
             health = breaker.health
-            if health.circuit == "closed" and health.last_failure_at is None:
+            if (
+                health.circuit == "closed"
+                and health.last_failure_at is None
+                and (fleet is None or fleet.state == "closed")
+            ):
                 # Healthy and never failed (the usual case): nothing to refresh or refuse.
                 health.in_flight += 1
                 return CallTicket(
                     self, name, probe=False, generation=breaker.generation, started=now
                 )
             self._refresh_locked(name, breaker, events, now)
+            if fleet is not None:
+                self._adopt(name, breaker, fleet, events)
             refusal = None
-            if health.circuit == "half_open":
+            if fleet is not None and fleet.state == "busy":
+                refusal = f"circuit half-open for {name!r}: another process is probing it"
+            elif health.circuit == "half_open":
                 if breaker.probes_in_flight >= self.policy.half_open_probes:
                     refusal = f"circuit half-open for {name!r}: a probe call is already testing it"
             elif health.circuit == "open" and not force:
@@ -409,9 +424,29 @@ class HealthTracker:
                 health.recent_error_rate = health.error_rate
                 self._on_failure(ticket.name, breaker, ticket, kind, error, current, events)
         if events:
+            if self.shared is not None:
+                self.shared.publish(events)
             self._emit(events)
 
     # ------------------------------------------------------------- transitions
+    def _adopt(
+        self, name: str, breaker: _Breaker, fleet: Admission, events: list[RouterEvent]
+    ) -> None:
+        """Bring this process's circuit in line with the fleet's (shared state)."""
+        health = breaker.health
+        if fleet.state == "closed":
+            if health.circuit != "closed":
+                self._close(name, breaker, events, reason="closed by another process")
+        elif fleet.state == "open":
+            rest = max(0.0, fleet.until - self.clock.wall())
+            if health.circuit != "open":
+                self._open(name, breaker, rest, "opened by another process", events)
+            else:
+                health.opened_until = self.clock.now() + rest
+        elif health.circuit == "open":  # the rest is over fleet-wide: half-open
+            health.circuit = "half_open"
+            events.append(self._event(name, "half_open", "open", "cooldown over", None))
+
     def _on_failure(
         self,
         name: str,
@@ -470,7 +505,13 @@ class HealthTracker:
         breaker.generation += 1
         events.append(self._event(name, "open", previous, reason, cooldown))
 
-    def _close(self, name: str, breaker: _Breaker, events: list[RouterEvent]) -> None:
+    def _close(
+        self,
+        name: str,
+        breaker: _Breaker,
+        events: list[RouterEvent],
+        reason: str = "probe succeeded",
+    ) -> None:
         health = breaker.health
         previous = health.circuit
         health.circuit = "closed"
@@ -482,7 +523,7 @@ class HealthTracker:
         breaker.reopenings = 0
         breaker.early_probe = False
         breaker.generation += 1
-        events.append(self._event(name, "closed", previous, "probe succeeded", None))
+        events.append(self._event(name, "closed", previous, reason, None))
 
     def _refresh_all(self) -> None:
         events: list[RouterEvent] = []

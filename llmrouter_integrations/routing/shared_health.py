@@ -1,0 +1,58 @@
+"""Circuit breakers seen by every process: the fleet's verdict from the shared state store.
+
+Each process still counts its own failures; when one opens a circuit, or its probe closes
+it, the change goes to the store, and every process asks the store before each call. So
+an open circuit is seen by all within one request, and only one call in the whole fleet
+probes a half-open deployment. If the store cannot answer, each process decides alone.
+
+    >>> tracker.shared = SharedCircuits(guard)        # HealthTracker asks it in begin()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..core.events import RouterEvent
+from ..state.guard import StateGuard
+from ..state.shared import Admission, StoreUnavailable
+
+__all__ = ["SharedCircuits"]
+
+
+class SharedCircuits:
+    """The store side of circuit breakers (see the module docstring).
+
+    `probe_lease_s`: how long the fleet waits for a probe whose process died before
+    letting another process probe.
+
+    >>> SharedCircuits(StateGuard(RedisState("redis://localhost:6379/0")), probe_lease_s=60)
+    """
+
+    def __init__(self, guard: StateGuard, *, probe_lease_s: float = 60.0) -> None:
+        self.guard = guard
+        self.probe_lease_s = probe_lease_s
+
+    def admit(self, name: str) -> Admission | None:
+        """The fleet's verdict for one call to `name`, or None: decide locally."""
+        store = self.guard.store
+        try:
+            return self.guard.run(
+                store.admit_circuit, name, self.guard.clock.wall(), self.probe_lease_s
+            )
+        except StoreUnavailable:
+            return None
+
+    def publish(self, events: Iterable[RouterEvent]) -> None:
+        """Tell the fleet about circuits this process opened or closed."""
+        store = self.guard.store
+        for event in events:
+            if event.type != "circuit" or event.deployment is None:
+                continue
+            try:
+                if event.data.get("state") == "open":
+                    until = self.guard.clock.wall() + float(event.data.get("cooldown_s") or 0.0)
+                    self.guard.run(store.open_circuit, event.deployment, until)
+                elif event.data.get("state") == "closed":
+                    self.guard.run(store.close_circuit, event.deployment)
+            except StoreUnavailable:
+                return
