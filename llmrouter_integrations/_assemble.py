@@ -289,9 +289,11 @@ def build_stack(
         owns_state=isinstance(state, str),
     )
     if guard is not None:
+        from .layers._shared_rates import SharedRates
         from .routing.shared_health import SharedCircuits
 
         stack.health_tracker.shared = SharedCircuits(guard)
+        limits.shared = SharedRates(guard)
     retry_policy = retry or RetryPolicy()
     per_deployment = {
         d.key: _deployment_stack(stack, d, retry_policy, rate_limit_wait, clock, events)

@@ -42,17 +42,20 @@ def store(spec: dict[str, Any]) -> Any:
 
 
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
-    model = spec.get("model", "gpt-4o-mini")
-    deployment = Deployment(
-        "openai", model, api_key=KEY, base_url=spec["base_url"], rpm=spec.get("rpm")
-    )
+    deployments = [
+        Deployment("openai", model, api_key=KEY, base_url=spec["base_url"], rpm=spec.get("rpm"))
+        for model in spec.get("models", ["gpt-4o-mini"])
+    ]
+    deployment = deployments[0]
     budgets = [Budget(Decimal(spec["limit"]), period="day", name="daily")] if "limit" in spec else []
     router = Router(
-        deployments=[deployment],
+        deployments=deployments,
+        strategy="priority",
         budgets=budgets,
         retry=RetryPolicy(max_attempts=1),
         state=store(spec),
         rate_limit_wait=spec.get("rate_limit_wait", 0.0),
+        max_queue_wait=spec.get("max_queue_wait", 0.5),
     )
     outcomes: dict[str, int] = {}
     async with router:

@@ -163,3 +163,30 @@ def test_a_killed_process_frees_its_hold_after_the_lease(
         clock.advance(5.5)
         assert survivor.complete(PROMPT, max_tokens=60).text
     assert fake.request_count() == 2
+
+
+def test_shared_rpm_holds_across_four_processes(fake: FakeProviderServer, state_url: str) -> None:
+    spec = {"mode": "rpm", "state": state_url, "base_url": fake.openai_base_url, "rpm": 10,
+            "calls": 10}
+    done = results([spawn(spec) for _ in range(4)])
+    ok = sum(r["outcomes"].get("ok", 0) for r in done)
+    # Each process alone would send its 10; the fleet's one-minute window lets 10 through.
+    assert ok == 10 and fake.request_count() == 10, done
+    assert sum(sum(r["outcomes"].values()) for r in done) == 40
+
+
+def test_a_circuit_opened_in_one_process_is_seen_by_another(
+    fake: FakeProviderServer, state_url: str
+) -> None:
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
+    fake.set_behavior("gpt-4o", ModelBehavior())
+    spec = {"mode": "breaker", "state": state_url, "base_url": fake.openai_base_url,
+            "calls": 8, "models": ["gpt-4o-mini", "gpt-4o"]}
+    (first,) = results([spawn(spec)])
+    # The first deployment failed 5 times (each call then fell back), and its circuit opened.
+    assert first["circuit"] == "open" and first["outcomes"] == {"ok": 8}
+    assert fake.request_count("gpt-4o-mini") == 5
+    (second,) = results([spawn(spec)])
+    # A fresh process that never saw it fail skips it from its first call.
+    assert second["circuit"] == "open" and second["outcomes"] == {"ok": 8}
+    assert fake.request_count("gpt-4o-mini") == 5 and fake.request_count("gpt-4o") == 16

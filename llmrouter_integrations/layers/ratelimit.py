@@ -42,6 +42,7 @@ from .queue import CURRENT_GRANT, RequestQueue, request_tokens
 
 if TYPE_CHECKING:
     from ..providers.base import RateLimitInfo
+    from ._shared_rates import SharedRates
 
 __all__ = ["Permit", "RateLimitBackend", "RateLimitWaitError", "RateLimits", "request_tokens"]
 
@@ -78,6 +79,7 @@ class _State:
         "requests",
         "rpm",
         "sends",
+        "shared_until",
         "tokens",
         "tokens_sent",
         "tpm",
@@ -96,6 +98,7 @@ class _State:
         self.provider_tokens = ProviderView()
         self.in_use = 0
         self.paused_until = -math.inf
+        self.shared_until = -math.inf  # the fleet's windows are full until then (state=)
         self.sends = 0  # requests sent so far, numbering each permit
         self.tokens_sent = 0  # tokens charged so far
         self.header_mark = 0  # the newest send whose headers we applied
@@ -103,7 +106,7 @@ class _State:
     def delay(self, now: float, tokens: int, requests: int) -> float:
         if self.max_concurrency is not None and self.in_use + requests > self.max_concurrency:
             return math.inf
-        wait = self.paused_until - now
+        wait = max(self.paused_until, self.shared_until) - now
         alone = requests == 1
         if self.requests is not None:
             wait = max(wait, self.requests.delay(now, requests, alone))
@@ -142,6 +145,7 @@ class Permit:
     token_mark: int
     _token_slot: Slot | None = None
     released: bool = False
+    shared_id: str | None = None  # the fleet's permit in the shared store, if any
 
 
 # The permit of the call running in this context, so that the headers the HTTP layer
@@ -173,6 +177,8 @@ class RateLimits:
         self.clock = clock
         self.events = events
         self.default_pause_s = default_pause_s
+        # The fleet's windows (Router(state=...)); None: this process counts alone.
+        self.shared: SharedRates | None = None
         self._lock = threading.Lock()
         self._states: dict[str, _State] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -252,12 +258,27 @@ class RateLimits:
     # -- taking and giving back -----------------------------------------------------------------
 
     def try_acquire(self, name: str, tokens: int) -> Permit | None:
-        """Take capacity for one request of `tokens` now, or None if it must wait."""
+        """Take capacity for one request of `tokens` now, or None if it must wait.
+
+        With shared state, a deployment with limits also takes its share of the fleet's
+        windows in the store (after the local check, so a local refusal costs no trip).
+        """
         with self._lock:
             state = self._states.get(name) or self._state(name)
             now = self.clock.now()
             if state.delay(now, tokens, 1) > 0.0:
                 return None
+            limited = state.rpm or state.tpm or state.max_concurrency
+        shared_id = None
+        if self.shared is not None and limited:
+            verdict = self.shared.acquire(name, state.rpm, state.tpm, state.max_concurrency, tokens)
+            if verdict is not None:
+                shared_id, wait = verdict
+                if wait > 0.0:
+                    with self._lock:
+                        state.shared_until = now + wait
+                    return None
+        with self._lock:
             state.in_use += 1
             state.sends += 1
             state.tokens_sent += tokens
@@ -266,7 +287,7 @@ class RateLimits:
             slot = state.tokens.spend(now, tokens) if state.tokens is not None else None
             state.provider_requests.spend(1)
             state.provider_tokens.spend(tokens)
-            return Permit(name, tokens, state.sends, state.tokens_sent, slot)
+            return Permit(name, tokens, state.sends, state.tokens_sent, slot, shared_id=shared_id)
 
     def release(self, permit: Permit, actual_tokens: int | None = None) -> None:
         """Give back the concurrency slot; correct the charged tokens to `actual_tokens`."""
@@ -280,6 +301,13 @@ class RateLimits:
                 state.tokens.correct(
                     permit._token_slot, actual_tokens - permit.tokens, self.clock.now()
                 )
+            # The fleet only needs news of a freed slot or corrected tokens.
+            shared_news = permit.shared_id is not None and (
+                state.max_concurrency or (state.tpm and actual_tokens is not None)
+            )
+        if shared_news and self.shared is not None and permit.shared_id is not None:
+            delta = actual_tokens - permit.tokens if actual_tokens is not None else 0
+            self.shared.release(permit.deployment, permit.shared_id, delta)
         self._changed()
 
     # -- what the provider told us --------------------------------------------------------------
@@ -317,6 +345,8 @@ class RateLimits:
                 )
             if info.retry_after_s is not None and info.retry_after_s > 0:
                 state.paused_until = max(state.paused_until, now + info.retry_after_s)
+        if self.shared is not None and info.retry_after_s is not None and info.retry_after_s > 0:
+            self.shared.pause(name, info.retry_after_s)
         self._changed()
 
     def on_rate_limited(self, name: str, retry_after: float | None) -> None:
@@ -326,6 +356,8 @@ class RateLimits:
             state = self._state(name)
             now = self.clock.now()
             state.paused_until = max(state.paused_until, now + (pause or self.default_pause_s))
+        if self.shared is not None and pause is not None:
+            self.shared.pause(name, pause)
         if self.events is not None:
             self.events.emit(
                 RouterEvent(
