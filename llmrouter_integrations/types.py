@@ -223,7 +223,11 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts. `input_tokens` counts every prompt token, cache reads and writes included."""
+    """Token counts. `input_tokens` counts every prompt token, cache reads and writes included.
+
+    `estimated` is True when the provider reported no usage and the counts are the router's
+    own estimate (some OpenAI-compatible servers send none); costs built on them are estimates.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -231,6 +235,7 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -240,6 +245,7 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.estimated or other.estimated,
         )
 
 

@@ -304,12 +304,18 @@ def test_invalid_tool_arguments_raise_unless_the_answer_was_cut_off() -> None:
         ("tool_calls", "tool_calls"),
         ("function_call", "tool_calls"),
         ("content_filter", "content_filter"),
-        (None, None),
     ],
 )
-def test_finish_reasons(raw: str | None, mapped: str | None) -> None:
+def test_finish_reasons(raw: str, mapped: str) -> None:
     reply = {"model": "m", "choices": [{"message": {"content": "x"}, "finish_reason": raw}]}
     assert OPENAI_CHAT.parse_response(reply).finish_reason == mapped
+
+
+@pytest.mark.parametrize("raw", [None, ""])
+def test_a_reply_without_finish_reason_is_truncated_not_complete(raw: str | None) -> None:
+    reply = {"model": "m", "choices": [{"message": {"content": "x"}, "finish_reason": raw}]}
+    with pytest.raises(ResponseDecodeError, match="truncated"):
+        OPENAI_CHAT.parse_response(reply)
 
 
 def test_refusal_becomes_text_with_content_filter() -> None:

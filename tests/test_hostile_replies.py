@@ -203,3 +203,48 @@ async def test_an_error_event_with_empty_data_is_an_error(
     async with with_fallback(fake, provider, model) as router:
         chunks = [chunk async for chunk in router.astream("hi")]
     assert chunks[-1].deployment == "openai/gpt-4o"  # not the first deployment's "hi"
+
+
+# -- complete means the provider said why it stopped ------------------------------------------
+
+PAIRS = [("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")]
+
+
+@pytest.mark.parametrize(("provider", "model"), PAIRS)
+async def test_a_reply_without_finish_reason_is_truncation_and_falls_back(
+    fake: FakeProviderServer, provider: str, model: str
+) -> None:
+    fake.set_behavior(model, ModelBehavior(no_finish_reason=True))
+    async with one(fake, provider, model) as router:
+        with pytest.raises(RouterError) as caught:
+            await router.acomplete("hi")
+    (error,) = _leaves(caught.value)
+    assert isinstance(error, ResponseDecodeError) and "truncated" in str(error)
+    async with with_fallback(fake, provider, model) as router:
+        response = await router.acomplete("hi")
+    assert response.deployment == "openai/gpt-4o" and response.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("provider", "model"), PAIRS)
+async def test_a_stream_without_finish_reason_raises_after_its_text(
+    fake: FakeProviderServer, provider: str, model: str
+) -> None:
+    # llama.cpp ends an interrupted stream with `data: [DONE]` and no finish_reason.
+    fake.set_behavior(model, ModelBehavior(no_finish_reason=True))
+    received: list[str] = []
+    async with with_fallback(fake, provider, model) as router:
+        with pytest.raises(ResponseDecodeError, match="truncated"):
+            async for chunk in router.astream("hi there"):
+                received.append(chunk.text)
+                assert not chunk.is_final
+    assert "".join(received) == "Echo: hi there"  # delivered, so no fallback: an error
+
+
+@pytest.mark.parametrize(("provider", "model"), PAIRS)
+async def test_a_stream_without_finish_reason_and_no_text_falls_back(
+    fake: FakeProviderServer, provider: str, model: str
+) -> None:
+    fake.set_behavior(model, ModelBehavior(no_finish_reason=True, reply=""))
+    async with with_fallback(fake, provider, model) as router:
+        chunks = [chunk async for chunk in router.astream("hi")]
+    assert chunks[-1].is_final and chunks[-1].deployment == "openai/gpt-4o"

@@ -366,7 +366,8 @@ def response_metadata(result: ChatResponse | ChatChunk) -> dict[str, Any]:
     `model_name` is the model that actually served the request (after any fallback);
     `attempts` lists the failures before the answer; `cost_usd` is None when the price is
     unknown and 0.0 for a router cache hit (`cached=True`, `original_cost_usd` is what the
-    first call cost).
+    first call cost). `usage_estimated` is present (True) when the provider reported no
+    usage and `usage_metadata` holds the router's estimate.
     """
     metadata: dict[str, Any] = {
         "model_name": result.model,
@@ -389,6 +390,8 @@ def response_metadata(result: ChatResponse | ChatChunk) -> dict[str, Any]:
         metadata["route"] = jsonable(result.route)
     if result.id:
         metadata["id"] = result.id
+    if result.usage is not None and result.usage.estimated:
+        metadata["usage_estimated"] = True
     return metadata
 
 

@@ -183,7 +183,7 @@ class DeploymentBackend:
             # Some OpenAI-compatible servers omit usage: estimate, never report a free call.
             input_tokens = estimate_input_tokens(request)
             output_tokens = estimate_text_tokens(parsed.message.text)
-            usage = Usage(input_tokens, output_tokens, input_tokens + output_tokens)
+            usage = Usage(input_tokens, output_tokens, input_tokens + output_tokens, estimated=True)
             if isinstance(data, dict):
                 data = {**data, "usage_estimated": True}
         served = parsed.model or model
@@ -284,7 +284,9 @@ class DeploymentBackend:
             # stream_options): estimate rather than report a free call.
             input_tokens = estimate_input_tokens(request)
             output_tokens = estimate_text_tokens("".join(produced))
-            final.usage = Usage(input_tokens, output_tokens, input_tokens + output_tokens)
+            final.usage = Usage(
+                input_tokens, output_tokens, input_tokens + output_tokens, estimated=True
+            )
             final.raw = (
                 {**final.raw, "usage_estimated": True}
                 if isinstance(final.raw, dict)

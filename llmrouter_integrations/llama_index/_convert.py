@@ -291,7 +291,8 @@ def from_router_message(message: Message) -> ChatMessage:
 
 
 def usage_dict(usage: Usage) -> dict[str, int]:
-    """Usage under the key names LlamaIndex's TokenCountingHandler and OpenAI users read."""
+    """Usage under the key names LlamaIndex's TokenCountingHandler and OpenAI users read;
+    `estimated` is True when the provider reported none and the counts are our estimate."""
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
@@ -299,6 +300,7 @@ def usage_dict(usage: Usage) -> dict[str, int]:
         "cached_input_tokens": usage.cached_input_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
         "reasoning_tokens": usage.reasoning_tokens,
+        "estimated": usage.estimated,
     }
 
 

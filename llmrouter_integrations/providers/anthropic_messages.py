@@ -159,6 +159,8 @@ class AnthropicMessagesDialect:
         if not isinstance(content, list):
             raise ResponseDecodeError("messages reply has no content list")
         finish = wire.stop_reason(body.get("stop_reason"))
+        if finish is None:  # complete means the provider said why it stopped
+            raise ResponseDecodeError("messages reply has no stop_reason: treating it as truncated")
         texts: list[str] = []
         calls: list[ToolCall] = []
         for block in content:
@@ -354,6 +356,10 @@ class AnthropicMessagesStream:
     def finish(self) -> ChatChunk:
         if not self._done:
             raise ResponseDecodeError("stream ended before message_stop", model=self._model)
+        if self._finish is None:
+            raise ResponseDecodeError(
+                "stream ended without a stop_reason: treating it as truncated", model=self._model
+            )
         return ChatChunk(
             is_final=True,
             finish_reason=self._finish,

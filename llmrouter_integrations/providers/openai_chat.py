@@ -176,6 +176,12 @@ class OpenAIChatDialect:
         if raw_finish == "error":
             raise self._payload_error({"error": {"message": "the provider ended with an error"}})
         finish = wire.finish_reason(raw_finish)
+        if finish is None:
+            # Complete means the provider said why it stopped; a reply without a reason was
+            # cut short somewhere (llama.cpp does this when a newer request interrupts).
+            raise ResponseDecodeError(
+                "chat completion reply has no finish_reason: treating it as truncated"
+            )
         truncated = finish == "length"
         content = message.get("content")
         text = content if type(content) is str else wire.text_of(content)
@@ -365,6 +371,10 @@ class OpenAIChatStream:
         if not self._done:
             raise ResponseDecodeError("stream ended before [DONE]", model=self._model)
         finish = self._finish
+        if finish is None:
+            raise ResponseDecodeError(
+                "stream ended without a finish_reason: treating it as truncated", model=self._model
+            )
         if self._refused and finish == "stop":
             finish = "content_filter"
         return ChatChunk(

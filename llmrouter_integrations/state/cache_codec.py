@@ -58,6 +58,7 @@ _USAGE_FIELDS = (
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "estimated",  # last, so entries stored before it existed still load
 )
 
 
