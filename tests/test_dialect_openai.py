@@ -85,6 +85,7 @@ def test_messages_of_every_role_are_sent_in_openai_shape() -> None:
         ]
     )
     system, user, assistant, tool, last = body_for(request)["messages"]
+    assert body_for(request, endpoint=get_endpoint("openai"))["messages"][2]["content"] is None
     assert system == {"role": "system", "content": "Be terse."}
     assert user["content"] == [
         {"type": "text", "text": "What is this?"},
@@ -92,9 +93,11 @@ def test_messages_of_every_role_are_sent_in_openai_shape() -> None:
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAA"}},
         {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
     ]
+    # A tool-call-only turn: "" for compatible servers (llama.cpp and Ollama refuse null),
+    # null for OpenAI itself (tested below).
     assert assistant == {
         "role": "assistant",
-        "content": None,
+        "content": "",
         "tool_calls": [
             {
                 "id": "call_1",
