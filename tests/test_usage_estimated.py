@@ -102,11 +102,8 @@ async def test_llamaindex_marks_estimated_usage(fake: FakeProviderServer, stream
     llm = LLMRouter(router=router(fake))
     messages = [ChatMessage(role="user", content="hi")]
     if streaming:
-        last = None
-        async for last in await llm.astream_chat(messages):
-            pass
-        assert last is not None
-        raw = last.raw
+        chunks = [chunk async for chunk in await llm.astream_chat(messages)]
+        raw = chunks[-1].raw
     else:
         raw = (await llm.achat(messages)).raw
     assert isinstance(raw, dict) and raw["usage"]["estimated"] is True

@@ -353,6 +353,7 @@ def test_stream_accumulates_text_and_tool_calls_across_chunks() -> None:
         "cached_input_tokens": 0,
         "cache_write_tokens": 0,
         "reasoning_tokens": 0,
+        "estimated": False,
     }
     assert final.additional_kwargs["cost"] == 0.001
     assert final.additional_kwargs["model"] == "gpt-4o-mini-2024-07-18"
