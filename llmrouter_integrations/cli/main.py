@@ -128,11 +128,8 @@ def _demo(args: argparse.Namespace) -> int:
             module_name, _, func_name = loader.partition(":")
             try:
                 module = __import__(module_name, fromlist=[func_name])
-            except ImportError as error:
-                _print(
-                    f"{title}: skipped ({error.name} is not installed; pip install "
-                    f"'llmrouter_integrations[all]')"
-                )
+            except ModuleNotFoundError as error:
+                _print(f"{title}: skipped ({error})")
                 continue
             _print(title)
             result = getattr(module, func_name)(fake, _print)

@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+from .._optional import require
+
+require("langchain_core", package="langchain-core", extra="langchain", feature=__name__)
+
 from .callbacks import ProviderTotals, RouterCostCallbackHandler, get_router_callback
 from .chat_model import ChatLLMRouter
 

@@ -18,11 +18,15 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
+from .._optional import require
 from ..testing import FakeProviderServer, ModelBehavior
 from .callbacks import get_router_callback
 from .chat_model import ChatLLMRouter
 
 __all__ = ["run_langchain_demo"]
+
+# create_agent lives in the `langchain` package, not in langchain-core.
+require("langchain.agents", package="langchain", extra="all", feature="the LangChain demo")
 
 
 class Report(BaseModel):

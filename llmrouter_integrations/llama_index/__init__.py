@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+from .._optional import require
+
+require("llama_index.core", package="llama-index-core", extra="llama-index", feature=__name__)
+
 from .events import (
     RouterBudgetAlertEvent,
     RouterCostEvent,
