@@ -37,7 +37,7 @@ from .routing.catalog import Catalog
 from .routing.health import BreakerPolicy, HealthTracker
 from .routing.planner import BudgetAwarePlanner, RoutingPlanner
 from .routing.strategies import RoutingStrategy
-from .state.cache_stores import CacheStore, cache_store_from_spec
+from .state.cache_stores import CacheStore, MemoryCacheStore, cache_store_from_spec
 from .state.guard import StateGuard
 from .state.shared import SharedState, shared_state_from_spec
 from .types import ChatRequest, Deployment
@@ -45,6 +45,7 @@ from .types import ChatRequest, Deployment
 if TYPE_CHECKING:
     import httpx
 
+    from .layers._shared_flights import SharedFlights
     from .transport.base import Transport
 
 __all__ = ["Stack", "build_stack", "deployments_from_env", "parse_deployment"]
@@ -211,6 +212,15 @@ def _state_guard(state: SharedState, clock: Clock, events: EventHub) -> StateGua
     return StateGuard(state, clock=clock, on_change=changed)
 
 
+def _shared_flights(guard: StateGuard | None, cache: CacheStore) -> SharedFlights | None:
+    """Single-flight across processes, when they share the state and the cache both."""
+    if guard is None or isinstance(cache, MemoryCacheStore):
+        return None
+    from .layers._shared_flights import SharedFlights
+
+    return SharedFlights(guard)
+
+
 def build_stack(
     deployments: Sequence[DeploymentSpec],
     *,
@@ -316,6 +326,7 @@ def build_stack(
             clock=clock,
             events=events,
             ttl_s=cache_ttl_s,
+            flights=_shared_flights(guard, stack.cache_store),
         )
     stack.backend = LedgerBackend(routed, costs, clock=clock)
     return stack

@@ -56,6 +56,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         state=store(spec),
         rate_limit_wait=spec.get("rate_limit_wait", 0.0),
         max_queue_wait=spec.get("max_queue_wait", 0.5),
+        cache=spec.get("cache"),
     )
     outcomes: dict[str, int] = {}
     async with router:
@@ -78,6 +79,16 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
                 kind = type(error).__name__
             outcomes[kind] = outcomes.get(kind, 0) + 1
 
+        if spec["mode"] == "cache":  # everyone starts together, on the parent's word
+            print("ready", flush=True)
+            sys.stdin.readline()
+            stream = spec.get("stream", False)
+            if stream:
+                chunks = [c async for c in router.astream(PROMPT, max_tokens=60)]
+                final = chunks[-1]
+                return {"text": "".join(c.text for c in chunks), "cached": final.cached}
+            answer = await router.achat(PROMPT, max_tokens=60)
+            return {"text": answer.text, "cached": answer.cached}
         if spec["mode"] == "breaker":
             for _ in range(spec["calls"]):
                 await call()

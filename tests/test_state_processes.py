@@ -80,6 +80,7 @@ def spawn(spec: dict[str, Any]) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(Path(WORKER).parent))
     return subprocess.Popen(
         [sys.executable, WORKER, json.dumps(spec)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -165,7 +166,11 @@ def test_a_killed_process_frees_its_hold_after_the_lease(
     assert fake.request_count() == 2
 
 
-def test_shared_rpm_holds_across_four_processes(fake: FakeProviderServer, state_url: str) -> None:
+def test_shared_rpm_holds_across_four_processes(
+    fake: FakeProviderServer, redis_server: RedisServer
+) -> None:
+    # One backend here to keep the suite quick; test_state_stores holds both to the same windows.
+    state_url = redis_server.url.rsplit("/", 1)[0] + "/13"
     spec = {"mode": "rpm", "state": state_url, "base_url": fake.openai_base_url, "rpm": 10,
             "calls": 10}
     done = results([spawn(spec) for _ in range(4)])
@@ -176,8 +181,9 @@ def test_shared_rpm_holds_across_four_processes(fake: FakeProviderServer, state_
 
 
 def test_a_circuit_opened_in_one_process_is_seen_by_another(
-    fake: FakeProviderServer, state_url: str
+    fake: FakeProviderServer, tmp_path: Path
 ) -> None:
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"  # Redis: test_state_router, test_state_stores
     fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
     fake.set_behavior("gpt-4o", ModelBehavior())
     spec = {"mode": "breaker", "state": state_url, "base_url": fake.openai_base_url,
@@ -190,3 +196,29 @@ def test_a_circuit_opened_in_one_process_is_seen_by_another(
     # A fresh process that never saw it fail skips it from its first call.
     assert second["circuit"] == "open" and second["outcomes"] == {"ok": 8}
     assert fake.request_count("gpt-4o-mini") == 5 and fake.request_count("gpt-4o") == 16
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_identical_requests_in_four_processes_make_one_call(
+    fake: FakeProviderServer, redis_server: RedisServer, tmp_path: Path, stream: bool
+) -> None:
+    # Answers through Redis locks; streams through SQLite ones.
+    state_url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if stream
+        else redis_server.url.rsplit("/", 1)[0] + "/12"
+    )
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.5))
+    spec = {"mode": "cache", "state": state_url, "base_url": fake.openai_base_url,
+            "cache": f"sqlite:///{tmp_path / 'cache.db'}", "stream": stream}
+    workers = [spawn(spec) for _ in range(4)]
+    for worker in workers:  # all four are running before any of them asks
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    done = results(workers)
+    assert fake.request_count() == 1
+    assert len({r["text"] for r in done}) == 1
+    assert sorted(r["cached"] for r in done) == [False, True, True, True]

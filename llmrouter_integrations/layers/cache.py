@@ -14,6 +14,10 @@ own timeout, a refusal by its budget, queue or cost cap: the key leaves out user
 timeout and priority) or a stream broke after some of it was delivered; then one of the
 waiters makes its own call, the others wait for that one.
 
+With shared state (`Router(state=...)`) and a cache the processes share (SQLite, Redis),
+the same holds across processes: one lock per key in the store, the other processes
+read the answer from the cache (see `_shared_flights`).
+
     >>> layer = CacheBackend(inner, MemoryCacheStore(ttl_s=3600),
     ...                      candidate_names=lambda r: list(r.deployments or names),
     ...                      deployments=router.deployments, events=router.events)
@@ -49,6 +53,7 @@ from ..state.cache_codec import (
 )
 from ..state.cache_stores import CacheStore, CacheValue
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
+from ._shared_flights import FIRST_POLL_S, MAX_POLL_S, SharedFlights
 
 __all__ = ["CacheBackend", "CacheStats", "cache_key"]
 
@@ -127,9 +132,11 @@ class CacheBackend(WrapperBackend):
         events: EventHub | None = None,
         enabled_by_default: bool = True,
         ttl_s: float | None = None,
+        flights: SharedFlights | None = None,
     ) -> None:
         super().__init__(inner)
         self.store = store
+        self.flights = flights
         self.clock = clock
         self.events = events
         self.enabled_by_default = enabled_by_default
@@ -255,6 +262,39 @@ class CacheBackend(WrapperBackend):
                 if (loop, future) in flight.waiters:
                     flight.waiters.remove((loop, future))
 
+    async def _fleet_turn(
+        self, key: str, flight: _Flight, request: ChatRequest
+    ) -> tuple[str, CacheValue | None]:
+        """Across processes (shared state): ("lock token", None) when this call goes
+        upstream, or ("", entry) when another process's answer arrived in the cache."""
+        flights = self.flights
+        if flights is None:
+            return "", None
+        poll = FIRST_POLL_S
+        try:
+            while True:
+                owner = flights.lead(key)
+                if owner is not None:
+                    return owner, None
+                if request.deadline is not None and self.clock.now() + poll > request.deadline:
+                    raise ProviderTimeoutError(
+                        "the request's overall timeout expired while another process was "
+                        "making the identical request"
+                    )
+                await self.clock.sleep(poll)
+                poll = min(poll * 2, MAX_POLL_S)
+                entry = await self._lookup(key)
+                if entry is not None:
+                    self._land(key, flight, entry=entry)
+                    return "", entry
+        except BaseException:
+            self._land(key, flight, rerun=True)
+            raise
+
+    def _fleet_done(self, key: str, owner: str) -> None:
+        if owner and self.flights is not None:
+            self.flights.done(key, owner)
+
     # -- hits -------------------------------------------------------------------------------------
 
     def _count_hit(self, entry: CacheValue, key: str, *, shared: bool, stream: bool) -> float:
@@ -337,18 +377,24 @@ class CacheBackend(WrapperBackend):
             if entry is not None:
                 self._land(key, flight, entry=entry)
                 return self._hit(entry, key, started, shared=False)
+            owner, entry = await self._fleet_turn(key, flight, request)
+            if entry is not None:
+                return self._hit(entry, key, started, shared=True)
             with self._lock:
                 self.stats.misses += 1
             try:
-                response = await self.inner.chat(request)
-            except BaseException as error:
-                self._land(key, flight, error=error, rerun=_callers_own(error))
-                raise
-            try:
-                entry = response_to_dict(response)
-                await self._save(key, entry)
+                try:
+                    response = await self.inner.chat(request)
+                except BaseException as error:
+                    self._land(key, flight, error=error, rerun=_callers_own(error))
+                    raise
+                try:
+                    entry = response_to_dict(response)
+                    await self._save(key, entry)
+                finally:
+                    self._land(key, flight, entry=entry)
             finally:
-                self._land(key, flight, entry=entry)
+                self._fleet_done(key, owner)
             return response
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -381,12 +427,20 @@ class CacheBackend(WrapperBackend):
                 async for chunk in self._replay(entry, key, started, shared=False):
                     yield chunk
                 return
+            owner, entry = await self._fleet_turn(key, flight, request)
+            if entry is not None:
+                async for chunk in self._replay(entry, key, started, shared=True):
+                    yield chunk
+                return
             with self._lock:
                 self.stats.misses += 1
-            # Closed at once if our reader leaves, so waiters hear of it without delay.
-            async with aclosing(self._lead_stream(request, key, flight)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
+            try:
+                # Closed at once if our reader leaves, so waiters hear of it without delay.
+                async with aclosing(self._lead_stream(request, key, flight)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            finally:
+                self._fleet_done(key, owner)
             return
 
     async def _lead_stream(
