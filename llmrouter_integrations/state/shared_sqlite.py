@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +46,9 @@ CREATE TABLE IF NOT EXISTS rate_spends (
     tokens INTEGER NOT NULL, PRIMARY KEY (name, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rate_spends_t ON rate_spends (name, t);
+CREATE TABLE IF NOT EXISTS rate_totals (
+    name TEXT PRIMARY KEY, requests INTEGER NOT NULL, tokens INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rate_permits (
     name TEXT NOT NULL, id TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (name, id)
 ) WITHOUT ROWID;
@@ -167,7 +171,7 @@ class SQLiteState:
                     db.execute(
                         "UPDATE budget_accounts SET alerted = ? WHERE key = ?", (reached, spec.key)
                     )
-            if now > 0:  # forget accounts of periods long over, now and then
+            if random.random() < 0.01:  # now and then, forget accounts of periods long over
                 db.execute("DELETE FROM budget_accounts WHERE expires < ?", (now,))
             return Settled(spends, crossed)
 
@@ -201,10 +205,23 @@ class SQLiteState:
         lease_s: float,
     ) -> float:
         def run(db: sqlite3.Connection) -> float:
+            # Running totals of the window, so a call costs the same however busy the
+            # minute was; the spends themselves are read only to say how long to wait.
             since = now - WINDOW_S
-            db.execute("DELETE FROM rate_spends WHERE name = ? AND t <= ?", (name, since))
-            db.execute("DELETE FROM rate_permits WHERE name = ? AND expires <= ?", (name, now))
+            gone, requests_gone, tokens_gone = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(requests), 0), COALESCE(SUM(tokens), 0) "
+                "FROM rate_spends WHERE name = ? AND t <= ?",
+                (name, since),
+            ).fetchone()
+            if gone:
+                db.execute("DELETE FROM rate_spends WHERE name = ? AND t <= ?", (name, since))
+                db.execute(
+                    "UPDATE rate_totals SET requests = requests - ?, tokens = tokens - ? "
+                    "WHERE name = ?",
+                    (requests_gone, tokens_gone, name),
+                )
             if concurrency is not None:
+                db.execute("DELETE FROM rate_permits WHERE name = ? AND expires <= ?", (name, now))
                 (busy,) = db.execute(
                     "SELECT COUNT(*) FROM rate_permits WHERE name = ?", (name,)
                 ).fetchone()
@@ -212,18 +229,33 @@ class SQLiteState:
                     return math.inf
             row = db.execute("SELECT until FROM rate_pauses WHERE name = ?", (name,)).fetchone()
             wait = max(0.0, row[0] - now) if row else 0.0
-            if rpm is not None or tpm is not None:
-                spends = db.execute(
-                    "SELECT t, requests, tokens FROM rate_spends WHERE name = ? ORDER BY t",
-                    (name,),
-                ).fetchall()
-                wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
+            counted = rpm is not None or tpm is not None
+            if counted:
+                totals = db.execute(
+                    "SELECT requests, tokens FROM rate_totals WHERE name = ?", (name,)
+                ).fetchone()
+                used_requests, used_tokens = totals if totals else (0, 0)
+                over = (rpm is not None and used_requests + 1 > rpm) or (
+                    tpm is not None and tokens > 0 and used_tokens + tokens > tpm
+                )
+                if over:
+                    spends = db.execute(
+                        "SELECT t, requests, tokens FROM rate_spends WHERE name = ? ORDER BY t",
+                        (name,),
+                    ).fetchall()
+                    wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
             if wait > 0.0:
                 return wait
-            if rpm is not None or tpm is not None:
+            if counted:
+                charged = tokens if tpm is not None else 0
                 db.execute(
                     "INSERT OR REPLACE INTO rate_spends VALUES (?, ?, ?, 1, ?)",
-                    (name, permit_id, now, tokens if tpm is not None else 0),
+                    (name, permit_id, now, charged),
+                )
+                db.execute(
+                    "INSERT INTO rate_totals VALUES (?, 1, ?) ON CONFLICT (name) DO UPDATE "
+                    "SET requests = requests + 1, tokens = tokens + excluded.tokens",
+                    (name, charged),
                 )
             if concurrency is not None:
                 db.execute(
@@ -237,10 +269,20 @@ class SQLiteState:
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM rate_permits WHERE name = ? AND id = ?", (name, permit_id))
-            if token_delta:
+            if not token_delta:
+                return
+            row = db.execute(
+                "SELECT tokens FROM rate_spends WHERE name = ? AND id = ?", (name, permit_id)
+            ).fetchone()
+            if row is not None:
+                new = max(0, row[0] + token_delta)
                 db.execute(
-                    "UPDATE rate_spends SET tokens = MAX(0, tokens + ?) WHERE name = ? AND id = ?",
-                    (token_delta, name, permit_id),
+                    "UPDATE rate_spends SET tokens = ? WHERE name = ? AND id = ?",
+                    (new, name, permit_id),
+                )
+                db.execute(
+                    "UPDATE rate_totals SET tokens = tokens + ? WHERE name = ?",
+                    (new - row[0], name),
                 )
 
         self._run(run)

@@ -1,0 +1,155 @@
+"""What shared state (`Router(state=...)`) adds per call: state=None vs SQLite vs Redis.
+
+Runs FakeProviderServer in its own process and a redis-server on loopback, then drives
+one Router per setting, identical except for `state=`: one deployment with an `rpm`
+limit, a daily `Budget` that never runs out, the circuit breaker. Per call that is, with
+shared state: the budget hold and its settle, the circuit admission and the rate-window
+count, each one store round trip. Measures sequential latency (p50/p99, and what each
+adds over state=None) and throughput at concurrency 64.
+
+    python benchmarks/bench_state.py            # ~1 min
+    python benchmarks/bench_state.py --quick    # ~15 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench_overhead import (
+    BODY,
+    MODEL,
+    free_port,
+    percentile,
+    sequential,
+    start_server,
+    throughput,
+)
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes] | None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.02)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+async def run(
+    base: str, states: dict[str, str | None], n: int, total: int, concurrency: int
+) -> dict[str, dict[str, float]]:
+    from llmrouter_integrations import Budget, Deployment, Router
+
+    routers: dict[str, Any] = {}
+    for name, state in states.items():
+        routers[name] = Router(
+            deployments=[
+                Deployment(
+                    provider="openai",
+                    model=MODEL,
+                    api_key="sk-bench",
+                    base_url=f"{base}/v1",
+                    rpm=100_000_000,
+                )
+            ],
+            budgets=[Budget(1_000_000, period="day")],
+            state=state,
+        )
+    messages = BODY["messages"]
+
+    def caller(router: Any) -> Callable[[], Awaitable[object]]:
+        async def call() -> object:
+            return await router.achat(messages, max_tokens=60)
+
+        return call
+
+    calls = {name: caller(router) for name, router in routers.items()}
+    latencies: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(5):  # interleaved rounds: drift on a shared machine hits all alike
+        for name, call in calls.items():
+            latencies[name] += await sequential(call, n // 5)
+    results: dict[str, dict[str, float]] = {}
+    for name, call in calls.items():
+        rps = statistics.median([await throughput(call, total, concurrency) for _ in range(3)])
+        values = latencies[name]
+        results[name] = {
+            "p50_ms": percentile(values, 0.5) * 1000,
+            "p99_ms": percentile(values, 0.99) * 1000,
+            "rps": rps,
+        }
+    for router in routers.values():
+        await router.aclose()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    n, total = (500, 2000) if args.quick else (3000, 10000)
+    port, redis_port = free_port(), free_port()
+    server = start_server(port)
+    redis = start_redis(redis_port)
+    workdir = tempfile.mkdtemp(prefix="bench-state-")
+    states: dict[str, str | None] = {
+        "state=None": None,
+        "sqlite": f"sqlite:///{os.path.join(workdir, 'state.db')}",
+    }
+    if redis is not None:
+        states["redis"] = f"redis://127.0.0.1:{redis_port}/0"
+    try:
+        results = asyncio.run(
+            run(f"http://127.0.0.1:{port}", states, n, total, args.concurrency)
+        )
+    finally:
+        server.terminate()
+        server.wait()
+        if redis is not None:
+            redis.terminate()
+            redis.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+    base = results["state=None"]
+    print(
+        f"loopback fake server in its own process, redis-server on loopback; {n} sequential "
+        f"calls, {total} at concurrency {args.concurrency}; python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        f"{'state':<12} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
+        f"{'req/s':>8} {'% of none':>10}"
+    )
+    for name, row in results.items():
+        print(
+            f"{name:<12} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} "
+            f"{row['p50_ms'] - base['p50_ms']:+8.3f} {row['p99_ms'] - base['p99_ms']:+8.3f} "
+            f"{row['rps']:8.0f} {100 * row['rps'] / base['rps']:9.0f}%"
+        )
+    if redis is None:
+        print("(redis-server not installed: Redis row skipped)")
+
+
+if __name__ == "__main__":
+    main()
