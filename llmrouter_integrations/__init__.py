@@ -43,6 +43,7 @@ from .errors import (
 )
 from .layers.retry import RetryPolicy
 from .router import Router
+from .telemetry import InstrumentationSettings, instrument_all
 from .types import (
     Attempt,
     ChatChunk,
@@ -80,6 +81,7 @@ __all__ = [
     "ContextWindowExceededError",
     "CostDetail",
     "Deployment",
+    "InstrumentationSettings",
     "ManualClock",
     "Message",
     "NoDeploymentAvailableError",
@@ -107,6 +109,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolSpec",
     "Usage",
+    "instrument_all",
     "listen_to_events",
 ]
 

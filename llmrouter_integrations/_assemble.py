@@ -15,7 +15,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .core.backend import ChatBackend
 from .core.clock import SYSTEM_CLOCK, Clock
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .layers._shared_flights import SharedFlights
     from .transport.base import Transport
 
-__all__ = ["Stack", "build_stack", "deployments_from_env", "parse_deployment"]
+__all__ = ["Instrumentation", "Stack", "build_stack", "deployments_from_env", "parse_deployment"]
 
 DeploymentSpec = Deployment | str | Mapping[str, Any]
 
@@ -117,6 +117,17 @@ def deployments_from_env(
             "OPENROUTER_API_KEY, GROQ_API_KEY (or OLLAMA_BASE_URL), or pass api_keys={...}"
         )
     return found
+
+
+class Instrumentation(Protocol):
+    """Adds the telemetry layers (`telemetry/_layers.py`): one around the whole stack, one
+    per deployment between its retry layer and its rate limiter (one span per upstream try)."""
+
+    def request_layer(self, inner: ChatBackend) -> ChatBackend: ...
+
+    def attempt_layer(
+        self, inner: ChatBackend, deployment: Deployment, base_url: str
+    ) -> ChatBackend: ...
 
 
 @dataclass
@@ -241,6 +252,7 @@ def build_stack(
     http_client: httpx.AsyncClient | None = None,
     clock: Clock = SYSTEM_CLOCK,
     environ: Mapping[str, str] | None = None,
+    instrumentation: Instrumentation | None = None,
 ) -> Stack:
     """Build every part a Router needs from its config, and the layers in stack order."""
     if not deployments:
@@ -306,7 +318,9 @@ def build_stack(
         limits.shared = SharedRates(guard)
     retry_policy = retry or RetryPolicy()
     per_deployment = {
-        d.key: _deployment_stack(stack, d, retry_policy, rate_limit_wait, clock, events)
+        d.key: _deployment_stack(
+            stack, d, retry_policy, rate_limit_wait, clock, events, instrumentation
+        )
         for d in configured
     }
     routed: ChatBackend = FallbackBackend(
@@ -328,7 +342,10 @@ def build_stack(
             ttl_s=cache_ttl_s,
             flights=_shared_flights(guard, stack.cache_store),
         )
-    stack.backend = LedgerBackend(routed, costs, clock=clock)
+    routed = LedgerBackend(routed, costs, clock=clock)
+    if instrumentation is not None:  # outermost: the request span covers every layer
+        routed = instrumentation.request_layer(routed)
+    stack.backend = routed
     return stack
 
 
@@ -339,6 +356,7 @@ def _deployment_stack(
     rate_limit_wait: float | None,
     clock: Clock,
     events: EventHub,
+    instrumentation: Instrumentation | None = None,
 ) -> ChatBackend:
     """Budget → CircuitBreaker → Retry → RateLimit → HTTP, for one deployment."""
     from .layers.http import DeploymentBackend
@@ -361,6 +379,8 @@ def _deployment_stack(
         queue=stack.queue,
         max_wait=rate_limit_wait,
     )
+    if instrumentation is not None:  # one span per upstream try, retries included
+        backend = instrumentation.attempt_layer(backend, deployment, stack.base_urls[name])
     backend = RetryBackend(backend, deployment=name, policy=retry, clock=clock, events=events)
     backend = CircuitBreakerBackend(backend, deployment=name, health=stack.health_tracker)
     if stack.budgets.budgets:  # without budgets the layer would only cost time

@@ -26,12 +26,14 @@ from .routing.health import BreakerPolicy, DeploymentHealth
 from .routing.strategies import RoutingStrategy
 from .state.cache_stores import CacheStore
 from .state.shared import SharedState
+from .telemetry import InstrumentationSettings, resolve_instrumentation
 from .types import ChatChunk, ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
     import httpx
 
     from .providers.endpoints import Endpoint
+    from .telemetry._recorder import RouterTelemetry
     from .transport.base import Transport
 
 __all__ = ["Router", "parse_deployment"]
@@ -70,6 +72,7 @@ class Router:
         http_client: httpx.AsyncClient | None = None,
         clock: Clock = SYSTEM_CLOCK,
         environ: Mapping[str, str] | None = None,
+        instrument: bool | InstrumentationSettings | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -79,6 +82,10 @@ class Router:
         self.retry_policy = retry or RetryPolicy()
         self.events = EventHub([on_event] if on_event is not None else [])
         self._strategy_spec = strategy
+        settings = resolve_instrumentation(instrument)
+        self._telemetry = (
+            _make_telemetry(settings, clock, self.events, strategy) if settings else None
+        )
         stack = build_stack(
             deployments,
             strategy=strategy,
@@ -98,6 +105,7 @@ class Router:
             http_client=http_client,
             clock=clock,
             environ=environ,
+            instrumentation=self._telemetry,
         )
         self._stack = stack
         self.deployments = stack.deployments
@@ -116,6 +124,8 @@ class Router:
         self._transport = stack.transport
         self._backend = stack.backend
         self._closed = False
+        if self._telemetry is not None:
+            self._telemetry.watch(self)  # circuit, budget and rate-limit gauges
 
     def model_info(self, name: str) -> ModelInfo:
         """What the catalog (and the deployment's overrides) say about deployment `name`:
@@ -202,6 +212,8 @@ class Router:
         if self._closed:
             return
         self._closed = True
+        if self._telemetry is not None:
+            self._telemetry.close()
         await self._backend.aclose()
         await self._transport.aclose()
         if self.cache_store is not None:
@@ -247,3 +259,12 @@ def _unknown_argument(cls: type, unknown: Mapping[str, Any]) -> TypeError:
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(sorted(valid))}"
     return TypeError(f"{cls.__name__}() got an unexpected keyword argument {name!r}{hint}")
+
+
+def _make_telemetry(
+    settings: InstrumentationSettings, clock: Clock, events: EventHub, strategy: Any
+) -> RouterTelemetry:
+    # Imported here: OpenTelemetry loads only when a router is instrumented.
+    from .telemetry._recorder import RouterTelemetry
+
+    return RouterTelemetry(settings, clock=clock, events=events, strategy=strategy)

@@ -95,6 +95,8 @@ class ChatLLMRouter(RemembersCallConfig):
     """`"closed"` (default) or `"local"`: what budgets do when the shared state is down."""
     fallback_on: Any = Field(default=None, exclude=True, repr=False)
     on_event: Any = Field(default=None, exclude=True, repr=False)
+    instrument: Any = Field(default=None, exclude=True, repr=False)
+    """`True` or `InstrumentationSettings(...)`: OpenTelemetry spans and metrics (`Router(instrument=)`)."""
     router_kwargs: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
     """Any other `Router(...)` argument (clock, transport, http_client, environ...)."""
     api_key: SecretStr | None = Field(default_factory=secret_from_env)
@@ -170,6 +172,7 @@ class ChatLLMRouter(RemembersCallConfig):
                     "router_cache",
                     "state",
                     "state_failure",
+                    "instrument",
                 )
                 if getattr(self, name) is not None
             }
@@ -196,6 +199,7 @@ class ChatLLMRouter(RemembersCallConfig):
             "state_failure": self.state_failure,
             "fallback_on": self.fallback_on,
             "on_event": self.on_event,
+            "instrument": self.instrument,
         }
         arguments = router_arguments(
             [parse_deployment(spec) for spec in self.deployments],

@@ -1,0 +1,289 @@
+"""The telemetry layers: a request span around the whole stack, an attempt span per try.
+
+`RequestSpanBackend` is the outermost layer: one CLIENT span per request (cache, queue,
+fallback and retries inside it). `AttemptSpanBackend` sits between a deployment's retry
+layer and its rate limiter, so every upstream try, first call, retry or fallback, is one
+child span. What the spans, metrics and logs say is decided in `_recorder.py`.
+
+    >>> backend = RequestSpanBackend(stack, telemetry)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
+from ..types import ChatChunk, ChatRequest, ChatResponse, Deployment
+from ._attributes import error_type, provider_name, response_attributes, server_attributes
+from ._logs import log, log_attempt_failure
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from ._recorder import RouterTelemetry
+
+__all__ = ["STATE_KEY", "AttemptSpanBackend", "RequestSpanBackend", "RequestState"]
+
+STATE_KEY = otel_context.create_key("llmrouter.request")
+
+
+class RequestState:
+    """What one request's attempt spans tell its request span (kept in the OTel context)."""
+
+    __slots__ = ("attempts", "tried")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.tried: list[str] = []
+
+    def begin(self, deployment: str) -> tuple[int, bool]:
+        self.attempts += 1
+        retry = deployment in self.tried
+        if not retry:
+            self.tried.append(deployment)
+        return self.attempts, retry
+
+
+class RequestSpanBackend:
+    """The outermost layer when instrumented: the request's CLIENT span is current while the
+    layers below run, so attempt spans (and any HTTP instrumentation) nest under it."""
+
+    def __init__(self, inner: ChatBackend, telemetry: RouterTelemetry) -> None:
+        self.inner = inner
+        self.telemetry = telemetry
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        telemetry = self.telemetry
+        started = telemetry.clock.now()
+        span, ctx = telemetry.start_request(request, stream=False)
+        token = otel_context.attach(ctx)
+        try:
+            response = await self.inner.chat(request)
+        except BaseException as error:
+            otel_context.detach(token)
+            telemetry.finish_request(span, ctx, request, started, error=error)
+            raise
+        otel_context.detach(token)
+        telemetry.finish_request(span, ctx, request, started, answer=response)
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        telemetry = self.telemetry
+        clock = telemetry.clock
+        started = clock.now()
+        span, ctx = telemetry.start_request(request, stream=True)
+        text: list[str] | None = [] if telemetry.capture_content else None
+        first_chunk_s: float | None = None
+        final: ChatChunk | None = None
+        iterator: AsyncIterator[ChatChunk] | None = None
+        try:
+            token = otel_context.attach(ctx)
+            try:
+                iterator = aiter(self.inner.stream(request))
+            finally:
+                otel_context.detach(token)
+            while True:
+                # The span is current only while the layers below run, never across a
+                # yield: the caller's code between chunks is not part of this request.
+                token = otel_context.attach(ctx)
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    otel_context.detach(token)
+                if first_chunk_s is None and chunk.has_content:
+                    first_chunk_s = clock.now() - started
+                if text is not None and chunk.text:
+                    text.append(chunk.text)
+                if chunk.is_final:
+                    final = chunk
+                yield chunk
+        except GeneratorExit:
+            await self._close(iterator, ctx)
+            telemetry.finish_request(
+                span,
+                ctx,
+                request,
+                started,
+                answer=final,
+                first_chunk_s=first_chunk_s,
+                streamed_text=text,
+                closed_early=final is None,
+            )
+            raise
+        except BaseException as error:
+            await self._close(iterator, ctx)
+            if final is not None and not isinstance(error, asyncio.CancelledError):
+                # The answer was complete; what failed is the caller's code between chunks.
+                telemetry.finish_request(
+                    span,
+                    ctx,
+                    request,
+                    started,
+                    answer=final,
+                    first_chunk_s=first_chunk_s,
+                    streamed_text=text,
+                )
+            else:
+                telemetry.finish_request(
+                    span,
+                    ctx,
+                    request,
+                    started,
+                    answer=None,
+                    error=error,
+                    first_chunk_s=first_chunk_s,
+                )
+            raise
+        await self._close(iterator, ctx)
+        telemetry.finish_request(
+            span,
+            ctx,
+            request,
+            started,
+            answer=final,
+            first_chunk_s=first_chunk_s,
+            streamed_text=text,
+            closed_early=final is None,
+        )
+
+    @staticmethod
+    async def _close(iterator: AsyncIterator[ChatChunk] | None, ctx: Any) -> None:
+        if iterator is None:
+            return
+        token = otel_context.attach(ctx)
+        try:
+            await aclose_stream(iterator)
+        finally:
+            otel_context.detach(token)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class AttemptSpanBackend(WrapperBackend):
+    """One span per upstream try on one deployment (below retries, above the rate limiter).
+
+    Failed tries end with status ERROR and `error.type`; usage is left to the request span,
+    so backends that add up `gen_ai.usage.*` count each request once.
+    """
+
+    def __init__(
+        self,
+        inner: ChatBackend,
+        telemetry: RouterTelemetry,
+        deployment: Deployment,
+        base_url: str,
+    ) -> None:
+        super().__init__(inner)
+        self.telemetry = telemetry
+        self.deployment = deployment.key
+        self.model = deployment.model
+        self.span_name = f"attempt {deployment.key}"
+        self.attributes: dict[str, Any] = {
+            "gen_ai.provider.name": provider_name(deployment.provider),
+            "gen_ai.request.model": deployment.model,
+            "llmrouter.deployment": deployment.key,
+            **server_attributes(base_url),
+        }
+
+    def _start(self, request: ChatRequest) -> tuple[Span, Any, int]:
+        state = otel_context.get_value(STATE_KEY)
+        number, retry = (
+            state.begin(self.deployment) if isinstance(state, RequestState) else (1, False)
+        )
+        attributes = dict(self.attributes)
+        attributes["llmrouter.attempt"] = number
+        attributes["llmrouter.retry"] = retry
+        if request.model:
+            attributes["gen_ai.request.model"] = request.model
+        span = self.telemetry.tracer.start_span(self.span_name, attributes=attributes)
+        return span, trace.set_span_in_context(span), number
+
+    def _fail(self, span: Span, error: BaseException, number: int) -> None:
+        telemetry = self.telemetry
+        kind = error_type(error)
+        span.set_attribute("error.type", kind)
+        description = telemetry.describe_error(error)
+        span.set_status(Status(StatusCode.ERROR, description))
+        span.end()
+        if log.isEnabledFor(logging.WARNING) and kind != "cancelled":
+            log_attempt_failure(
+                {
+                    "deployment": self.deployment,
+                    "attempt": number,
+                    "error_type": kind,
+                    "error": description,
+                    "status_code": getattr(error, "status_code", None),
+                    "trace_id": format(span.get_span_context().trace_id, "032x"),
+                    "span_id": format(span.get_span_context().span_id, "016x"),
+                }
+            )
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        span, ctx, number = self._start(request)
+        token = otel_context.attach(ctx)
+        try:
+            response = await self.inner.chat(request)
+        except BaseException as error:
+            otel_context.detach(token)
+            self._fail(span, error, number)
+            raise
+        otel_context.detach(token)
+        span.set_attributes(response_attributes(response))
+        span.end()
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        span, ctx, number = self._start(request)
+        iterator: AsyncIterator[ChatChunk] | None = None
+        final: ChatChunk | None = None
+        try:
+            token = otel_context.attach(ctx)
+            try:
+                iterator = aiter(self.inner.stream(request))
+            finally:
+                otel_context.detach(token)
+            while True:
+                token = otel_context.attach(ctx)
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    otel_context.detach(token)
+                if chunk.is_final:
+                    final = chunk
+                yield chunk
+        except GeneratorExit:
+            if iterator is not None:
+                await aclose_stream(iterator)
+            if final is None:
+                span.set_attribute("llmrouter.stream.closed_early", True)
+            self._end(span, final)
+            raise
+        except BaseException as error:
+            if iterator is not None:
+                await aclose_stream(iterator)
+            if final is not None and not isinstance(error, asyncio.CancelledError):
+                self._end(span, final)
+            else:
+                self._fail(span, error, number)
+            raise
+        if iterator is not None:
+            await aclose_stream(iterator)
+        self._end(span, final)
+
+    @staticmethod
+    def _end(span: Span, final: ChatChunk | None) -> None:
+        if final is not None:
+            span.set_attributes(response_attributes(final))
+        span.end()
