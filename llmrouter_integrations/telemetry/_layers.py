@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
@@ -61,8 +61,8 @@ class RequestSpanBackend:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         telemetry = self.telemetry
-        started = telemetry.clock.now()
         span, ctx = telemetry.start_request(request, stream=False)
+        started = telemetry.clock.now()
         token = otel_context.attach(ctx)
         try:
             response = await self.inner.chat(request)
@@ -77,8 +77,8 @@ class RequestSpanBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         telemetry = self.telemetry
         clock = telemetry.clock
-        started = clock.now()
         span, ctx = telemetry.start_request(request, stream=True)
+        started = clock.now()
         text: list[str] | None = [] if telemetry.capture_content else None
         first_chunk_s: float | None = None
         final: ChatChunk | None = None
@@ -170,10 +170,14 @@ class RequestSpanBackend:
 
 
 class AttemptSpanBackend(WrapperBackend):
-    """One span per upstream try on one deployment (below retries, above the rate limiter).
+    """A span per upstream try on one deployment (below retries, above the rate limiter).
 
-    Failed tries end with status ERROR and `error.type`; usage is left to the request span,
-    so backends that add up `gen_ai.usage.*` count each request once.
+    Spans are written when a try ends, with the try's own start time: every failed try
+    (status ERROR, `error.type`), and the successful one when it was not the first try of
+    the request. A request answered at its first try has only its request span, which
+    carries the same deployment, server and response attributes; this halves what tracing
+    costs the common call. Usage is left to the request span, so backends that add up
+    `gen_ai.usage.*` count each request once.
     """
 
     def __init__(
@@ -186,7 +190,6 @@ class AttemptSpanBackend(WrapperBackend):
         super().__init__(inner)
         self.telemetry = telemetry
         self.deployment = deployment.key
-        self.model = deployment.model
         self.span_name = f"attempt {deployment.key}"
         self.attributes: dict[str, Any] = {
             "gen_ai.provider.name": provider_name(deployment.provider),
@@ -195,24 +198,30 @@ class AttemptSpanBackend(WrapperBackend):
             **server_attributes(base_url),
         }
 
-    def _start(self, request: ChatRequest) -> tuple[Span, Any, int]:
+    def _begin(self) -> tuple[int, bool]:
         state = otel_context.get_value(STATE_KEY)
-        number, retry = (
-            state.begin(self.deployment) if isinstance(state, RequestState) else (1, False)
-        )
+        if isinstance(state, RequestState):
+            return state.begin(self.deployment)
+        return 1, False
+
+    def _span(self, request: ChatRequest, number: int, retry: bool, started_ns: int) -> Span:
         attributes = dict(self.attributes)
         attributes["llmrouter.attempt"] = number
         attributes["llmrouter.retry"] = retry
         if request.model:
             attributes["gen_ai.request.model"] = request.model
-        span = self.telemetry.tracer.start_span(self.span_name, attributes=attributes)
-        return span, trace.set_span_in_context(span), number
+        # The current context is the request span's (its layer attaches it around us).
+        return self.telemetry.tracer.start_span(
+            self.span_name, attributes=attributes, start_time=started_ns
+        )
 
-    def _fail(self, span: Span, error: BaseException, number: int) -> None:
-        telemetry = self.telemetry
+    def _failed(
+        self, request: ChatRequest, number: int, retry: bool, started_ns: int, error: BaseException
+    ) -> None:
+        span = self._span(request, number, retry, started_ns)
         kind = error_type(error)
+        description = self.telemetry.describe_error(error)
         span.set_attribute("error.type", kind)
-        description = telemetry.describe_error(error)
         span.set_status(Status(StatusCode.ERROR, description))
         span.end()
         if log.isEnabledFor(logging.WARNING) and kind != "cancelled":
@@ -228,62 +237,54 @@ class AttemptSpanBackend(WrapperBackend):
                 }
             )
 
+    def _succeeded(
+        self,
+        request: ChatRequest,
+        number: int,
+        retry: bool,
+        started_ns: int,
+        answer: ChatResponse | ChatChunk | None,
+        closed_early: bool = False,
+    ) -> None:
+        if number == 1 and not closed_early:
+            return  # the request span says it all
+        span = self._span(request, number, retry, started_ns)
+        if answer is not None:
+            span.set_attributes(response_attributes(answer))
+        if closed_early:
+            span.set_attribute("llmrouter.stream.closed_early", True)
+        span.end()
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        span, ctx, number = self._start(request)
-        token = otel_context.attach(ctx)
+        number, retry = self._begin()
+        started_ns = time.time_ns()
         try:
             response = await self.inner.chat(request)
         except BaseException as error:
-            otel_context.detach(token)
-            self._fail(span, error, number)
+            self._failed(request, number, retry, started_ns, error)
             raise
-        otel_context.detach(token)
-        span.set_attributes(response_attributes(response))
-        span.end()
+        self._succeeded(request, number, retry, started_ns, response)
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        span, ctx, number = self._start(request)
-        iterator: AsyncIterator[ChatChunk] | None = None
+        number, retry = self._begin()
+        started_ns = time.time_ns()
         final: ChatChunk | None = None
+        iterator = aiter(self.inner.stream(request))
         try:
-            token = otel_context.attach(ctx)
-            try:
-                iterator = aiter(self.inner.stream(request))
-            finally:
-                otel_context.detach(token)
-            while True:
-                token = otel_context.attach(ctx)
-                try:
-                    chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    otel_context.detach(token)
+            async for chunk in iterator:
                 if chunk.is_final:
                     final = chunk
                 yield chunk
         except GeneratorExit:
-            if iterator is not None:
-                await aclose_stream(iterator)
-            if final is None:
-                span.set_attribute("llmrouter.stream.closed_early", True)
-            self._end(span, final)
+            await aclose_stream(iterator)
+            self._succeeded(request, number, retry, started_ns, final, closed_early=final is None)
             raise
         except BaseException as error:
-            if iterator is not None:
-                await aclose_stream(iterator)
-            if final is not None and not isinstance(error, asyncio.CancelledError):
-                self._end(span, final)
-            else:
-                self._fail(span, error, number)
-            raise
-        if iterator is not None:
             await aclose_stream(iterator)
-        self._end(span, final)
-
-    @staticmethod
-    def _end(span: Span, final: ChatChunk | None) -> None:
-        if final is not None:
-            span.set_attributes(response_attributes(final))
-        span.end()
+            if final is not None and not isinstance(error, asyncio.CancelledError):
+                self._succeeded(request, number, retry, started_ns, final)
+            else:
+                self._failed(request, number, retry, started_ns, error)
+            raise
+        self._succeeded(request, number, retry, started_ns, final)

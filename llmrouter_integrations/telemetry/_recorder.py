@@ -29,6 +29,7 @@ from ._attributes import (
     provider_name,
     request_attributes,
     response_attributes,
+    server_attributes,
     usage_attributes,
 )
 from ._layers import STATE_KEY, AttemptSpanBackend, RequestSpanBackend, RequestState
@@ -72,6 +73,7 @@ class RouterTelemetry:
         self.strategy = strategy if isinstance(strategy, str) else type(strategy).__name__
         # Filled as the stack is assembled: one attempt layer per deployment.
         self.models: dict[str, tuple[str, str]] = {}
+        self.servers: dict[str, dict[str, Any]] = {}
         self._secrets: list[str] = []
         self._unsubscribe = events.subscribe(self._on_event)
 
@@ -90,6 +92,7 @@ class RouterTelemetry:
         self, inner: ChatBackend, deployment: Deployment, base_url: str
     ) -> ChatBackend:
         self.models[deployment.key] = (provider_name(deployment.provider), deployment.model)
+        self.servers[deployment.key] = server_attributes(base_url)
         key = deployment.api_key
         if key is not None and not isinstance(key, str):
             self._secrets.append(key.get_secret_value())
@@ -178,6 +181,7 @@ class RouterTelemetry:
             span.update_name(f"{OPERATION} {model}")
         if served:
             attributes["llmrouter.deployment"] = metric_attributes["llmrouter.deployment"] = served
+            attributes.update(self.servers.get(served, ()))
         earlier = answer.attempts if answer is not None else getattr(error, "attempts", None) or []
         attributes["llmrouter.fallback"] = len(state.tried) > 1 or any(
             a.deployment != served for a in earlier

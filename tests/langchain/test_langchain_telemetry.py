@@ -62,7 +62,7 @@ async def test_async_streamed_chain_joins_the_trace(fake: FakeProviderServer) ->
     with tracer.start_as_current_span("langchain app") as app:
         pieces = [piece async for piece in chain(model).astream({"topic": "comets"})]
     assert "comets" in "".join(pieces)
-    assert_joined(otel, app.get_span_context().span_id, [f"openai/{OPENAI_MODEL}"])
+    assert_joined(otel, app.get_span_context().span_id, [])  # first try: no attempt spans
     [request] = otel.requests()
     assert request.attributes["gen_ai.request.stream"] is True
     served = fake.requests_for(OPENAI_MODEL)[-1]

@@ -1,0 +1,115 @@
+"""Throughput with `instrument=True` (OpenTelemetry SDK, batch span processor) vs off.
+
+FakeProviderServer runs in its own process (as in bench_overhead.py); two routers over the
+same loopback deployment, one plain and one instrumented with an SDK `TracerProvider`
+(`BatchSpanProcessor`) and `MeterProvider` (`PeriodicExportingMetricReader`, 1 s), both
+exporting to exporters that drop what they get (the export itself runs in the SDK's own
+threads; what is measured is what instrumentation costs the calling code). Rounds are
+interleaved so drift on a shared machine hits both alike; the median round is reported.
+
+    python benchmarks/bench_telemetry.py            # ~1 min
+    python benchmarks/bench_telemetry.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bench_overhead import MODEL, free_port, start_server, throughput
+
+
+def make_settings() -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from llmrouter_integrations import InstrumentationSettings
+
+    class DropSpans(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class DropMetrics(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 0, **_: Any) -> Any:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 0) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 0, **_: Any) -> None:
+            return None
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    reader = PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=1000)
+    meter_provider = MeterProvider(metric_readers=[reader])
+    return InstrumentationSettings(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+async def run(base: str, total: int, concurrency: int, rounds: int) -> dict[str, float]:
+    from llmrouter_integrations import Deployment, Router
+
+    def router(instrument: Any) -> Router:
+        deployment = Deployment(
+            provider="openai", model=MODEL, api_key="sk-bench", base_url=f"{base}/v1"
+        )
+        return Router(deployments=[deployment], instrument=instrument)
+
+    messages = [{"role": "user", "content": "Explain quantum computing in one sentence."}]
+    off, on = router(False), router(make_settings())
+    samples: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for _ in range(rounds):
+            for name, target in (("off", off), ("on", on)):
+
+                async def call(target: Router = target) -> object:
+                    return await target.achat(messages, max_tokens=60)
+
+                samples[name].append(await throughput(call, total, concurrency))
+    finally:
+        await off.aclose()
+        await on.aclose()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    total, rounds = (1000, 3) if args.quick else (4000, 5)
+    port = free_port()
+    server = start_server(port)
+    try:
+        result = asyncio.run(run(f"http://127.0.0.1:{port}", total, args.concurrency, rounds))
+    finally:
+        server.terminate()
+        server.wait()
+    print(
+        f"loopback fake server in its own process; {rounds} interleaved rounds of {total} calls "
+        f"at concurrency {args.concurrency}; python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores"
+    )
+    print(f"instrument=False  {result['off']:8.0f} req/s")
+    print(
+        f"instrument=True   {result['on']:8.0f} req/s  ({result['on'] / result['off']:.0%} of off)"
+    )
+
+
+if __name__ == "__main__":
+    main()
