@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 MODEL = "gpt-4o-mini"
 BODY = {
@@ -104,17 +106,38 @@ async def throughput(call: Callable[[], Awaitable[object]], total: int, concurre
     return total / (time.perf_counter() - start)
 
 
-def import_time_ms(runs: int = 7) -> float:
+def import_time_ms(runs: int = 7, *, bytecode: bool = True) -> float:
+    """Median `import llmrouter_integrations` time in fresh interpreters.
+
+    With bytecode: the package's .pyc files exist (any run after the first). Without: a copy
+    of the package with no __pycache__, imported with -B, as on the first run after a clone
+    (dependencies keep their bytecode either way).
+    """
     code = (
-        "import time; t=time.perf_counter(); import llmrouter_integrations; "
-        "print(time.perf_counter()-t)"
+        "import time; t=time.perf_counter(); import llmrouter_integrations as m; "
+        "print(time.perf_counter()-t, m.__file__)"
     )
+    package = Path(__file__).resolve().parent.parent / "llmrouter_integrations"
     samples = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        samples.append(float(out.stdout.strip()) * 1000)
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "llmrouter_integrations"
+        shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        flags = [] if bytecode else ["-B"]
+        if bytecode:  # write the .pyc files once
+            subprocess.run(
+                [sys.executable, "-c", code], cwd=scratch, check=True, capture_output=True
+            )
+        for _ in range(runs):
+            out = subprocess.run(
+                [sys.executable, *flags, "-c", code],
+                cwd=scratch,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            seconds, where = out.stdout.split()
+            assert where.startswith(scratch), where  # the copy, not an installed package
+            samples.append(float(seconds) * 1000)
     return statistics.median(samples)
 
 
@@ -204,7 +227,8 @@ def main() -> None:
             f"{row['rps']:8.0f} {100 * row['rps'] / floor['rps']:11.0f}%"
         )
     print(
-        f"import llmrouter_integrations: {import_time_ms():.0f} ms (median of 7 fresh interpreters)"
+        f"import llmrouter_integrations: {import_time_ms():.0f} ms with bytecode, "
+        f"{import_time_ms(bytecode=False):.0f} ms without (median of 7 fresh interpreters each)"
     )
 
 
