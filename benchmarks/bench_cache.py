@@ -22,8 +22,8 @@ from typing import Any
 
 from llmrouter_integrations.core.events import EventHub
 from llmrouter_integrations.layers.cache import CacheBackend
+from llmrouter_integrations.state import CacheStore, MemoryCacheStore, SQLiteCacheStore
 from llmrouter_integrations.state.cache_codec import cache_key
-from llmrouter_integrations.state.cache_stores import CacheStore, MemoryCacheStore, SQLiteCacheStore
 from llmrouter_integrations.types import (
     ChatChunk,
     ChatRequest,

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from llmrouter_integrations.costs.pricing import Pricer
 from llmrouter_integrations.layers.http import DeploymentBackend
 from llmrouter_integrations.providers.endpoints import get_endpoint
-from llmrouter_integrations.transport.base import AiohttpTransport, HTTPRequest
+from llmrouter_integrations.transport import AiohttpTransport, HTTPRequest
 from llmrouter_integrations.types import ChatRequest, Deployment, Message
 
 REPLY = {

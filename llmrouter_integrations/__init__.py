@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
 from .compat import APILoader
 from .core.clock import ManualClock, SystemClock
 from .core.events import RouterEvent, listen_to_events
@@ -75,7 +76,6 @@ from .types import (
 if TYPE_CHECKING:
     from .costs.budget import Budget
 
-__version__ = "0.1.0"
 
 __all__ = [
     "APILoader",

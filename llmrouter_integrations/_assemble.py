@@ -27,7 +27,7 @@ from .errors import ConfigurationError
 from .layers.breaker import CircuitBreakerBackend
 from .layers.budget import BudgetBackend
 from .layers.cache import CacheBackend
-from .layers.fallback import FallbackBackend, Planner, make_fallback_predicate
+from .layers.fallback import FallbackBackend, make_fallback_predicate
 from .layers.ledger import LedgerBackend
 from .layers.queue import QueueBackend, RequestQueue
 from .layers.ratelimit import RateLimitBackend, RateLimits
@@ -35,17 +35,19 @@ from .layers.retry import RetryBackend, RetryPolicy
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
 from .routing.catalog import Catalog
 from .routing.health import BreakerPolicy, HealthTracker
-from .routing.planner import BudgetAwarePlanner, RoutingPlanner
+from .routing.planner import BudgetAwarePlanner, Planner, RoutingPlanner
 from .routing.strategies import RoutingStrategy
-from .state.cache_stores import CacheStore, MemoryCacheStore, cache_store_from_spec
+from .state.cache import CacheStore
+from .state.cache_memory import MemoryCacheStore
 from .state.guard import StateGuard
-from .state.shared import SharedState, shared_state_from_spec
+from .state.shared import SharedState
+from .state.stores import cache_store_from_spec, shared_state_from_spec
 from .types import ChatRequest, Deployment
 
 if TYPE_CHECKING:
     import httpx
 
-    from .layers._shared_flights import SharedFlights
+    from .layers.shared_flights import SharedFlights
     from .transport.base import Transport
 
 __all__ = ["Instrumentation", "Stack", "build_stack", "deployments_from_env", "parse_deployment"]
@@ -197,10 +199,12 @@ def _configured(
 
 
 def _make_transport(http_client: httpx.AsyncClient | None) -> Transport:
-    from .transport.base import AiohttpTransport, HttpxTransport
-
     if http_client is not None:
+        from .transport.httpx import HttpxTransport
+
         return HttpxTransport(http_client)
+    from .transport.aiohttp import AiohttpTransport
+
     return AiohttpTransport()
 
 
@@ -227,7 +231,7 @@ def _shared_flights(guard: StateGuard | None, cache: CacheStore) -> SharedFlight
     """Single-flight across processes, when they share the state and the cache both."""
     if guard is None or isinstance(cache, MemoryCacheStore):
         return None
-    from .layers._shared_flights import SharedFlights
+    from .layers.shared_flights import SharedFlights
 
     return SharedFlights(guard)
 
@@ -311,7 +315,7 @@ def build_stack(
         owns_state=isinstance(state, str),
     )
     if guard is not None:
-        from .layers._shared_rates import SharedRates
+        from .layers.shared_rates import SharedRates
         from .routing.shared_health import SharedCircuits
 
         stack.health_tracker.shared = SharedCircuits(guard)

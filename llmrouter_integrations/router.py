@@ -24,7 +24,7 @@ from .layers.retry import RetryPolicy
 from .routing.catalog import ModelInfo
 from .routing.health import BreakerPolicy, DeploymentHealth
 from .routing.strategies import RoutingStrategy
-from .state.cache_stores import CacheStore
+from .state.cache import CacheStore
 from .state.shared import SharedState
 from .telemetry import InstrumentationSettings, resolve_instrumentation
 from .types import ChatChunk, ChatRequest, ChatResponse
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .providers.endpoints import Endpoint
-    from .telemetry._recorder import RouterTelemetry
+    from .telemetry import RouterTelemetry
     from .transport.base import Transport
 
 __all__ = ["Router", "parse_deployment"]
@@ -187,7 +187,7 @@ class Router:
 
     def chat(self, messages: MessagesInput, **options: Any) -> ChatResponse:
         """Synchronous `achat`, safe from any thread (runs on one background loop)."""
-        from .core._sync import run_sync
+        from .core import run_sync
 
         request = self.build_request(messages, **options)
         return run_sync(self._backend.chat(request))
@@ -201,7 +201,7 @@ class Router:
 
     def stream(self, messages: MessagesInput, **options: Any) -> Iterator[ChatChunk]:
         """Synchronous `astream`."""
-        from .core._sync import iterate_sync
+        from .core import iterate_sync
 
         request = self.build_request(messages, **options)
         return iterate_sync(lambda: self._backend.stream(request))
@@ -224,7 +224,7 @@ class Router:
             self.state.close()
 
     def close(self) -> None:
-        from .core._sync import run_sync
+        from .core import run_sync
 
         run_sync(self.aclose())
 
@@ -265,6 +265,6 @@ def _make_telemetry(
     settings: InstrumentationSettings, clock: Clock, events: EventHub, strategy: Any
 ) -> RouterTelemetry:
     # Imported here: OpenTelemetry loads only when a router is instrumented.
-    from .telemetry._recorder import RouterTelemetry
+    from .telemetry import make_router_telemetry
 
-    return RouterTelemetry(settings, clock=clock, events=events, strategy=strategy)
+    return make_router_telemetry(settings, clock=clock, events=events, strategy=strategy)

@@ -387,7 +387,7 @@ async def test_500_concurrent_requests_over_http_send_no_bytes_when_refused() ->
     from llmrouter_integrations.layers.ledger import LedgerBackend
     from llmrouter_integrations.providers.endpoints import get_endpoint
     from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
-    from llmrouter_integrations.transport.base import AiohttpTransport
+    from llmrouter_integrations.transport import AiohttpTransport
 
     deployment = Deployment("openai", "gpt-4o-mini", api_key="sk-test-0123456789abcdef")
     request = ChatRequest(

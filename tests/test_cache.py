@@ -18,12 +18,12 @@ from llmrouter_integrations.core.clock import ManualClock
 from llmrouter_integrations.core.events import EventHub, RouterEvent
 from llmrouter_integrations.errors import ConfigurationError, ResponseDecodeError, ServerError
 from llmrouter_integrations.layers.cache import CacheBackend
-from llmrouter_integrations.state.cache_codec import cache_key, response_from_dict, response_to_dict
-from llmrouter_integrations.state.cache_stores import (
+from llmrouter_integrations.state import (
     MemoryCacheStore,
     SQLiteCacheStore,
     cache_store_from_spec,
 )
+from llmrouter_integrations.state.cache_codec import cache_key, response_from_dict, response_to_dict
 from llmrouter_integrations.types import (
     Attempt,
     ChatChunk,

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from llmrouter_integrations.core.clock import ManualClock
 from llmrouter_integrations.layers.cache import CacheBackend
-from llmrouter_integrations.state.cache_stores import RedisCacheStore, cache_store_from_spec
+from llmrouter_integrations.state import RedisCacheStore, cache_store_from_spec
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Deployment, Message
 
 SERVER = shutil.which("redis-server")

@@ -19,11 +19,8 @@ from llmrouter_integrations.errors import (
     RateLimitError,
     ServerError,
 )
-from llmrouter_integrations.layers.fallback import (
-    FallbackBackend,
-    PriorityPlanner,
-    make_fallback_predicate,
-)
+from llmrouter_integrations.layers.fallback import FallbackBackend, make_fallback_predicate
+from llmrouter_integrations.routing.planner import PriorityPlanner
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep
 from llmrouter_integrations.types import ChatRequest, Message
 

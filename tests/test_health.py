@@ -23,12 +23,8 @@ from llmrouter_integrations.errors import (
     ProviderTimeoutError,
     ServerError,
 )
-from llmrouter_integrations.routing.health import (
-    BreakerPolicy,
-    CircuitBreakerBackend,
-    HealthTracker,
-    classify_failure,
-)
+from llmrouter_integrations.layers.breaker import CircuitBreakerBackend
+from llmrouter_integrations.routing.health import BreakerPolicy, HealthTracker, classify_failure
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Message
 

@@ -27,7 +27,7 @@ from llmrouter_integrations.layers.http import DeploymentBackend
 from llmrouter_integrations.providers.base import RateLimitInfo
 from llmrouter_integrations.providers.endpoints import get_endpoint
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
-from llmrouter_integrations.transport.base import AiohttpTransport, HttpxTransport, Transport
+from llmrouter_integrations.transport import AiohttpTransport, HttpxTransport, Transport
 from llmrouter_integrations.types import ChatChunk, ChatRequest, Deployment, Message
 
 SECRET = "sk-test-SECRET-0123456789abcdef"

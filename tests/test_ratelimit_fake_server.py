@@ -24,7 +24,7 @@ from llmrouter_integrations.layers.ratelimit import RateLimitBackend, RateLimits
 from llmrouter_integrations.layers.retry import RetryBackend, RetryPolicy
 from llmrouter_integrations.providers.endpoints import get_endpoint
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
-from llmrouter_integrations.transport.base import AiohttpTransport
+from llmrouter_integrations.transport import AiohttpTransport
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Deployment, Message
 
 KEY = "sk-test-0123456789abcdef"
@@ -177,10 +177,11 @@ async def test_the_layers_stacked_as_the_router_stacks_them(transport: AiohttpTr
     from llmrouter_integrations.core.events import EventHub, RouterEvent
     from llmrouter_integrations.costs.ledger import ledger_from_url
     from llmrouter_integrations.layers.cache import CacheBackend
-    from llmrouter_integrations.layers.fallback import FallbackBackend, PriorityPlanner
+    from llmrouter_integrations.layers.fallback import FallbackBackend
     from llmrouter_integrations.layers.ledger import LedgerBackend
     from llmrouter_integrations.layers.queue import QueueBackend
-    from llmrouter_integrations.state.cache_stores import MemoryCacheStore
+    from llmrouter_integrations.routing.planner import PriorityPlanner
+    from llmrouter_integrations.state import MemoryCacheStore
 
     clock = SettlingClock(lambda: InFlight.count > 0)
     events: list[RouterEvent] = []

@@ -25,11 +25,11 @@ from llmrouter_integrations.state.shared import (
     Refusal,
     SharedState,
     StoreUnavailable,
-    shared_state_from_spec,
 )
 from llmrouter_integrations.state.shared_memory import MemoryState
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.state.shared_sqlite import SQLiteState
+from llmrouter_integrations.state.stores import shared_state_from_spec
 
 T0 = 1_800_000_000.0
 

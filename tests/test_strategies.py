@@ -19,13 +19,9 @@ from llmrouter_integrations.errors import (
     ConfigurationError,
     NoDeploymentAvailableError,
 )
+from llmrouter_integrations.layers.breaker import CircuitBreakerBackend
 from llmrouter_integrations.routing.catalog import Catalog
-from llmrouter_integrations.routing.health import (
-    BreakerPolicy,
-    CircuitBreakerBackend,
-    DeploymentHealth,
-    HealthTracker,
-)
+from llmrouter_integrations.routing.health import BreakerPolicy, DeploymentHealth, HealthTracker
 from llmrouter_integrations.routing.planner import Route, RoutingPlanner
 from llmrouter_integrations.routing.strategies import (
     BalancedStrategy,

@@ -16,7 +16,7 @@ from _loopback import Loopback, closed_port
 
 from llmrouter_integrations.core import _sync
 from llmrouter_integrations.errors import ProviderConnectionError, ProviderTimeoutError
-from llmrouter_integrations.transport.base import (
+from llmrouter_integrations.transport import (
     AiohttpTransport,
     HTTPRequest,
     HttpxTransport,
@@ -236,7 +236,7 @@ def test_interpreter_exit_with_open_sessions_is_quiet() -> None:
         from aiohttp import web
         from llmrouter_integrations.core import _sync
         from llmrouter_integrations.core._sync import run_sync
-        from llmrouter_integrations.transport.base import AiohttpTransport, HTTPRequest
+        from llmrouter_integrations.transport import AiohttpTransport, HTTPRequest
 
         async def hello(request):
             return web.json_response({"ok": True})

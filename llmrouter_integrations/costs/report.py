@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from .ledger import LedgerFilter, Summary
+from ..state.ledger import LedgerFilter, Summary
 
 __all__ = ["format_report", "money"]
 

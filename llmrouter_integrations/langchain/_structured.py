@@ -23,9 +23,8 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from ._tools import to_openai_tool
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import LanguageModelInput
+    from langchain_core.language_models import BaseChatModel, LanguageModelInput
 
-    from .chat_model import ChatLLMRouter
 
 __all__ = ["StructuredMethod", "build_structured_output"]
 
@@ -37,7 +36,7 @@ def _is_pydantic_class(schema: Any) -> bool:
 
 
 def build_structured_output(
-    model: ChatLLMRouter,
+    model: BaseChatModel,
     schema: Mapping[str, Any] | type | None,
     *,
     method: StructuredMethod,

@@ -16,7 +16,7 @@ waiters makes its own call, the others wait for that one.
 
 With shared state (`Router(state=...)`) and a cache the processes share (SQLite, Redis),
 the same holds across processes: one lock per key in the store, the other processes
-read the answer from the cache (see `_shared_flights`).
+read the answer from the cache (see `shared_flights`).
 
     >>> layer = CacheBackend(inner, MemoryCacheStore(ttl_s=3600),
     ...                      candidate_names=lambda r: list(r.deployments or names),
@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, S
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from ..core._sync import blocked_caller_loop
+from ..core import blocked_caller_loop
 from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
@@ -43,6 +43,7 @@ from ..errors import (
     RoutingError,
     SyncCallInEventLoopError,
 )
+from ..state.cache import CacheStore, CacheValue
 from ..state.cache_codec import (
     ENTRY_VERSION,
     cache_key,
@@ -51,9 +52,8 @@ from ..state.cache_codec import (
     response_from_dict,
     response_to_dict,
 )
-from ..state.cache_stores import CacheStore, CacheValue
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
-from ._shared_flights import FIRST_POLL_S, MAX_POLL_S, SharedFlights
+from .shared_flights import FIRST_POLL_S, MAX_POLL_S, SharedFlights
 
 __all__ = ["CacheBackend", "CacheStats", "cache_key"]
 

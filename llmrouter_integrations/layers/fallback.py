@@ -1,14 +1,13 @@
 """Tries the planned deployments in order until one answers; explains every failure.
 
->>> backend = FallbackBackend({"a": a, "b": b}, planner=PriorityPlanner(["a", "b"]))
+>>> backend = FallbackBackend({"a": a, "b": b}, planner=PriorityPlanner(["a", "b"]))  # routing/
 >>> (await backend.chat(request)).deployment   # "b" if "a" failed with a retryable error
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import cast
 
 from ..core.backend import ChatBackend, aclose_stream
 from ..core.clock import SYSTEM_CLOCK, Clock
@@ -18,7 +17,6 @@ from ..errors import (
     BudgetExceededError,
     CircuitOpenError,
     ContextWindowExceededError,
-    NoDeploymentAvailableError,
     OverloadedError,
     ProviderConnectionError,
     ProviderError,
@@ -29,52 +27,17 @@ from ..errors import (
     RoutingError,
     ServerError,
 )
+from ..routing.planner import Planner
 from ..types import Attempt, ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
     "FallbackBackend",
     "FallbackPredicate",
-    "Planner",
-    "PriorityPlanner",
-    "RoutePlan",
     "default_should_fallback",
     "make_fallback_predicate",
 ]
 
 FallbackPredicate = Callable[[BaseException], bool]
-
-
-@dataclass(slots=True)
-class RoutePlan:
-    """The fallback order for one request, best first, and why (shown on `response.route`)."""
-
-    order: list[str]
-    explanation: Any = None
-
-
-class Planner(Protocol):
-    """Decides which deployments may serve a request, and in which order."""
-
-    def plan(self, request: ChatRequest) -> RoutePlan: ...
-
-
-class PriorityPlanner:
-    """Deployments in the order given, restricted by the request's `deployments=`."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = list(names)
-
-    def plan(self, request: ChatRequest) -> RoutePlan:
-        if request.deployments is None:
-            return RoutePlan(list(self.names))
-        wanted = set(request.deployments)
-        order = [n for n in self.names if n in wanted]
-        if not order:
-            raise NoDeploymentAvailableError(
-                "no deployment can take this request",
-                reasons={n: f"not in deployments={list(request.deployments)}" for n in self.names},
-            )
-        return RoutePlan(order)
 
 
 def default_should_fallback(error: BaseException) -> bool:

@@ -42,7 +42,7 @@ from .queue import CURRENT_GRANT, RequestQueue, request_tokens
 
 if TYPE_CHECKING:
     from ..providers.base import RateLimitInfo
-    from ._shared_rates import SharedRates
+    from .shared_rates import SharedRates
 
 __all__ = ["Permit", "RateLimitBackend", "RateLimitWaitError", "RateLimits", "request_tokens"]
 

@@ -38,11 +38,10 @@ from ._common import (
     reference_time,
     shorten,
 )
-from .base import ParsedResponse, RateLimitInfo
+from .base import Endpoint, ParsedResponse, RateLimitInfo
 
 if TYPE_CHECKING:
     from ..transport.sse import SSEEvent
-    from .endpoints import Endpoint
 
 __all__ = ["ANTHROPIC_MESSAGES", "ANTHROPIC_VERSION", "AnthropicMessagesDialect"]
 

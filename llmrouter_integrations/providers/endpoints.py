@@ -9,50 +9,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..types import ChatRequest
 from .anthropic_messages import ANTHROPIC_MESSAGES
-from .base import Dialect
+from .base import Dialect, Endpoint
 from .openai_chat import OPENAI_CHAT, is_openai_reasoning_model
 
 __all__ = ["ENDPOINTS", "Endpoint", "get_dialect", "get_endpoint", "resolve_base_url"]
-
-Quirks = Callable[[dict[str, Any], ChatRequest], dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One provider's API: where it lives, which wire format it speaks, what it needs.
-
-    `quirks` gets the finished request body (after `extra_body`) and returns the body to
-    send; it is where a provider's departures from its dialect live.
-
-        >>> Endpoint(name="lmstudio", dialect="openai_chat", base_url="http://localhost:1234/v1",
-        ...          api_key_env=None, base_url_env="LMSTUDIO_BASE_URL", default_model="",
-        ...          local=True, key_required=False)
-    """
-
-    name: str
-    dialect: str  # "openai_chat" | "anthropic_messages"
-    base_url: str  # OpenAI-style URLs end in /v1; Anthropic's has none
-    api_key_env: str | None
-    base_url_env: str | None
-    default_model: str
-    local: bool = False  # runs on the user's machine: costs nothing
-    key_required: bool = True
-    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
-    prices_provider: str | None = None  # genai-prices provider id
-    quirks: Quirks | None = None
-    # Takes `"content": null` on an assistant turn that only calls tools, as the OpenAI spec
-    # says. Ollama answers 400 "invalid message content type: <nil>", llama.cpp's server 500
-    # "Expected 'content' to be a string or an array" (LM Studio, mlx-lm refuse it too):
-    # for those rows "" is sent instead.
-    null_tool_call_content: bool = True
 
 
 def _openai_quirks(body: dict[str, Any], request: ChatRequest) -> dict[str, Any]:

@@ -39,11 +39,10 @@ from ._common import (
     read_error_body,
     shorten,
 )
-from .base import ParsedResponse, RateLimitInfo
+from .base import Endpoint, ParsedResponse, RateLimitInfo
 
 if TYPE_CHECKING:
     from ..transport.sse import SSEEvent
-    from .endpoints import Endpoint
 
 __all__ = ["OPENAI_CHAT", "OpenAIChatDialect", "is_openai_reasoning_model"]
 

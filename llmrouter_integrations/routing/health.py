@@ -27,20 +27,12 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
-from ..errors import (
-    BadRequestError,
-    CircuitOpenError,
-    ConfigurationError,
-    ContextWindowExceededError,
-    ProviderError,
-    ProviderTimeoutError,
-    RoutingError,
-)
-from ..layers.breaker import CircuitBreakerBackend
+from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
+from .circuit import BreakerPolicy, CircuitState, FailureKind, classify_failure
 
 if TYPE_CHECKING:
     from ..state.shared import Admission
@@ -49,15 +41,11 @@ if TYPE_CHECKING:
 __all__ = [
     "BreakerPolicy",
     "CallTicket",
-    "CircuitBreakerBackend",
     "CircuitState",
     "DeploymentHealth",
     "HealthTracker",
     "classify_failure",
 ]
-
-CircuitState = Literal["closed", "open", "half_open"]
-FailureKind = Literal["failure", "deployment"]
 
 
 @dataclass(slots=True)
@@ -90,65 +78,6 @@ class DeploymentHealth:
     # been tried since is not shunned forever.
     recent_error_rate: float = 0.0
     last_failure_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    """When a circuit opens and how long it rests.
-
-    Opens after `failure_threshold` consecutive failures, or when at least `min_calls` of
-    the last `window` calls were made and `error_rate_threshold` of them failed. Rests
-    `cooldown_s`, then lets `half_open_probes` probe calls through; each failed probe
-    multiplies the rest by `cooldown_multiplier`, up to `max_cooldown_s`. For ranking,
-    the error rate fades by half every `error_half_life_s` after the last failure.
-
-    >>> BreakerPolicy(failure_threshold=3, cooldown_s=10)
-    """
-
-    failure_threshold: int = 5
-    error_rate_threshold: float = 0.5
-    window: int = 20
-    min_calls: int = 10
-    cooldown_s: float = 30.0
-    cooldown_multiplier: float = 2.0
-    max_cooldown_s: float = 600.0
-    half_open_probes: int = 1
-    error_half_life_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.failure_threshold < 1 or self.half_open_probes < 1 or self.window < 1:
-            raise ConfigurationError(
-                "BreakerPolicy: failure_threshold, half_open_probes and window must be >= 1"
-            )
-        if not 0.0 < self.error_rate_threshold <= 1.0:
-            raise ConfigurationError("BreakerPolicy: error_rate_threshold must be in (0, 1]")
-        if self.cooldown_s < 0 or self.max_cooldown_s < self.cooldown_s:
-            raise ConfigurationError("BreakerPolicy: need 0 <= cooldown_s <= max_cooldown_s")
-        if self.error_half_life_s <= 0:
-            raise ConfigurationError("BreakerPolicy: error_half_life_s must be positive")
-
-    def cooldown(self, reopenings: int) -> float:
-        """Rest after the circuit opened `reopenings` times in a row without recovering."""
-        return float(
-            min(self.max_cooldown_s, self.cooldown_s * self.cooldown_multiplier**reopenings)
-        )
-
-
-def classify_failure(error: BaseException) -> FailureKind | None:
-    """How an error counts against a deployment's health: None when it does not.
-
-    >>> classify_failure(AuthenticationError("bad key", status_code=401))
-    'deployment'
-    """
-    if not isinstance(error, Exception):
-        return None  # cancelled, or the consumer closed the stream: nobody's fault
-    if isinstance(error, (RoutingError, ContextWindowExceededError)):
-        return None  # the router's own refusal, or a request too long for this model
-    if isinstance(error, ProviderError) and error.deployment_error:
-        return "deployment"
-    if isinstance(error, BadRequestError):
-        return None  # the request is invalid; any provider would say so
-    return "failure"
 
 
 @dataclass(slots=True)

@@ -27,13 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from ..costs.budget import BudgetRefusal
 from ..costs.pricing import Pricer
 from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 from ..errors import NoDeploymentAvailableError
-from ..layers.fallback import RoutePlan
 from ..types import ChatRequest, Deployment
 from .catalog import Catalog, ModelInfo
 from .health import HealthTracker
@@ -42,11 +41,47 @@ from .strategies import Candidate, RoutingStrategy, make_strategy, strategy_name
 __all__ = [
     "CONTEXT_OUTPUT_RESERVE",
     "BudgetAwarePlanner",
+    "Planner",
+    "PriorityPlanner",
     "Route",
     "RoutePlan",
     "RoutingPlanner",
     "required_capabilities",
 ]
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """The fallback order for one request, best first, and why (shown on `response.route`)."""
+
+    order: list[str]
+    explanation: Any = None
+
+
+class Planner(Protocol):
+    """Decides which deployments may serve a request, and in which order."""
+
+    def plan(self, request: ChatRequest) -> RoutePlan: ...
+
+
+class PriorityPlanner:
+    """Deployments in the order given, restricted by the request's `deployments=`."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+
+    def plan(self, request: ChatRequest) -> RoutePlan:
+        if request.deployments is None:
+            return RoutePlan(list(self.names))
+        wanted = set(request.deployments)
+        order = [n for n in self.names if n in wanted]
+        if not order:
+            raise NoDeploymentAvailableError(
+                "no deployment can take this request",
+                reasons={n: f"not in deployments={list(request.deployments)}" for n in self.names},
+            )
+        return RoutePlan(order)
+
 
 # Room left for the answer when a request sets no max_tokens: the provider stops at the
 # window anyway, so only a prompt that leaves almost nothing is refused up front.

@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from ..costs.ledger import NO_USER, UNTAGGED, LedgerEntry, LedgerFilter, Summary, check_grouping
+from .ledger import NO_USER, UNTAGGED, LedgerEntry, LedgerFilter, Summary, check_grouping
 
 __all__ = ["SQLiteLedgerStore"]
 

@@ -6,7 +6,7 @@ operations. A backend implements all four: `MemoryState` (one process, the defau
 wall-clock seconds (`time.time()`, so every process and machine reads the same scale);
 money is integer nano-USD, so sums are exact in SQLite and in Lua.
 
-    >>> state = shared_state_from_spec("sqlite:///state.db")        # or "redis://..."
+    >>> state = shared_state_from_spec("sqlite:///state.db")   # state/stores.py; or "redis://..."
     >>> account = Account("daily|2026-12-07", limit=to_nano(Decimal("0.50")))
     >>> state.reserve("hold-1", [account], 1_000_000, now=time.time(), lease_s=60)   # None: held
     >>> state.settle("hold-1", [account], 420_000, now=time.time())                  # alerts crossed
@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Protocol, runtime_checkable
 
-from ..errors import ConfigurationError
-
 __all__ = [
     "Account",
     "AccountState",
@@ -31,7 +29,6 @@ __all__ = [
     "SharedState",
     "StoreUnavailable",
     "from_nano",
-    "shared_state_from_spec",
     "to_nano",
     "window_wait",
 ]
@@ -229,48 +226,3 @@ def window_wait(
         else:  # one request larger than the whole limit: it goes alone, once the window is empty
             wait = max(wait, spends[-1][0] + WINDOW_S - now)
     return wait
-
-
-def shared_state_from_spec(
-    spec: str | SharedState | None, *, timeout_s: float = 0.25, prefix: str = "llmrouter"
-) -> SharedState | None:
-    """A store from `Router(state=...)`: None, "memory", "sqlite:///path.db",
-    "redis://host:port/db", "rediss://..." or a ready store object.
-
-    >>> shared_state_from_spec("sqlite:///var/lib/app/state.db").backend
-    'sqlite'
-    """
-    if spec is None or isinstance(spec, SharedState):
-        return spec
-    if not isinstance(spec, str):
-        raise ConfigurationError(f"state= must be None, a URL or a store, not {type(spec)}")
-    if spec == "memory":
-        from .shared_memory import MemoryState
-
-        return MemoryState()
-    if spec.startswith("sqlite://"):
-        from .shared_sqlite import SQLiteState
-
-        path = spec[len("sqlite://") :]
-        path = path[1:] if path.startswith("/") else path
-        if not path or path == ":memory:":
-            raise ConfigurationError(
-                "state='sqlite:///path/state.db' needs a file path (every process opens it)"
-            )
-        return SQLiteState(path, timeout_s=timeout_s)
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        from .shared_redis import RedisState
-
-        return RedisState(spec, timeout_s=timeout_s, prefix=prefix)
-    raise ConfigurationError(
-        "state= takes None, 'sqlite:///path/state.db', 'redis://host:6379/0', 'rediss://...' "
-        f"or a store object; got {_redact(spec)!r}"
-    )
-
-
-def _redact(url: str) -> str:
-    # Never echo a password given in a URL.
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url

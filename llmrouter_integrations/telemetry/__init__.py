@@ -21,61 +21,25 @@ llmrouter_integrations` stays as light with or without the extra installed.
 
 from __future__ import annotations
 
-import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .settings import SCHEMA_URL, SEMCONV_VERSION, InstrumentationSettings
+
+if TYPE_CHECKING:
+    from ..core.clock import Clock
+    from ..core.events import EventHub
+    from ._recorder import RouterTelemetry as RouterTelemetry
 
 __all__ = [
     "SCHEMA_URL",
     "SEMCONV_VERSION",
     "InstrumentationSettings",
     "instrument_all",
+    "make_router_telemetry",
     "resolve_instrumentation",
     "start_prometheus",
 ]
-
-SEMCONV_VERSION = "1.44.0"
-SCHEMA_URL = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
-CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-
-
-class InstrumentationSettings:
-    """How a router reports itself to OpenTelemetry; `instrument=True` means the defaults.
-
-    `capture_content` records prompts and answers on spans (`gen_ai.input.messages`,
-    `gen_ai.output.messages`): the conventions' opt-in, off unless set here or
-    `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`. Providers default to the
-    global ones (`opentelemetry.trace.set_tracer_provider`, `metrics.set_meter_provider`).
-
-    >>> Router(deployments=[...], instrument=InstrumentationSettings(capture_content=True))
-    """
-
-    # A plain class, not a dataclass: building one at import costs more than the module.
-    __slots__ = ("capture_content", "meter_provider", "tracer_provider")
-
-    def __init__(
-        self,
-        *,
-        capture_content: bool | None = None,
-        tracer_provider: Any = None,
-        meter_provider: Any = None,
-    ) -> None:
-        self.capture_content = capture_content
-        self.tracer_provider = tracer_provider
-        self.meter_provider = meter_provider
-
-    def __repr__(self) -> str:
-        return (
-            f"InstrumentationSettings(capture_content={self.capture_content!r}, "
-            f"tracer_provider={self.tracer_provider!r}, meter_provider={self.meter_provider!r})"
-        )
-
-    def content_enabled(self) -> bool:
-        """Whether message content goes on spans (the setting, else the environment)."""
-        if self.capture_content is not None:
-            return self.capture_content
-        return os.environ.get(CONTENT_ENV, "").strip().lower() in ("1", "true", "yes")
-
 
 _lock = threading.Lock()
 _default: InstrumentationSettings | None = None
@@ -172,3 +136,12 @@ def start_prometheus(port: int = 9464, addr: str = "127.0.0.1") -> Any:
     metrics.set_meter_provider(provider)
     start_http_server(port, addr=addr)
     return provider
+
+
+def make_router_telemetry(
+    settings: InstrumentationSettings, *, clock: Clock, events: EventHub, strategy: Any
+) -> RouterTelemetry:
+    """One router's spans, metrics and logs (OpenTelemetry loads here, not at import)."""
+    from ._recorder import RouterTelemetry
+
+    return RouterTelemetry(settings, clock=clock, events=events, strategy=strategy)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Status, StatusCode
@@ -25,11 +25,39 @@ from ._attributes import error_type, provider_name, response_attributes, server_
 from ._logs import log, log_attempt_failure
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import Span, Tracer
 
-    from ._recorder import RouterTelemetry
+    from ..core.clock import Clock
 
 __all__ = ["STATE_KEY", "AttemptSpanBackend", "RequestSpanBackend", "RequestState"]
+
+
+class RouterTelemetry(Protocol):
+    """What the span layers ask of `_recorder.RouterTelemetry` (typed here, so the two
+    modules do not import each other)."""
+
+    clock: Clock
+    capture_content: bool
+    tracer: Tracer
+
+    def start_request(self, request: ChatRequest, *, stream: bool) -> tuple[Span, Any]: ...
+
+    def finish_request(
+        self,
+        span: Span,
+        ctx: Any,
+        request: ChatRequest,
+        started: float,
+        *,
+        answer: ChatResponse | ChatChunk | None = None,
+        error: BaseException | None = None,
+        first_chunk_s: float | None = None,
+        streamed_text: list[str] | None = None,
+        closed_early: bool = False,
+    ) -> None: ...
+
+    def describe_error(self, error: BaseException) -> str: ...
+
 
 STATE_KEY = otel_context.create_key("llmrouter.request")
 

@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import SCHEMA_URL
+from .settings import SCHEMA_URL
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
 
-    from ..router import Router
+__all__ = ["COUNTERS", "Metrics", "WatchedRouter", "metrics_for"]
 
-__all__ = ["COUNTERS", "Metrics", "metrics_for"]
+
+class WatchedRouter(Protocol):
+    """What the gauges read from a `Router` (typed structurally: no import of the router)."""
+
+    budgets: Any
+
+    def health(self) -> Mapping[str, Any]: ...
+
 
 Key = tuple[tuple[str, Any], ...]
 
@@ -47,7 +54,7 @@ class Metrics:
     def __init__(self, meter_provider: Any) -> None:
         from opentelemetry import metrics
 
-        from .. import __version__
+        from .._version import __version__
 
         meter = metrics.get_meter(
             "llmrouter_integrations", __version__, meter_provider, schema_url=SCHEMA_URL
@@ -78,7 +85,7 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._sums: dict[str, dict[Key, float]] = {name: {} for name in COUNTERS}
-        self.routers: weakref.WeakSet[Router] = weakref.WeakSet()
+        self.routers: weakref.WeakSet[WatchedRouter] = weakref.WeakSet()
         for name, (unit, description) in COUNTERS.items():
             meter.create_observable_counter(
                 name, callbacks=[self._observer(name)], unit=unit, description=description

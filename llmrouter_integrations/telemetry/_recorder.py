@@ -20,7 +20,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from ..core.backend import ChatBackend
 from ..errors import BudgetExceededError, CircuitOpenError
 from ..types import ChatChunk, ChatRequest, ChatResponse, Deployment
-from . import SCHEMA_URL, InstrumentationSettings
 from ._attributes import (
     OPERATION,
     error_type,
@@ -35,13 +34,14 @@ from ._attributes import (
 from ._layers import STATE_KEY, AttemptSpanBackend, RequestSpanBackend, RequestState
 from ._logs import log, log_request
 from ._metrics import metrics_for
+from .settings import SCHEMA_URL, InstrumentationSettings
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from ..core.clock import Clock
     from ..core.events import EventHub, RouterEvent
-    from ..router import Router
+    from ._metrics import WatchedRouter
 
 __all__ = ["RouterTelemetry"]
 
@@ -59,7 +59,7 @@ class RouterTelemetry:
         events: EventHub,
         strategy: Any,
     ) -> None:
-        from .. import __version__
+        from .._version import __version__
 
         self.tracer = trace.get_tracer(
             "llmrouter_integrations",
@@ -77,7 +77,7 @@ class RouterTelemetry:
         self._secrets: list[str] = []
         self._unsubscribe = events.subscribe(self._on_event)
 
-    def watch(self, router: Router) -> None:
+    def watch(self, router: WatchedRouter) -> None:
         """Report `router`'s circuits, budgets and rate-limit headroom as gauges (weakly held)."""
         self.metrics.routers.add(router)
 

@@ -1,0 +1,96 @@
+"""Stores from settings: `"memory"`, `"sqlite:///path.db"`, `"redis://..."` or a store object.
+
+Every setting goes through the one parser (`url.parse_store_url`); each backend module is
+imported only when a setting names it.
+
+    >>> cache_store_from_spec("redis://localhost:6379/0")
+    >>> ledger_store_from_spec("sqlite:///costs.db")
+    >>> shared_state_from_spec("redis://localhost:6379/0")
+"""
+
+from __future__ import annotations
+
+from ..core.clock import SYSTEM_CLOCK, Clock
+from ..errors import ConfigurationError
+from .cache import CacheStore
+from .ledger import LedgerStore
+from .shared import SharedState
+from .url import parse_store_url
+
+__all__ = ["cache_store_from_spec", "ledger_store_from_spec", "shared_state_from_spec"]
+
+
+def cache_store_from_spec(spec: str | CacheStore, *, clock: Clock = SYSTEM_CLOCK) -> CacheStore:
+    """`Router(cache=...)`: "memory", "sqlite:///relative.db", "sqlite:////abs/path.db"
+    (SQLAlchemy's spelling, as for the ledger), "redis://...", or a ready store.
+
+    >>> cache_store_from_spec("sqlite:////tmp/llm-cache.db")
+    SQLiteCacheStore('/tmp/llm-cache.db')
+    """
+    if not isinstance(spec, str):
+        return spec
+    where = parse_store_url(spec, setting="cache")
+    if where.backend == "sqlite":
+        from .cache_sqlite import SQLiteCacheStore
+
+        return SQLiteCacheStore(where.path, clock=clock)
+    if where.backend == "redis":
+        from .cache_redis import RedisCacheStore
+
+        return RedisCacheStore(where.url)
+    from .cache_memory import MemoryCacheStore
+
+    return MemoryCacheStore(clock=clock)
+
+
+def ledger_store_from_spec(spec: str | LedgerStore | None) -> LedgerStore:
+    """`Router(ledger=...)`: "memory" (or None), "sqlite:///relative.db",
+    "sqlite:////abs/path.db", or a ready store.
+
+    >>> ledger_store_from_spec("sqlite:///costs.db")
+    """
+    if spec is None:
+        spec = "memory"
+    if isinstance(spec, str):
+        where = parse_store_url(spec, setting="ledger", backends=("memory", "sqlite"))
+        if where.backend == "sqlite":
+            from .ledger_sqlite import SQLiteLedgerStore
+
+            return SQLiteLedgerStore(where.path)
+        from .ledger_memory import MemoryLedgerStore
+
+        return MemoryLedgerStore()
+    if isinstance(spec, LedgerStore):
+        return spec
+    raise ConfigurationError(f"unknown ledger {spec!r}")
+
+
+def shared_state_from_spec(
+    spec: str | SharedState | None, *, timeout_s: float = 0.25, prefix: str = "llmrouter"
+) -> SharedState | None:
+    """A store from `Router(state=...)`: None, "memory", "sqlite:///path.db",
+    "redis://host:port/db", "rediss://..." or a ready store object.
+
+    >>> shared_state_from_spec("sqlite:///var/lib/app/state.db").backend
+    'sqlite'
+    """
+    if spec is None or isinstance(spec, SharedState):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigurationError(f"state= must be None, a URL or a store, not {type(spec)}")
+    where = parse_store_url(spec, setting="state")
+    if where.backend == "sqlite":
+        if where.path == ":memory:":
+            raise ConfigurationError(
+                "state='sqlite:///path/state.db' needs a file path (every process opens it)"
+            )
+        from .shared_sqlite import SQLiteState
+
+        return SQLiteState(where.path, timeout_s=timeout_s)
+    if where.backend == "redis":
+        from .shared_redis import RedisState
+
+        return RedisState(where.url, timeout_s=timeout_s, prefix=prefix)
+    from .shared_memory import MemoryState
+
+    return MemoryState()
