@@ -7,6 +7,8 @@ Prints one JSON line with what happened (counts, cost) and exits. Modes:
 - hold: one call to a model that hangs; prints "sent" once it is on its way (to be killed).
 - rpm: `calls` concurrent calls to a deployment with `rpm`; counts sent and refused.
 - breaker: `calls` sequential calls; reports the circuit state it ends with.
+- cache: one call, all workers at once (each waits for a line on stdin).
+- outage: `calls` calls, a line on stdin (the parent stops the store), `calls` more.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -38,7 +41,7 @@ def store(spec: dict[str, Any]) -> Any:
     url, lease = spec["state"], float(spec.get("lease_s", 300.0))
     if url.startswith("sqlite:///"):
         return SQLiteState(url[len("sqlite:///") :], lease_s=lease, timeout_s=2.0)
-    return RedisState(url, lease_s=lease, timeout_s=2.0)
+    return RedisState(url, lease_s=lease, timeout_s=float(spec.get("timeout_s", 2.0)))
 
 
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +57,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         budgets=budgets,
         retry=RetryPolicy(max_attempts=1),
         state=store(spec),
+        state_failure=spec.get("state_failure", "closed"),
         rate_limit_wait=spec.get("rate_limit_wait", 0.0),
         max_queue_wait=spec.get("max_queue_wait", 0.5),
         cache=spec.get("cache"),
@@ -89,6 +93,18 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
                 return {"text": "".join(c.text for c in chunks), "cached": final.cached}
             answer = await router.achat(PROMPT, max_tokens=60)
             return {"text": answer.text, "cached": answer.cached}
+        if spec["mode"] == "outage":  # calls, then the parent stops the store, then calls
+            for _ in range(spec["calls"]):
+                await call()
+            print(json.dumps(outcomes), flush=True)
+            sys.stdin.readline()
+            outcomes.clear()
+            slowest = 0.0
+            for _ in range(spec["calls"]):
+                started = time.monotonic()
+                await call()
+                slowest = max(slowest, time.monotonic() - started)
+            return {"outcomes": outcomes, "slowest_s": slowest}
         if spec["mode"] == "breaker":
             for _ in range(spec["calls"]):
                 await call()

@@ -222,3 +222,33 @@ def test_identical_requests_in_four_processes_make_one_call(
     assert fake.request_count() == 1
     assert len({r["text"] for r in done}) == 1
     assert sorted(r["cached"] for r in done) == [False, True, True, True]
+
+
+def test_redis_stopped_mid_run(fake: FakeProviderServer, tmp_path: Path) -> None:
+    if SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer.start()  # its own server: this test stops it
+    try:
+        limit = worst_case() * 100
+        base = {"mode": "outage", "state": server.url, "base_url": fake.openai_base_url,
+                "limit": str(limit), "calls": 3, "timeout_s": 0.25}
+        closed = spawn(base)
+        local = spawn({**base, "state_failure": "local"})
+        for worker in (closed, local):
+            assert worker.stdout is not None
+            assert json.loads(worker.stdout.readline()) == {"ok": 3}
+        server.stop()
+        sent_before = fake.request_count()
+        for worker in (closed, local):
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        after_closed, after_local = results([closed, local])
+    finally:
+        server.stop()
+    # Budgeted calls fail fast with the typed error and send nothing (state_failure="closed")...
+    assert after_closed["outcomes"] == {"StateUnavailableError": 3}
+    assert after_closed["slowest_s"] < 1.0
+    # ...or spend from the local allowance (state_failure="local").
+    assert after_local["outcomes"] == {"ok": 3}
+    assert fake.request_count() == sent_before + 3
