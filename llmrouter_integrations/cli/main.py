@@ -29,6 +29,20 @@ def _describe(response: Any) -> str:
     )
 
 
+def _event_line(event: Any) -> str:
+    """One readable line per router event, e.g. `event: fallback a -> b (OverloadedError: ...)`."""
+    data = dict(event.data)
+    error = data.pop("error", None)
+    if event.type == "fallback":
+        head = f"{event.deployment} -> {data.pop('to', '?')}"
+    elif event.type == "retry":
+        head = f"{event.deployment}, attempt {data.pop('attempt', '?')} in {data.pop('wait_s', 0):.2f} s"
+    else:
+        head = str(event.deployment)
+    extra = "".join(f", {key}={value}" for key, value in data.items())
+    return f"     event: {event.type} {head}{extra}" + (f" ({error})" if error else "")
+
+
 async def _core_demo(fake: Any, out: Callable[[str], None]) -> Any:
     from .. import RetryPolicy, Router
     from ..testing import ModelBehavior
@@ -52,7 +66,7 @@ async def _core_demo(fake: Any, out: Callable[[str], None]) -> Any:
         # (the default "balanced" strategy would rank the cheaper, healthy one first).
         strategy="priority",
         retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.05, jitter=0),
-        on_event=lambda e: out(f"     event: {e.type:<8} {e.deployment}  {e.data}"),
+        on_event=lambda event: out(_event_line(event)),
     )
     async with router:
         out(
