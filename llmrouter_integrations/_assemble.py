@@ -29,10 +29,12 @@ from .layers.budget import BudgetBackend
 from .layers.cache import CacheBackend
 from .layers.fallback import FallbackBackend, make_fallback_predicate
 from .layers.ledger import LedgerBackend
+from .layers.params import ParamsBackend
 from .layers.queue import QueueBackend, RequestQueue
 from .layers.ratelimit import RateLimitBackend, RateLimits
 from .layers.retry import RetryBackend, RetryPolicy
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
+from .providers.fitting import reasons_by_name
 from .routing.catalog import Catalog
 from .routing.health import BreakerPolicy, HealthTracker
 from .routing.planner import BudgetAwarePlanner, Planner, RoutingPlanner
@@ -257,6 +259,8 @@ def build_stack(
     clock: Clock = SYSTEM_CLOCK,
     environ: Mapping[str, str] | None = None,
     instrumentation: Instrumentation | None = None,
+    strict_params: bool = False,
+    prompt_cache: str | None = None,
 ) -> Stack:
     """Build every part a Router needs from its config, and the layers in stack order."""
     if not deployments:
@@ -321,9 +325,19 @@ def build_stack(
         stack.health_tracker.shared = SharedCircuits(guard)
         limits.shared = SharedRates(guard)
     retry_policy = retry or RetryPolicy()
+    if prompt_cache not in (None, "auto"):
+        raise ConfigurationError(f"prompt_cache must be None or 'auto', got {prompt_cache!r}")
     per_deployment = {
-        d.key: _deployment_stack(
-            stack, d, retry_policy, rate_limit_wait, clock, events, instrumentation
+        d.key: ParamsBackend(
+            _deployment_stack(
+                stack, d, retry_policy, rate_limit_wait, clock, events, instrumentation
+            ),
+            d,
+            endpoint=stack.endpoints[d.key],
+            reasons=_reasons(stack.catalog, d),
+            strict=strict_params,
+            prompt_cache=prompt_cache,
+            events=events,
         )
         for d in configured
     }
@@ -351,6 +365,15 @@ def build_stack(
         routed = instrumentation.request_layer(routed)
     stack.backend = routed
     return stack
+
+
+def _reasons(catalog: Catalog, deployment: Deployment) -> bool:
+    """Whether a deployment's model reasons: as its capabilities say, else as the catalog or
+    the model's name does (the catalog misses some, e.g. deepseek-reasoner)."""
+    explicit = (deployment.capabilities or {}).get("reasoning")
+    if explicit is not None:
+        return bool(explicit)
+    return catalog.for_deployment(deployment).reasoning or reasons_by_name(deployment.model)
 
 
 def _deployment_stack(

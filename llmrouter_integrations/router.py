@@ -73,6 +73,8 @@ class Router:
         clock: Clock = SYSTEM_CLOCK,
         environ: Mapping[str, str] | None = None,
         instrument: bool | InstrumentationSettings | None = None,
+        strict_params: bool = False,
+        prompt_cache: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -106,6 +108,8 @@ class Router:
             clock=clock,
             environ=environ,
             instrumentation=self._telemetry,
+            strict_params=strict_params,
+            prompt_cache=prompt_cache,
         )
         self._stack = stack
         self.deployments = stack.deployments

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..errors import ResponseDecodeError
+from ..errors import BadRequestError, ResponseDecodeError
 from ..types import ContentPart, FinishReason, Message, ToolCall, ToolSpec, Usage
 from ._common import arguments_from_json, data_url, decimal_or_none, token_count
 
@@ -175,8 +175,8 @@ def message_to_wire(message: Message) -> dict[str, Any]:
         wire["content"] = _tool_text(message)
         return wire
     content = message.content
-    if isinstance(content, list) and any(part.type == "image" for part in content):
-        wire["content"] = [part_to_wire(part) for part in content]
+    if isinstance(content, list) and any(part.type in _MEDIA for part in content):
+        wire["content"] = [part_to_wire(part) for part in content if part.type != "provider"]
     elif content is None and message.tool_calls:
         wire["content"] = None
     else:
@@ -197,15 +197,62 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     return wire
 
 
+_MEDIA = ("image", "file", "audio")
+
+
 def part_to_wire(part: ContentPart) -> dict[str, Any]:
-    """One content part as a text or image_url part (base64 becomes a data: URL)."""
+    """One content part as a text, image_url, file or input_audio part.
+
+    Base64 images and PDFs become data: URLs; a plain-text document becomes a text part
+    headed by its file name. A PDF by URL cannot be sent (chat completions takes files as
+    data only): that is an error another deployment may not have.
+    """
     if part.type == "text":
         return {"type": "text", "text": part.text or ""}
+    if part.type == "file":
+        return _file_to_wire(part)
+    if part.type == "audio":
+        audio_format = part.audio_format
+        if audio_format is None:
+            raise _unsupported(f"audio of type {part.media_type!r} (only wav and mp3)")
+        return {
+            "type": "input_audio",
+            "input_audio": {"data": part.data or "", "format": audio_format},
+        }
     url = part.image_url if part.image_url else data_url(part.media_type, part.data or "")
     image: dict[str, Any] = {"url": url}
     if part.detail:
         image["detail"] = part.detail
     return {"type": "image_url", "image_url": image}
+
+
+def _file_to_wire(part: ContentPart) -> dict[str, Any]:
+    if part.data:
+        media_type = part.media_type or "application/pdf"
+        name = part.filename or ("document.pdf" if media_type == "application/pdf" else "file")
+        return {
+            "type": "file",
+            "file": {"filename": name, "file_data": f"data:{media_type};base64,{part.data}"},
+        }
+    if part.url:
+        raise _unsupported("files by URL (send the PDF as base64 data)")
+    heading = f"{part.filename}:\n" if part.filename else ""
+    return {"type": "text", "text": heading + (part.text or "")}
+
+
+def _unsupported(what: str) -> BadRequestError:
+    error = BadRequestError(f"the chat completions API does not accept {what}", status_code=400)
+    error.deployment_error = True  # another deployment may take it
+    return error
+
+
+def reasoning_of(message: Mapping[str, Any]) -> str | None:
+    """Reasoning text an OpenAI-compatible server put beside the answer, if any."""
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:

@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ProviderStatusError, ResponseDecodeError
+from ..errors import BadRequestError, ProviderStatusError, ResponseDecodeError
 from ..types import (
     ChatChunk,
     ChatRequest,
+    ContentPart,
     FinishReason,
     Message,
+    ProviderBlock,
     ToolCall,
     ToolCallDelta,
 )
@@ -38,6 +40,7 @@ from ._common import (
     reference_time,
     shorten,
 )
+from ._reasoning import thinking_budget
 from .base import Endpoint, ParsedResponse, RateLimitInfo
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ __all__ = ["ANTHROPIC_MESSAGES", "ANTHROPIC_VERSION", "AnthropicMessagesDialect"
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens; this is what we send when unset
+MAX_CACHE_BREAKPOINTS = 4
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 
 _TYPE_STATUS = {
@@ -107,23 +111,27 @@ class AnthropicMessagesDialect:
         the native `output_config.format`; json_object, which has no native form, adds an
         instruction to the system prompt.
         """
-        system, messages = wire.messages_to_wire(request.messages)
-        body: dict[str, Any] = {
-            "model": model,
-            "max_tokens": request.max_tokens
-            if request.max_tokens is not None
-            else DEFAULT_MAX_TOKENS,
-            "messages": messages,
-        }
+        thinking = request.reasoning is not None
+        system, messages = wire.messages_to_wire(request.messages, thinking=thinking)
+        max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
+        body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
+        if request.reasoning is not None:
+            budget = thinking_budget(request.reasoning)
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            # The router raises max_tokens to budget + answer before budgets reserve it;
+            # this only guards direct use of the dialect.
+            body["max_tokens"] = max(max_tokens, budget + 1)
         response_format = request.response_format or {}
         if response_format.get("type") == "json_schema":
             spec = response_format.get("json_schema") or {}
             schema = spec.get("schema") or {"type": "object"}
             body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         elif response_format.get("type") == "json_object":
-            system.append(JSON_OBJECT_INSTRUCTION)
-        if system:
-            body["system"] = "\n\n".join(system)
+            system.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
+        if any("cache_control" in block for block in system):
+            body["system"] = system
+        elif system:
+            body["system"] = "\n\n".join(block["text"] for block in system)
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.top_p is not None:
@@ -144,6 +152,15 @@ class AnthropicMessagesDialect:
         merge_extra(body, request.extra_body)
         if endpoint.quirks is not None:
             body = endpoint.quirks(body, request)
+        found = wire.count_breakpoints(body)
+        if found > MAX_CACHE_BREAKPOINTS:
+            raise BadRequestError(
+                f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be "
+                f"provided. Found {found}. (Anthropic's limit; remove some cache_control marks)",
+                status_code=400,
+                provider=endpoint.name,
+                model=model,
+            )
         return body
 
     def parse_response(self, body: Any) -> ParsedResponse:
@@ -162,11 +179,17 @@ class AnthropicMessagesDialect:
             raise ResponseDecodeError("messages reply has no stop_reason: treating it as truncated")
         texts: list[str] = []
         calls: list[ToolCall] = []
+        kept: list[ContentPart] = []  # thinking blocks, signed: replayed as they came
+        thoughts: list[str] = []
         for block in content:
             if not isinstance(block, dict):
                 raise ResponseDecodeError("messages reply has a malformed content block")
             if block.get("type") == "text" and isinstance(block.get("text"), str):
                 texts.append(block["text"])
+            elif block.get("type") in ("thinking", "redacted_thinking"):
+                kept.append(_provider_part(block))
+                if isinstance(block.get("thinking"), str):
+                    thoughts.append(block["thinking"])
             elif block.get("type") == "tool_use":
                 arguments = block.get("input")
                 calls.append(
@@ -178,9 +201,15 @@ class AnthropicMessagesDialect:
                 )
         text = "".join(texts)
         usage_data = body.get("usage")
+        message_content: str | list[ContentPart] | None = text if text or not calls else None
+        if kept:
+            message_content = kept + ([ContentPart(type="text", text=text)] if text else [])
         return ParsedResponse(
             message=Message(
-                role="assistant", content=text if text or not calls else None, tool_calls=calls
+                role="assistant",
+                content=message_content,
+                tool_calls=calls,
+                reasoning="".join(thoughts) or None,
             ),
             finish_reason=finish,
             usage=wire.usage_from_wire(usage_data if isinstance(usage_data, dict) else {}),
@@ -302,6 +331,8 @@ class AnthropicMessagesStream:
         self._finish: FinishReason | None = None
         self._usage: dict[str, Any] | None = None
         self._tool_index: dict[int, int] = {}  # content block index -> tool call index
+        # content block index -> the thinking block being streamed, sent whole at its stop
+        self._thinking: dict[int, dict[str, Any]] = {}
         self._done = False
         self._last: Any = None
 
@@ -347,9 +378,13 @@ class AnthropicMessagesStream:
             if isinstance(delta, dict) and delta.get("stop_reason"):
                 self._finish = wire.stop_reason(delta["stop_reason"])
             self._add_usage(payload.get("usage"))
+        elif kind == "content_block_stop":
+            block = self._thinking.pop(payload.get("index"), None)  # type: ignore[arg-type]
+            if block is not None:
+                return [ChatChunk(blocks=[ProviderBlock(wire.DIALECT, block)], model=self._model)]
         elif kind == "message_stop":
             self._done = True
-        # ping, content_block_stop and event types added later carry nothing for us.
+        # ping and event types added later carry nothing for us.
         return []
 
     def finish(self) -> ChatChunk:
@@ -403,8 +438,17 @@ class AnthropicMessagesStream:
             return [self._chunk(tool_call_deltas=[delta])]
         if kind == "text" and block.get("text"):
             return [self._chunk(text=str(block["text"]))]
-        if kind == "thinking" and block.get("thinking"):
-            return [self._chunk(reasoning=str(block["thinking"]))]
+        if kind == "redacted_thinking":
+            self._thinking[index] = dict(block)
+        elif kind == "thinking":
+            thinking = str(block.get("thinking") or "")
+            self._thinking[index] = {
+                "type": "thinking",
+                "thinking": thinking,
+                "signature": str(block.get("signature") or ""),
+            }
+            if thinking:
+                return [self._chunk(reasoning=thinking)]
         return []
 
     def _block_delta(self, payload: Mapping[str, Any]) -> list[ChatChunk]:
@@ -417,9 +461,17 @@ class AnthropicMessagesStream:
             return [self._chunk(text=text)] if isinstance(text, str) and text else []
         if kind == "thinking_delta":
             thinking = delta.get("thinking")
-            return (
-                [self._chunk(reasoning=thinking)] if isinstance(thinking, str) and thinking else []
-            )
+            if not isinstance(thinking, str) or not thinking:
+                return []
+            open_block = self._thinking.get(payload.get("index"))  # type: ignore[arg-type]
+            if open_block is not None:
+                open_block["thinking"] += thinking
+            return [self._chunk(reasoning=thinking)]
+        if kind == "signature_delta":
+            open_block = self._thinking.get(payload.get("index"))  # type: ignore[arg-type]
+            if open_block is not None and isinstance(delta.get("signature"), str):
+                open_block["signature"] += delta["signature"]
+            return []
         if kind == "input_json_delta":
             fragment = delta.get("partial_json")
             if not isinstance(fragment, str) or not fragment:
@@ -432,7 +484,7 @@ class AnthropicMessagesStream:
                 )
             tool_delta = ToolCallDelta(index=self._tool_index[index], arguments=fragment)
             return [self._chunk(tool_call_deltas=[tool_delta])]
-        return []  # signature_delta, citations_delta: nothing a caller reads
+        return []  # citations_delta: nothing a caller reads
 
     def _chunk(
         self,
@@ -448,6 +500,10 @@ class AnthropicMessagesStream:
             model=self._model,
             id=self._id,
         )
+
+
+def _provider_part(block: dict[str, Any]) -> ContentPart:
+    return ContentPart(type="provider", block=ProviderBlock(wire.DIALECT, dict(block)))
 
 
 ANTHROPIC_MESSAGES = AnthropicMessagesDialect()

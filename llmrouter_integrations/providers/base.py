@@ -50,6 +50,9 @@ class Endpoint:
     # "Expected 'content' to be a string or an array" (LM Studio, mlx-lm refuse it too):
     # for those rows "" is sent instead.
     null_tool_call_content: bool = True
+    # How `reasoning=` is spelled here (see providers/_reasoning.py): "openai", "groq",
+    # "openrouter", "compatible" (reasoning_effort), "none" (the model decides: DeepSeek).
+    reasoning_style: str = "compatible"
 
 
 @dataclass(slots=True)

@@ -90,6 +90,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 default_model="gpt-4o-mini",
                 prices_provider="openai",
                 quirks=_openai_quirks,
+                reasoning_style="openai",
             ),
             _row(
                 name="anthropic",
@@ -112,6 +113,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 headers={"X-Title": "llmrouter_integrations"},
                 prices_provider="openrouter",
                 quirks=_openrouter_quirks,
+                reasoning_style="openrouter",
             ),
             _row(
                 name="groq",
@@ -122,6 +124,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 default_model="openai/gpt-oss-20b",
                 prices_provider="groq",
                 quirks=_groq_quirks,
+                reasoning_style="groq",
             ),
             _row(
                 name="ollama",
@@ -161,6 +164,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 base_url_env="DEEPSEEK_BASE_URL",
                 default_model="deepseek-chat",
                 prices_provider="deepseek",
+                reasoning_style="none",
             ),
             _row(
                 name="mistral",

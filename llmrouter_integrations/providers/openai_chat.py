@@ -39,6 +39,7 @@ from ._common import (
     read_error_body,
     shorten,
 )
+from ._reasoning import reasoning_fields
 from .base import Endpoint, ParsedResponse, RateLimitInfo
 
 if TYPE_CHECKING:
@@ -142,6 +143,8 @@ class OpenAIChatDialect:
                 body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.response_format is not None:
             body["response_format"] = request.response_format
+        if request.reasoning is not None:
+            body.update(reasoning_fields(endpoint.reasoning_style, request.reasoning, model))
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -205,7 +208,10 @@ class OpenAIChatDialect:
         model = body.get("model")
         return ParsedResponse(
             message=Message(
-                role="assistant", content=text if text or not calls else None, tool_calls=calls
+                role="assistant",
+                content=text if text or not calls else None,
+                tool_calls=calls,
+                reasoning=wire.reasoning_of(message),
             ),
             finish_reason=finish,
             usage=usage,

@@ -30,6 +30,7 @@ from ..types import (
     CostDetail,
     Deployment,
     Message,
+    ProviderBlock,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -50,7 +51,10 @@ _encode_key = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
 ).encode
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_PART_FIELDS = ("type", "text", "image_url", "media_type", "data", "detail")
+_PART_FIELDS = (
+    *("type", "text", "image_url", "media_type", "data", "detail", "url", "filename"),
+    "cache_control",
+)
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -72,7 +76,11 @@ def _number(value: float | None) -> float | None:
 def _content(content: str | list[ContentPart] | None) -> Any:
     if content is None or isinstance(content, str):
         return content
-    return [[getattr(part, name) for name in _PART_FIELDS] for part in content]
+    return [[*(getattr(part, name) for name in _PART_FIELDS), _block(part)] for part in content]
+
+
+def _block(part: ContentPart) -> list[Any] | None:
+    return None if part.block is None else [part.block.dialect, part.block.data]
 
 
 def _candidate(candidate: str | Deployment) -> str:
@@ -115,6 +123,7 @@ def cache_key(request: Any, candidates: Iterable[str | Deployment] = ()) -> str:
         request.stop,
         request.seed,
         request.model,
+        request.reasoning,
         request.extra_body or None,
         sorted(_candidate(c) for c in candidates),
     ]
@@ -136,10 +145,9 @@ def _copy_json(value: Any) -> Any:
 def _message_to_dict(message: Message) -> dict[str, Any]:
     data: dict[str, Any] = {"role": message.role, "content": message.content}
     if isinstance(message.content, list):
-        data["content"] = [
-            {name: getattr(part, name) for name in _PART_FIELDS if getattr(part, name) is not None}
-            for part in message.content
-        ]
+        data["content"] = [_part_to_dict(part) for part in message.content]
+    if message.reasoning is not None:
+        data["reasoning"] = message.reasoning
     if message.tool_calls:
         data["tool_calls"] = [
             {"id": c.id, "name": c.name, "arguments": _copy_json(c.arguments)}
@@ -152,10 +160,25 @@ def _message_to_dict(message: Message) -> dict[str, Any]:
     return data
 
 
+def _part_to_dict(part: ContentPart) -> dict[str, Any]:
+    data = {name: getattr(part, name) for name in _PART_FIELDS if getattr(part, name) is not None}
+    if part.block is not None:
+        data["block"] = {"dialect": part.block.dialect, "data": _copy_json(part.block.data)}
+    return data
+
+
+def _part_from_dict(data: dict[str, Any]) -> ContentPart:
+    block = data.get("block")
+    fields = {k: v for k, v in data.items() if k != "block"}
+    if block is not None:
+        fields["block"] = ProviderBlock(block["dialect"], _copy_json(block["data"]))
+    return ContentPart(**fields)
+
+
 def _message_from_dict(data: dict[str, Any]) -> Message:
     content = data.get("content")
     if isinstance(content, list):
-        content = [ContentPart(**part) for part in content]
+        content = [_part_from_dict(part) for part in content]
     return Message(
         role=data["role"],
         content=content,
@@ -165,6 +188,7 @@ def _message_from_dict(data: dict[str, Any]) -> Message:
         ],
         tool_call_id=data.get("tool_call_id"),
         name=data.get("name"),
+        reasoning=data.get("reasoning"),
     )
 
 
@@ -262,11 +286,18 @@ def entry_from_stream(chunks: list[ChatChunk], final: ChatChunk) -> dict[str, An
     """
     recorded: list[list[Any]] = []
     text: list[str] = []
+    reasoning: list[str] = []
+    blocks: list[ProviderBlock] = []
     calls: dict[int, list[Any]] = {}  # index -> [id, name, argument pieces]
     for chunk in chunks:
         deltas = [[d.index, d.id, d.name, d.arguments] for d in chunk.tool_call_deltas]
-        recorded.append([chunk.text, chunk.reasoning, deltas])
+        step: list[Any] = [chunk.text, chunk.reasoning, deltas]
+        if chunk.blocks:
+            step.append([[b.dialect, _copy_json(b.data)] for b in chunk.blocks])
+            blocks.extend(chunk.blocks)
+        recorded.append(step)
         text.append(chunk.text)
+        reasoning.append(chunk.reasoning)
         for delta in chunk.tool_call_deltas:
             call = calls.setdefault(delta.index, [None, None, []])
             call[0] = call[0] or delta.id
@@ -283,11 +314,16 @@ def entry_from_stream(chunks: list[ChatChunk], final: ChatChunk) -> dict[str, An
             return None
         tool_calls.append(ToolCall(id=call_id or "", name=name, arguments=arguments))
     joined = "".join(text)
+    content: str | list[ContentPart] | None = joined if joined or not tool_calls else None
+    if blocks:  # Provider blocks first, as they came: a thinking turn is replayed that way.
+        content = [ContentPart(type="provider", block=block) for block in blocks]
+        content += [ContentPart(type="text", text=joined)] if joined else []
     response = ChatResponse(
         message=Message(
             role="assistant",
-            content=joined if joined or not tool_calls else None,
+            content=content,
             tool_calls=tool_calls,
+            reasoning="".join(reasoning) or None,
         ),
         finish_reason=final.finish_reason,
         usage=final.usage or Usage(),
@@ -318,20 +354,25 @@ def chunks_from_entry(entry: dict[str, Any]) -> list[ChatChunk]:
     if recorded is None:
         message = entry["message"]
         content = message.get("content")
+        parts = content if isinstance(content, list) else []
         text = content if isinstance(content, str) else ""
+        text += "".join(p.get("text") or "" for p in parts if p.get("type") == "text")
+        blocks = [[p["block"]["dialect"], p["block"]["data"]] for p in parts if p.get("block")]
         deltas = [
             [i, c["id"], c["name"], _encode(c["arguments"])]
             for i, c in enumerate(message.get("tool_calls", ()))
         ]
-        recorded = [[text, "", deltas]] if text or deltas else []
+        reasoning = message.get("reasoning") or ""
+        recorded = [[text, reasoning, deltas, blocks]] if text or deltas or blocks else []
     return [
         ChatChunk(
-            text=text,
-            reasoning=reasoning,
+            text=step[0],
+            reasoning=step[1],
             tool_call_deltas=[
-                ToolCallDelta(i, call_id, name, args) for i, call_id, name, args in deltas
+                ToolCallDelta(i, call_id, name, args) for i, call_id, name, args in step[2]
             ],
+            blocks=[ProviderBlock(d, _copy_json(b)) for d, b in (step[3] if len(step) > 3 else ())],
             deployment=deployment,
         )
-        for text, reasoning, deltas in recorded
+        for step in recorded
     ]
