@@ -3,7 +3,7 @@
 FakeProviderServer runs in its own process (as in bench_overhead.py); two routers over the
 same loopback deployment, one plain and one instrumented with an SDK `TracerProvider`
 (`BatchSpanProcessor`) and `MeterProvider` (`PeriodicExportingMetricReader`, 1 s), both
-exporting to exporters that drop what they get (the export itself runs in the SDK's own
+exporting to exporters that drop what they get (a third router samples 10% of traces) (the export itself runs in the SDK's own
 threads; what is measured is what instrumentation costs the calling code). Rounds are
 interleaved so drift on a shared machine hits both alike; the median round is reported.
 
@@ -18,13 +18,14 @@ import asyncio
 import os
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from bench_overhead import MODEL, free_port, start_server, throughput
 
 
-def make_settings() -> Any:
+def make_settings(sample_ratio: float | None = None) -> Any:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
         MetricExporter,
@@ -54,14 +55,19 @@ def make_settings() -> Any:
         def shutdown(self, timeout_millis: float = 0, **_: Any) -> None:
             return None
 
-    tracer_provider = TracerProvider()
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    sampler = None if sample_ratio is None else ParentBased(TraceIdRatioBased(sample_ratio))
+    tracer_provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(DropSpans()))
     reader = PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=1000)
     meter_provider = MeterProvider(metric_readers=[reader])
     return InstrumentationSettings(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
-async def run(base: str, total: int, concurrency: int, rounds: int) -> dict[str, float]:
+async def run(
+    base: str, total: int, concurrency: int, rounds: int
+) -> dict[str, tuple[float, float]]:
     from llmrouter_integrations import Deployment, Router
 
     def router(instrument: Any) -> Router:
@@ -71,20 +77,31 @@ async def run(base: str, total: int, concurrency: int, rounds: int) -> dict[str,
         return Router(deployments=[deployment], instrument=instrument)
 
     messages = [{"role": "user", "content": "Explain quantum computing in one sentence."}]
-    off, on = router(False), router(make_settings())
-    samples: dict[str, list[float]] = {"off": [], "on": []}
+    routers = {
+        "off": router(False),
+        "on": router(make_settings()),
+        "on, 10% sampled": router(make_settings(sample_ratio=0.1)),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in routers}
+    cpu: dict[str, list[float]] = {name: [] for name in routers}
     try:
         for _ in range(rounds):
-            for name, target in (("off", off), ("on", on)):
+            for name, target in routers.items():
 
                 async def call(target: Router = target) -> object:
                     return await target.achat(messages, max_tokens=60)
 
+                cpu_before = time.process_time()
                 samples[name].append(await throughput(call, total, concurrency))
+                # Client CPU per call (this process only; the server runs in another): less
+                # swayed than req/s by other jobs on a shared machine.
+                cpu[name].append((time.process_time() - cpu_before) / (total + 20))
     finally:
-        await off.aclose()
-        await on.aclose()
-    return {name: statistics.median(values) for name, values in samples.items()}
+        for target in routers.values():
+            await target.aclose()
+    return {
+        name: (statistics.median(samples[name]), statistics.median(cpu[name])) for name in routers
+    }
 
 
 def main() -> None:
@@ -105,10 +122,12 @@ def main() -> None:
         f"at concurrency {args.concurrency}; python {sys.version.split()[0]}, "
         f"{os.cpu_count()} cores"
     )
-    print(f"instrument=False  {result['off']:8.0f} req/s")
-    print(
-        f"instrument=True   {result['on']:8.0f} req/s  ({result['on'] / result['off']:.0%} of off)"
-    )
+    off_rps, off_cpu = result["off"]
+    for name, (rps, cpu) in result.items():
+        print(
+            f"instrument {name:<16} {rps:8.0f} req/s ({rps / off_rps:4.0%} of off)  "
+            f"client CPU {cpu * 1e6:6.0f} us/call ({off_cpu / cpu:4.0%} of off's rate)"
+        )
 
 
 if __name__ == "__main__":

@@ -493,3 +493,89 @@ asyncio.run(main())
     assert 'gen_ai_token_type="input"' in text
     assert 'llmrouter_deployment="openai/gpt-4o-mini"' in text
     assert OPENAI_KEY not in text and OPENAI_KEY[-12:] not in text
+
+
+async def test_sampled_out_requests_export_no_span_but_keep_metrics(
+    fake: FakeProviderServer,
+) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    otel = make_otel()
+    otel.tracer_provider.sampler = ALWAYS_OFF  # type: ignore[misc]
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(errors=[500]))
+    async with two(fake, otel) as router:
+        response = await router.acomplete("hi", max_tokens=20)
+    assert otel.finished() == []
+    metrics = otel.metrics()
+    [duration] = metrics["gen_ai.client.operation.duration"]
+    assert duration.count == 1
+    tokens = {
+        p.attributes["gen_ai.token.type"]: p.sum for p in metrics["gen_ai.client.token.usage"]
+    }
+    assert tokens == {"input": response.usage.input_tokens, "output": response.usage.output_tokens}
+
+
+def test_instrument_without_opentelemetry_says_what_to_install() -> None:
+    script = """
+import sys
+sys.modules["opentelemetry"] = None  # as if the extra were not installed
+from llmrouter_integrations import ConfigurationError, Router
+Router(deployments=["openai/gpt-4o-mini"], environ={"OPENAI_API_KEY": "sk-x"})  # off: fine
+try:
+    Router(deployments=["openai/gpt-4o-mini"], environ={"OPENAI_API_KEY": "sk-x"},
+           instrument=True)
+except ConfigurationError as error:
+    print(error)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'llmrouter_integrations[otel]'" in result.stdout
+
+
+def test_import_and_plain_routers_load_no_opentelemetry() -> None:
+    script = (
+        "import sys, llmrouter_integrations as m; "
+        "m.Router(deployments=['openai/gpt-4o-mini'], environ={'OPENAI_API_KEY': 'sk-x'}); "
+        "print(sorted(n for n in sys.modules if n.startswith('opentelemetry')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+async def test_queue_wait_is_measured(fake: FakeProviderServer, otel: Otel) -> None:
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.2))
+    deployment = Deployment(
+        "openai",
+        "gpt-4o-mini",
+        api_key=OPENAI_KEY,
+        base_url=fake.openai_base_url,
+        max_concurrency=1,
+    )
+    async with Router(deployments=[deployment], instrument=otel.settings) as router:
+        await asyncio.gather(*(router.acomplete(f"q{i}", max_tokens=20) for i in range(2)))
+    waits = otel.metrics()["llmrouter.queue.wait"]
+    assert sum(p.count for p in waits) >= 1
+    assert max(p.max for p in waits) >= 0.1  # the second call waited for the first
+
+
+async def test_circuit_gauge_shows_an_open_breaker(fake: FakeProviderServer, otel: Otel) -> None:
+    from llmrouter_integrations.routing.health import BreakerPolicy
+
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
+    breaker = BreakerPolicy(failure_threshold=2)
+    async with two(fake, otel, retry=RetryPolicy(max_attempts=1), breaker=breaker) as router:
+        for _ in range(3):
+            await router.acomplete("hi", max_tokens=20)  # served by the fallback
+        circuits = {
+            p.attributes["llmrouter.deployment"]: p.value
+            for p in otel.metrics()["llmrouter.circuit.state"]
+        }
+    assert circuits == {"openai/gpt-4o-mini": 2, "anthropic/claude-haiku-4-5": 0}
+    assert router.health()["openai/gpt-4o-mini"].circuit == "open"
+    assert fake.request_count("gpt-4o-mini") == 2  # the open circuit kept the third away
+    last = otel.requests()[-1]
+    assert last.attributes["llmrouter.attempts"] == 1
+    assert last.attributes["llmrouter.deployment"] == "anthropic/claude-haiku-4-5"

@@ -141,10 +141,12 @@ class RouterTelemetry:
     def start_request(self, request: ChatRequest, *, stream: bool) -> tuple[Span, Any]:
         attributes = request_attributes(request, stream=stream)
         attributes["llmrouter.strategy"] = self.strategy
-        if self.capture_content:
-            attributes["gen_ai.input.messages"] = self.scrub(input_messages(request.messages))
         name = f"{OPERATION} {request.model}" if request.model else OPERATION
         span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        if self.capture_content and span.is_recording():
+            span.set_attribute(
+                "gen_ai.input.messages", self.scrub(input_messages(request.messages))
+            )
         state = RequestState()
         ctx = otel_context.set_value(STATE_KEY, state, trace.set_span_in_context(span))
         return span, ctx
@@ -164,6 +166,8 @@ class RouterTelemetry:
     ) -> None:
         """End the request span; record metrics and the log record."""
         elapsed = self.clock.now() - started
+        # A span the sampler dropped records nothing: skip the attribute work, keep metrics.
+        recording = span.is_recording()
         state: RequestState = otel_context.get_value(STATE_KEY, ctx)  # type: ignore[assignment]
         served = (
             answer.deployment if answer is not None else (state.tried[-1] if state.tried else None)
@@ -178,7 +182,8 @@ class RouterTelemetry:
             )
         if model:
             attributes["gen_ai.request.model"] = metric_attributes["gen_ai.request.model"] = model
-            span.update_name(f"{OPERATION} {model}")
+            if recording:
+                span.update_name(f"{OPERATION} {model}")
         if served:
             attributes["llmrouter.deployment"] = metric_attributes["llmrouter.deployment"] = served
             attributes.update(self.servers.get(served, ()))
@@ -186,7 +191,7 @@ class RouterTelemetry:
         attributes["llmrouter.fallback"] = len(state.tried) > 1 or any(
             a.deployment != served for a in earlier
         )
-        for attempt in earlier:
+        for attempt in earlier if recording else ():
             if isinstance(attempt.error, (CircuitOpenError, BudgetExceededError)):
                 span.add_event(
                     "llmrouter.deployment_skipped",
@@ -213,7 +218,7 @@ class RouterTelemetry:
                 attributes.update(usage_attributes(answer.usage))
                 if answer.cost is not None:
                     attributes["llmrouter.cost_usd"] = answer.cost
-            if self.capture_content:
+            if self.capture_content and recording:
                 message = answer.message if isinstance(answer, ChatResponse) else None
                 text = "".join(streamed_text or ())
                 attributes["gen_ai.output.messages"] = self.scrub(
@@ -226,8 +231,10 @@ class RouterTelemetry:
             outcome = "error"
             error_kind = error_type(error)
             attributes["error.type"] = metric_attributes["error.type"] = error_kind
-            span.set_status(Status(StatusCode.ERROR, self.describe_error(error)))
-        span.set_attributes(attributes)
+            if recording:
+                span.set_status(Status(StatusCode.ERROR, self.describe_error(error)))
+        if recording:
+            span.set_attributes(attributes)
         span.end()
         self._record(answer, outcome, error_kind, elapsed, first_chunk_s, metric_attributes, served)
         if log.isEnabledFor(logging.INFO):
