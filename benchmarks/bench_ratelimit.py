@@ -19,8 +19,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from llmrouter_integrations.layers.queue import QueueBackend, RequestQueue, request_tokens
-from llmrouter_integrations.layers.ratelimit import RateLimitBackend, RateLimits
+from llmrouter_integrations.admission import RateLimits, RequestQueue, request_tokens
+from llmrouter_integrations.layers.queue import QueueBackend
+from llmrouter_integrations.layers.ratelimit import RateLimitBackend
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Deployment, Message
 
 REQUEST = ChatRequest(

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from .admission.limits import RateLimits
+from .admission.queue import RequestQueue
 from .core.backend import ChatBackend
 from .core.clock import SYSTEM_CLOCK, Clock
 from .core.events import EventHub, RouterEvent
@@ -30,8 +32,8 @@ from .layers.cache import CacheBackend
 from .layers.fallback import FallbackBackend, make_fallback_predicate
 from .layers.ledger import LedgerBackend
 from .layers.params import ParamsBackend
-from .layers.queue import QueueBackend, RequestQueue
-from .layers.ratelimit import RateLimitBackend, RateLimits
+from .layers.queue import QueueBackend
+from .layers.ratelimit import RateLimitBackend
 from .layers.retry import RetryBackend, RetryPolicy
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
 from .providers.fitting import reasons_by_name
@@ -319,7 +321,7 @@ def build_stack(
         owns_state=isinstance(state, str),
     )
     if guard is not None:
-        from .layers.shared_rates import SharedRates
+        from .admission.shared_rates import SharedRates
         from .routing.shared_health import SharedCircuits
 
         stack.health_tracker.shared = SharedCircuits(guard)

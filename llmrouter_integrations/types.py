@@ -219,6 +219,9 @@ class ChatRequest:
     _token_estimate: tuple[Any, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # Private: the call's `admission.CallAdmission` (queue grant, rate-limit permit), set and
+    # cleared by the queue and rate-limit layers; typed Any so types.py imports no layer.
+    admission: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)

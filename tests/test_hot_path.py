@@ -16,13 +16,12 @@ import httpx
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 
+from llmrouter_integrations.admission import RateLimits, RequestQueue
 from llmrouter_integrations.core.clock import ManualClock
 from llmrouter_integrations.costs.ledger import CostLedger, LedgerEntry, MemoryLedgerStore
 from llmrouter_integrations.costs.tokens import estimate_input_tokens
 from llmrouter_integrations.errors import ServerError
 from llmrouter_integrations.layers.http import _encode_json, _parse_json
-from llmrouter_integrations.layers.queue import RequestQueue
-from llmrouter_integrations.layers.ratelimit import RateLimits
 from llmrouter_integrations.providers._common import (
     int_or_none,
     lowercase_view,

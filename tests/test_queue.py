@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from llmrouter_integrations.admission import RateLimits, RequestQueue
 from llmrouter_integrations.core.clock import ManualClock
 from llmrouter_integrations.core.events import EventHub, RouterEvent
 from llmrouter_integrations.errors import QueueTimeoutError
-from llmrouter_integrations.layers.queue import QueueBackend, RequestQueue
-from llmrouter_integrations.layers.ratelimit import RateLimitBackend, RateLimits
+from llmrouter_integrations.layers.queue import QueueBackend
+from llmrouter_integrations.layers.ratelimit import RateLimitBackend
 from llmrouter_integrations.testing import ScriptedBackend
 from llmrouter_integrations.types import ChatRequest, Deployment, Message
 

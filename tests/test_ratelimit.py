@@ -11,12 +11,17 @@ from typing import Any
 
 import pytest
 
+from llmrouter_integrations.admission import (
+    RateLimits,
+    RateLimitWaitError,
+    RequestQueue,
+    request_tokens,
+)
 from llmrouter_integrations.core.clock import SYSTEM_CLOCK, Clock, ManualClock
 from llmrouter_integrations.core.events import EventHub, RouterEvent
 from llmrouter_integrations.errors import QueueTimeoutError, RateLimitError
 from llmrouter_integrations.layers.fallback import default_should_fallback
-from llmrouter_integrations.layers.queue import RequestQueue, request_tokens
-from llmrouter_integrations.layers.ratelimit import RateLimitBackend, RateLimits, RateLimitWaitError
+from llmrouter_integrations.layers.ratelimit import RateLimitBackend
 from llmrouter_integrations.layers.retry import RetryBackend, RetryPolicy
 from llmrouter_integrations.providers.base import RateLimitInfo
 from llmrouter_integrations.testing import ScriptedBackend, ScriptedStep

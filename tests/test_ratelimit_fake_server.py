@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from llmrouter_integrations.admission import RateLimits, RequestQueue
 from llmrouter_integrations.core.backend import ChatBackend, WrapperBackend
 from llmrouter_integrations.core.clock import SYSTEM_CLOCK, Clock, ManualClock
 from llmrouter_integrations.layers.http import DeploymentBackend
-from llmrouter_integrations.layers.queue import RequestQueue
-from llmrouter_integrations.layers.ratelimit import RateLimitBackend, RateLimits
+from llmrouter_integrations.layers.ratelimit import RateLimitBackend
 from llmrouter_integrations.layers.retry import RetryBackend, RetryPolicy
 from llmrouter_integrations.providers.endpoints import get_endpoint
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior

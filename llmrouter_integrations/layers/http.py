@@ -159,8 +159,7 @@ class DeploymentBackend:
             started = clock.now()
             response = await self._transport.send(http_request)
             latency = clock.now() - started
-            if self._on_rate_limits is not None:
-                self._report_rate_limits(response.headers)
+            self._report_rate_limits(request, response.headers)
             if response.status_code >= 400:
                 raise self.dialect.parse_error(
                     response.status_code, response.body, response.headers
@@ -225,8 +224,7 @@ class DeploymentBackend:
             ttft: float | None = None
             produced: list[str] = []  # only to estimate usage if the provider sends none
             async with self._transport.stream(http_request) as response:
-                if self._on_rate_limits is not None:
-                    self._report_rate_limits(response.headers)
+                self._report_rate_limits(request, response.headers)
                 if response.status_code >= 400:
                     body = await response.aread()
                     raise self.dialect.parse_error(response.status_code, body, response.headers)
@@ -337,10 +335,20 @@ class DeploymentBackend:
             provider_cost=provider_cost,
         )
 
-    def _report_rate_limits(self, headers: Mapping[str, str]) -> None:
-        assert self._on_rate_limits is not None
+    def _report_rate_limits(self, request: ChatRequest, headers: Mapping[str, str]) -> None:
+        """Hand the provider's rate-limit headers to the limiter holding this call's permit
+        (through the request's `CallAdmission`), else to `on_rate_limits`."""
+        admission = request.admission
+        if admission is None or admission.limits is None:
+            if self._on_rate_limits is None:
+                return
+            admission = None
         info = self.dialect.parse_rate_limits(headers)
-        if not info.empty:
+        if info.empty:
+            return
+        if admission is not None:
+            admission.report_rate_limits(self._name, info)
+        elif self._on_rate_limits is not None:
             self._on_rate_limits(self._name, info)
 
     def _tag(self, error: ProviderError, model: str) -> None:
