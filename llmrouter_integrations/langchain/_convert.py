@@ -38,11 +38,14 @@ from ..types import (
     ChatResponse,
     ContentPart,
     Message,
+    ProviderBlock,
     ToolCall,
     Usage,
 )
+from ._blocks import UnsupportedContentError, cache_control_of, provider_part, to_part
 
 __all__ = [
+    "PROVIDER_BLOCKS_KEY",
     "UnsupportedContentError",
     "chunk_to_message_chunk",
     "jsonable",
@@ -52,15 +55,9 @@ __all__ = [
     "usage_to_metadata",
 ]
 
-# History blocks that only make sense to the provider that produced them (Anthropic
-# thinking signatures, OpenAI reasoning items). A routed conversation may continue on
-# another provider, so they are dropped rather than sent somewhere that rejects them.
-_PROVIDER_PRIVATE_BLOCKS = frozenset(
-    {"thinking", "redacted_thinking", "reasoning", "server_tool_call", "server_tool_result"}
-)
-# Blocks already represented elsewhere on the message (AIMessage.tool_calls).
-_TOOL_CALL_BLOCKS = frozenset({"tool_use", "tool_call", "tool_call_chunk", "invalid_tool_call"})
-_MEDIA_BLOCKS = frozenset({"file", "audio", "input_audio", "video", "document"})
+# Where an AIMessage keeps the provider-private blocks (Anthropic's signed thinking) that
+# must go back unmodified on the next turn: `[{"dialect": ..., "data": {...}}]`.
+PROVIDER_BLOCKS_KEY = "provider_blocks"
 
 _ROLE_ALIASES = {
     "human": "user",
@@ -72,10 +69,6 @@ _ROLE_ALIASES = {
     "tool": "tool",
     "function": "tool",
 }
-
-
-class UnsupportedContentError(ValueError):
-    """A message holds content the router cannot carry (PDF, audio or video blocks)."""
 
 
 # --------------------------------------------------------------------------- input side
@@ -119,7 +112,7 @@ def _name_anonymous_tool_calls(messages: list[Message]) -> None:
 
 def _convert_message(message: BaseMessage) -> list[Message]:
     if isinstance(message, SystemMessage):
-        return [Message(role="system", content=_text_only(message.content))]
+        return [Message(role="system", content=_system(message.content))]
     if isinstance(message, HumanMessage):
         return _convert_user(message.content, message.name)
     if isinstance(message, AIMessage):  # AIMessageChunk included
@@ -143,7 +136,7 @@ def _convert_message(message: BaseMessage) -> list[Message]:
         if role == "user":
             return _convert_user(message.content, message.name)
         if role == "system":
-            return [Message(role="system", content=_text_only(message.content))]
+            return [Message(role="system", content=_system(message.content))]
         if role == "tool":
             call_id = message.additional_kwargs.get("tool_call_id")
             return [
@@ -169,7 +162,7 @@ def _convert_user(content: str | list[str | dict[str, Any]], name: str | None) -
                 )
             )
             continue
-        part = _convert_block(block)
+        part = to_part(block)
         if part is not None:
             parts.append(part)
     if not parts and tool_results:
@@ -194,9 +187,10 @@ def _convert_assistant(message: AIMessage) -> Message:
                 arguments=_loads_object(bad.get("args")),
             )
         )
-    if not calls and isinstance(message.content, list):
+    blocks = message.content if isinstance(message.content, list) else []
+    if not calls:
         # Anthropic-native history may carry tool_use blocks without tool_calls filled in.
-        for block in message.content:
+        for block in blocks:
             if isinstance(block, dict) and block.get("type") == "tool_use":
                 calls.append(
                     ToolCall(
@@ -205,8 +199,29 @@ def _convert_assistant(message: AIMessage) -> Message:
                         arguments=dict(block.get("input") or {}),
                     )
                 )
+    signed = _signed_blocks(message, blocks)
     text = _text_only(message.content)
-    return Message(role="assistant", content=text or None, tool_calls=calls, name=message.name)
+    content: str | list[ContentPart] | None = text or None
+    if signed:
+        # Anthropic wants the signed thinking first, then the text, then the tool calls.
+        content = [*signed, *([ContentPart(type="text", text=text)] if text else [])]
+    return Message(role="assistant", content=content, tool_calls=calls, name=message.name)
+
+
+def _signed_blocks(message: AIMessage, blocks: list[Any]) -> list[ContentPart]:
+    """The provider-private blocks of an assistant turn: ours (`provider_blocks`, as
+    `response_to_message` stores them) and Anthropic-native or v1 ones in the content."""
+    parts: list[ContentPart] = []
+    for stored in message.additional_kwargs.get(PROVIDER_BLOCKS_KEY) or ():
+        if isinstance(stored, Mapping) and isinstance(stored.get("data"), Mapping):
+            block = ProviderBlock(dialect=str(stored.get("dialect")), data=dict(stored["data"]))
+            parts.append(ContentPart(type="provider", block=block))
+    if not parts:
+        for block in blocks:
+            part = provider_part(block) if isinstance(block, Mapping) else None
+            if part is not None:
+                parts.append(part)
+    return parts
 
 
 def _loads_object(raw: str | None) -> dict[str, Any]:
@@ -225,10 +240,27 @@ def _text_only(content: str | list[str | dict[str, Any]]) -> str:
         return content
     texts = []
     for block in content:
-        part = _convert_block(block, allow_media=False)
-        if part is not None and part.type == "text":
-            texts.append(part.text or "")
+        if isinstance(block, str):
+            texts.append(block)
+        elif isinstance(block, Mapping) and block.get("type") == "text":
+            texts.append(str(block.get("text") or ""))
     return "".join(texts)
+
+
+def _system(content: str | list[str | dict[str, Any]]) -> str | list[ContentPart]:
+    """A system prompt: its text, as parts when a block sets a prompt-cache breakpoint."""
+    if isinstance(content, str):
+        return content
+    parts = [
+        ContentPart(
+            type="text",
+            text=block if isinstance(block, str) else str(block.get("text") or ""),
+            cache_control=None if isinstance(block, str) else cache_control_of(block),
+        )
+        for block in content
+        if isinstance(block, str) or (isinstance(block, Mapping) and block.get("type") == "text")
+    ]
+    return _simplify(parts)
 
 
 def _parts_or_text(content: Any) -> str | list[ContentPart]:
@@ -236,66 +268,15 @@ def _parts_or_text(content: Any) -> str | list[ContentPart]:
         return content
     if not isinstance(content, list):
         return json.dumps(content, ensure_ascii=False, default=str)
-    parts = [part for block in content if (part := _convert_block(block)) is not None]
+    parts = [part for block in content if (part := to_part(block)) is not None]
     return _simplify(parts)
 
 
 def _simplify(parts: list[ContentPart]) -> str | list[ContentPart]:
     """Plain text stays a string: every provider accepts that, and caches key on it."""
-    if all(part.type == "text" for part in parts):
+    if all(part.type == "text" and part.cache_control is None for part in parts):
         return "".join(part.text or "" for part in parts)
     return parts
-
-
-def _convert_block(block: Any, *, allow_media: bool = True) -> ContentPart | None:
-    """One content block to a part; None for blocks that carry nothing to send."""
-    if isinstance(block, str):
-        return ContentPart(type="text", text=block)
-    if not isinstance(block, Mapping):
-        raise UnsupportedContentError(f"unsupported content block: {block!r}")
-    kind = block.get("type")
-    if kind in ("text", "text-plain"):
-        return ContentPart(type="text", text=str(block.get("text") or ""))
-    if kind in _PROVIDER_PRIVATE_BLOCKS or kind in _TOOL_CALL_BLOCKS or kind == "non_standard":
-        return None
-    if kind in ("image_url", "image"):
-        return _convert_image(block) if allow_media else None
-    if kind in _MEDIA_BLOCKS:
-        if not allow_media:
-            return None
-        raise UnsupportedContentError(
-            f"{kind!r} content blocks are not supported by llmrouter_integrations yet; "
-            "text and images are"
-        )
-    raise UnsupportedContentError(f"unsupported content block type: {kind!r}")
-
-
-def _convert_image(block: Mapping[str, Any]) -> ContentPart:
-    if block.get("type") == "image_url":
-        image = block.get("image_url")
-        if isinstance(image, Mapping):
-            return ContentPart(
-                type="image", image_url=str(image["url"]), detail=image.get("detail")
-            )
-        return ContentPart(type="image", image_url=str(image))
-    source = block.get("source")
-    if isinstance(source, Mapping):  # Anthropic: {"type": "base64"|"url", ...}
-        if source.get("type") == "base64":
-            return ContentPart(
-                type="image", media_type=source.get("media_type"), data=source.get("data")
-            )
-        return ContentPart(type="image", image_url=str(source.get("url")))
-    mime_type = block.get("mime_type") or "image/png"
-    # LangChain v1 (`base64`/`url`) and v0 (`source_type` with `data`/`url`) shapes.
-    data = block.get("base64") or (
-        block.get("data") if block.get("source_type") == "base64" else None
-    )
-    if data:
-        return ContentPart(type="image", media_type=str(mime_type), data=str(data))
-    url = block.get("url")
-    if url:
-        return ContentPart(type="image", image_url=str(url))
-    raise UnsupportedContentError("image blocks must carry base64 data or a URL (not a file id)")
 
 
 # --------------------------------------------------------------------------- output side
@@ -395,6 +376,23 @@ def response_metadata(result: ChatResponse | ChatChunk) -> dict[str, Any]:
     return metadata
 
 
+def _reasoning_kwargs(reasoning: str | None, blocks: Sequence[ProviderBlock]) -> dict[str, Any]:
+    """Reasoning for LangChain: `reasoning_content` (text; `content_blocks` shows it as a
+    `reasoning` block) and the signed blocks to replay, under `PROVIDER_BLOCKS_KEY`.
+
+    Both merge as stream chunks add up: the text concatenates, the blocks (each whole,
+    carrying no `index`) append in order.
+    """
+    kwargs: dict[str, Any] = {}
+    if reasoning:
+        kwargs["reasoning_content"] = reasoning
+    if blocks:
+        kwargs[PROVIDER_BLOCKS_KEY] = [
+            {"dialect": block.dialect, "data": jsonable(block.data)} for block in blocks
+        ]
+    return kwargs
+
+
 def response_to_message(response: ChatResponse) -> AIMessage:
     """A router answer as an `AIMessage` with tool calls, usage and router metadata.
 
@@ -416,7 +414,7 @@ def response_to_message(response: ChatResponse) -> AIMessage:
                     error="arguments not a JSON object",
                 )
             )
-    additional_kwargs: dict[str, Any] = {}
+    additional_kwargs = _reasoning_kwargs(response.message.reasoning, response.message.blocks)
     return AIMessage(
         content=response.message.text,
         tool_calls=calls,
@@ -447,10 +445,7 @@ def chunk_to_message_chunk(chunk: ChatChunk) -> AIMessageChunk:
         )
         for delta in chunk.tool_call_deltas
     ]
-    additional_kwargs: dict[str, Any] = {}
-    if chunk.reasoning:
-        # The key LangChain's best-effort content_blocks reads reasoning from.
-        additional_kwargs["reasoning_content"] = chunk.reasoning
+    additional_kwargs = _reasoning_kwargs(chunk.reasoning, chunk.blocks)
     message_id = None if chunk.cached else chunk.id
     if not chunk.is_final:
         return AIMessageChunk(

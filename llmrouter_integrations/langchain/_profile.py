@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["profile_for"]
 
-# Dialects that carry images inside tool results (OpenAI chat sends tool results as text).
-_IMAGE_TOOL_RESULT_DIALECTS = frozenset({"anthropic_messages"})
+# The reasoning vocabulary the router maps onto every reasoning model's own setting.
+_EFFORT_LEVELS = ["minimal", "low", "medium", "high"]
 
 
 @cache
@@ -43,43 +43,40 @@ def _info(router: Router, deployment: Deployment) -> ModelInfo:
     return found
 
 
-def _dialect(router: Router, deployment: Deployment) -> str | None:
-    try:
-        return str(router.endpoint_of(deployment.key).dialect)
-    except (AttributeError, KeyError):
-        return None
-
-
 def profile_for(router: Router) -> ModelProfile:
     """The capability intersection of the router's deployments as a `ModelProfile`.
 
     Context and output limits are the smallest among deployments, and are left out when
-    any deployment's is unknown. PDF, audio and video inputs are not carried by the
-    router's message types, so they are never claimed.
+    any deployment's is unknown. Images and files a tool returns reach every provider
+    (OpenAI's in a user turn right after the tool results), so the tool-message flags
+    follow the input ones. Video is never claimed: the router does not carry it.
     """
     deployments = list(router.deployments)
     infos = [_info(router, deployment) for deployment in deployments]
 
     def every(capability: str) -> bool:
-        return all(info.supports(capability) for info in infos)
+        # getattr: a catalog without a capability's column has no model that claims it.
+        return all(bool(getattr(info, capability, False)) for info in infos)
 
+    reasoning = every("reasoning")
     profile: dict[str, Any] = {
         "text_inputs": True,
         "text_outputs": True,
         "image_inputs": every("vision"),
         "image_url_inputs": every("vision"),
-        "image_tool_message": every("vision")
-        and all(_dialect(router, d) in _IMAGE_TOOL_RESULT_DIALECTS for d in deployments),
-        "pdf_inputs": False,
-        "audio_inputs": False,
+        "image_tool_message": every("vision"),
+        "pdf_inputs": every("pdf"),
+        "audio_inputs": every("audio"),
         "video_inputs": False,
-        "pdf_tool_message": False,
+        "pdf_tool_message": every("pdf"),
         "tool_calling": every("tools"),
         "tool_choice": every("tools"),
         "tool_call_streaming": every("tools"),
         "structured_output": every("json_schema"),
-        "reasoning_output": every("reasoning"),
+        "reasoning_output": reasoning,
     }
+    if reasoning:
+        profile["reasoning_effort_levels"] = list(_EFFORT_LEVELS)
     windows = [info.context_window for info in infos]
     if windows and all(window is not None for window in windows):
         profile["max_input_tokens"] = min(w for w in windows if w is not None)

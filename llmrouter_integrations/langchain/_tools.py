@@ -26,10 +26,16 @@ def to_openai_tool(
     """Any LangChain tool shape (BaseTool, function, Pydantic, TypedDict, OpenAI or
     Anthropic dict) as an OpenAI tool dict.
 
+    A dict's `cache_control` (as ChatAnthropic takes it on a tool definition) is kept at
+    the top level, where `to_tool_spec` finds it.
+
     >>> to_openai_tool(my_adder_tool)["function"]["name"]
     'my_adder_tool'
     """
-    return convert_to_openai_tool(tool, strict=strict)
+    converted = convert_to_openai_tool(tool, strict=strict)
+    if isinstance(tool, Mapping) and isinstance(tool.get("cache_control"), Mapping):
+        converted = {**converted, "cache_control": dict(tool["cache_control"])}
+    return converted
 
 
 def to_tool_spec(tool: Mapping[str, Any] | ToolSpec | BaseTool | type | Any) -> ToolSpec:
@@ -40,11 +46,13 @@ def to_tool_spec(tool: Mapping[str, Any] | ToolSpec | BaseTool | type | Any) -> 
         cast("Mapping[str, Any]", tool) if _is_openai_tool(tool) else to_openai_tool(tool)
     )
     function = openai_tool["function"]
+    cache_control = openai_tool.get("cache_control")
     return ToolSpec(
         name=function["name"],
         description=function.get("description", ""),
         parameters=function.get("parameters") or {"type": "object", "properties": {}},
         strict=function.get("strict"),
+        cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
     )
 
 

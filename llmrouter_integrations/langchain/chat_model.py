@@ -118,6 +118,10 @@ class ChatLLMRouter(RemembersCallConfig):
     streaming: bool = False
     user: str | None = None
     """Default end-user id for budgets and cost attribution."""
+    reasoning: str | int | None = None
+    """Reasoning for every call: "minimal" | "low" | "medium" | "high" or a token budget,
+    mapped per provider (OpenAI `reasoning_effort`, Anthropic `thinking`...) and left out
+    for models that do not reason. Per call: `model.invoke(x, reasoning="high")`."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra provider parameters sent as-is in the request body."""
 
@@ -271,7 +275,10 @@ class ChatLLMRouter(RemembersCallConfig):
             "deployments": [deployment_identity(d) for d in router.deployments],
             "strategy": describe_strategy(self.strategy or getattr(router, "_strategy_spec", None)),
         }
-        for name in ("model", "temperature", "max_tokens", "top_p", "stop", "seed", "user"):
+        for name in (
+            *("model", "temperature", "max_tokens", "top_p", "stop", "seed", "user"),
+            "reasoning",
+        ):
             value = getattr(self, name)
             if value is not None and value != []:
                 params[name] = value
@@ -310,7 +317,10 @@ class ChatLLMRouter(RemembersCallConfig):
     ) -> dict[str, Any]:
         """Router options for one call: model defaults, then call kwargs, then attribution."""
         options: dict[str, Any] = dict(self.model_kwargs)
-        for name in ("model", "temperature", "max_tokens", "top_p", "seed", "timeout", "user"):
+        for name in (
+            *("model", "temperature", "max_tokens", "top_p", "seed", "timeout", "user"),
+            "reasoning",
+        ):
             value = getattr(self, name)
             if value is not None:
                 options[name] = value

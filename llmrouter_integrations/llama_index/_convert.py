@@ -19,22 +19,20 @@ from llama_index.core.base.llms.types import (
     CachePoint,
     ChatMessage,
     ChatResponse,
-    CitableBlock,
-    CitationBlock,
     DocumentBlock,
     ImageBlock,
     MessageRole,
     TextBlock,
     ThinkingBlock,
     ToolCallBlock,
-    VideoBlock,
 )
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 
 from .._inputs import tool_choice_from_input
-from ..types import ChatChunk, ContentPart, Message, Role, ToolCall, ToolSpec, Usage
+from ..types import ChatChunk, ContentPart, Message, ProviderBlock, Role, ToolCall, ToolSpec, Usage
 from ..types import ChatResponse as RouterChatResponse
+from ._blocks import cache_control_of, parts_of, thinking_blocks
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -63,10 +61,6 @@ _ROLE_MAP: dict[str, Role] = {
     MessageRole.FUNCTION.value: "tool",  # OpenAI's legacy function-result role
 }
 
-# Document types we can hand to any provider as plain text.
-_TEXT_DOCUMENT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml")
-
-
 # ---------------------------------------------------------------- LlamaIndex -> router
 
 
@@ -82,27 +76,36 @@ def to_router_messages(messages: Sequence[ChatMessage]) -> list[Message]:
 def to_router_message(message: ChatMessage) -> Message:
     """Convert one `ChatMessage`, every block type included.
 
-    Text, images, text documents and citations become content parts; `ToolCallBlock`s
-    (or legacy `additional_kwargs["tool_calls"]`) become tool calls. Thinking blocks and
-    cache points are dropped: the router's messages have no place for them and every
-    provider accepts the message without them. Audio, video and binary documents raise
-    `ValueError`, because silently dropping user input would change the answer.
+    Text, images, documents (PDF, text), audio and citations become content parts;
+    `ToolCallBlock`s (or legacy `additional_kwargs["tool_calls"]`) become tool calls; a
+    `CachePoint` (or `additional_kwargs["cache_control"]`) is a prompt-cache breakpoint;
+    an assistant's signed `ThinkingBlock` is kept for replay (unsigned reasoning text is
+    display only). Video raises `ValueError`: silently dropping input changes the answer.
     """
     role = _ROLE_MAP.get(_role_value(message.role))
     if role is None:
         raise ValueError(f"unsupported LlamaIndex message role: {message.role!r}")
     parts: list[ContentPart] = []
     calls: list[ToolCall] = []
+    message_cache: dict[str, Any] | None = None
     for block in message.blocks:
         if isinstance(block, ToolCallBlock):
             calls.append(_tool_call_from_block(block, len(calls)))
-        else:
-            parts.extend(_parts_from_block(block))
+        elif isinstance(block, CachePoint):
+            # A breakpoint after everything before it: on the last part so far, or on
+            # the whole message when nothing precedes it.
+            if parts:
+                parts[-1].cache_control = cache_control_of(block)
+            else:
+                message_cache = cache_control_of(block)
+        elif role == "assistant" or not isinstance(block, ThinkingBlock):
+            parts.extend(parts_of(block))
     if not calls:
         calls = _legacy_tool_calls(message.additional_kwargs.get("tool_calls"))
+    cache_control = message.additional_kwargs.get("cache_control") or message_cache
 
     content: str | list[ContentPart] | None
-    if all(part.type == "text" for part in parts):
+    if all(part.type == "text" and part.cache_control is None for part in parts):
         # Joined the way ChatMessage.content joins them, so both views agree.
         text = "\n".join(part.text or "" for part in parts)
         content = None if (not text and calls) else text
@@ -122,59 +125,12 @@ def to_router_message(message: ChatMessage) -> Message:
         tool_calls=calls if role == "assistant" else [],
         tool_call_id=None if tool_call_id is None else str(tool_call_id),
         name=None if name is None else str(name),
+        cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
     )
 
 
 def _role_value(role: MessageRole | str) -> str:
     return role.value if isinstance(role, MessageRole) else str(role)
-
-
-def _parts_from_block(block: Any) -> list[ContentPart]:
-    if isinstance(block, TextBlock):
-        return [ContentPart(type="text", text=block.text)]
-    if isinstance(block, ImageBlock):
-        return [_image_part(block)]
-    if isinstance(block, DocumentBlock):
-        return [_document_part(block)]
-    if isinstance(block, CitableBlock):
-        return [part for inner in block.content for part in _parts_from_block(inner)]
-    if isinstance(block, CitationBlock):
-        return _parts_from_block(block.cited_content)
-    if isinstance(block, (ThinkingBlock, CachePoint)):
-        return []
-    if isinstance(block, (AudioBlock, VideoBlock)):
-        kind = "audio" if isinstance(block, AudioBlock) else "video"
-        raise ValueError(
-            f"{type(block).__name__} is not supported: llmrouter sends text and images only, "
-            f"and dropping the {kind} would silently change the question"
-        )
-    raise ValueError(f"unsupported LlamaIndex content block: {type(block).__name__}")
-
-
-def _image_part(block: ImageBlock) -> ContentPart:
-    if block.url is not None and block.image is None:
-        url = str(block.url)
-        if url.startswith("data:"):
-            media_type, _, data = url[5:].partition(";base64,")
-            return ContentPart(type="image", media_type=media_type, data=data, detail=block.detail)
-        return ContentPart(type="image", image_url=url, detail=block.detail)
-    # Bytes or a local path: inline it as base64 (the validator already base64-encoded bytes).
-    data = block.resolve_image(as_base64=True).read().decode("ascii")
-    media_type = block.image_mimetype or "image/png"
-    return ContentPart(type="image", media_type=media_type, data=data, detail=block.detail)
-
-
-def _document_part(block: DocumentBlock) -> ContentPart:
-    mimetype = block.document_mimetype or ""
-    if not mimetype.startswith(_TEXT_DOCUMENT_TYPES):
-        raise ValueError(
-            f"DocumentBlock of type {mimetype or 'unknown'!r} is not supported: "
-            "llmrouter passes text documents only (extract the text first)"
-        )
-    text = block.resolve_document().read().decode("utf-8", errors="replace")
-    if block.title and block.title != "input_document":
-        text = f"{block.title}\n\n{text}"
-    return ContentPart(type="text", text=text)
 
 
 def _tool_call_from_block(block: ToolCallBlock, position: int) -> ToolCall:
@@ -259,25 +215,14 @@ def normalise_tool_choice(tool_choice: Any, tool_required: bool = False) -> str 
 
 
 def from_router_message(message: Message) -> ChatMessage:
-    """Convert a router message back to a `ChatMessage` (tool calls as `ToolCallBlock`s)."""
-    blocks: list[Any] = []
+    """Convert a router message back to a `ChatMessage`: reasoning as `ThinkingBlock`s
+    first (signed ones replay on the next turn), then content, then `ToolCallBlock`s."""
+    blocks: list[Any] = list(thinking_blocks(message))
     if isinstance(message.content, str):
-        if message.content or not message.tool_calls:
+        if message.content or not (message.tool_calls or blocks):
             blocks.append(TextBlock(text=message.content))
     elif message.content:
-        for part in message.content:
-            if part.type == "text":
-                blocks.append(TextBlock(text=part.text or ""))
-            elif part.data is not None:
-                blocks.append(
-                    ImageBlock(
-                        image=part.data.encode("ascii"),
-                        image_mimetype=part.media_type,
-                        detail=part.detail,
-                    )
-                )
-            else:
-                blocks.append(ImageBlock(url=part.image_url, detail=part.detail))
+        blocks.extend(_content_block(part) for part in message.content if part.type != "provider")
     for call in message.tool_calls:
         blocks.append(
             ToolCallBlock(tool_call_id=call.id, tool_name=call.name, tool_kwargs=call.arguments)
@@ -290,9 +235,32 @@ def from_router_message(message: Message) -> ChatMessage:
     return ChatMessage(role=MessageRole(message.role), blocks=blocks, additional_kwargs=extra)
 
 
+def _content_block(part: ContentPart) -> Any:
+    if part.type == "text":
+        return TextBlock(text=part.text or "")
+    if part.type == "file":
+        if part.text is not None:
+            return DocumentBlock(data=part.text.encode(), document_mimetype="text/plain")
+        if part.data is None:
+            return DocumentBlock(url=part.url, title=part.filename)
+        return DocumentBlock(
+            data=part.data.encode("ascii"), document_mimetype=part.media_type, title=part.filename
+        )
+    if part.type == "audio":
+        return AudioBlock(
+            audio=part.data.encode("ascii") if part.data else None, format=part.audio_format
+        )
+    if part.data is not None:
+        return ImageBlock(
+            image=part.data.encode("ascii"), image_mimetype=part.media_type, detail=part.detail
+        )
+    return ImageBlock(url=part.image_url, detail=part.detail)
+
+
 def usage_dict(usage: Usage) -> dict[str, int]:
     """Usage under the key names LlamaIndex's TokenCountingHandler and OpenAI users read;
-    `estimated` is True when the provider reported none and the counts are our estimate."""
+    `prompt_tokens` counts every prompt token, cache reads and writes included; `estimated`
+    is True when the provider reported none and the counts are our estimate."""
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
@@ -378,7 +346,8 @@ class StreamAccumulator:
 
     def __init__(self) -> None:
         self._text: list[str] = []
-        self._thinking: list[str] = []
+        self._thinking: list[str] = []  # reasoning not yet closed by a signed block
+        self._signed: list[ProviderBlock] = []
         self._calls: dict[int, dict[str, str]] = {}
 
     def add(self, chunk: ChatChunk) -> ChatResponse:
@@ -387,6 +356,10 @@ class StreamAccumulator:
             self._text.append(chunk.text)
         if chunk.reasoning:
             self._thinking.append(chunk.reasoning)
+        if chunk.blocks:
+            # A completed block holds the reasoning streamed before it.
+            self._signed.extend(chunk.blocks)
+            self._thinking.clear()
         for delta in chunk.tool_call_deltas:
             call = self._calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
             call["id"] = call["id"] or (delta.id or "")
@@ -408,7 +381,10 @@ class StreamAccumulator:
         )
 
     def _message(self, final: bool) -> ChatMessage:
-        blocks: list[Any] = []
+        signed = Message(
+            role="assistant", content=[ContentPart(type="provider", block=b) for b in self._signed]
+        )
+        blocks: list[Any] = thinking_blocks(signed)
         if self._thinking:
             blocks.append(ThinkingBlock(content="".join(self._thinking)))
         if self._text or not self._calls:

@@ -89,6 +89,13 @@ class LLMRouter(FunctionCallingLLM):
         default=None, description="Override the context window reported in metadata."
     )
     user: str | None = Field(default=None, description="Default end-user id for budgets.")
+    reasoning: str | int | None = Field(
+        default=None,
+        description=(
+            'Reasoning for every call: "minimal" | "low" | "medium" | "high" or a token '
+            "budget, mapped per provider and left out for models that do not reason."
+        ),
+    )
     tags: list[str] = Field(default_factory=list, description="Cost-attribution tags.")
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Other router options sent with every call."
@@ -153,6 +160,8 @@ class LLMRouter(FunctionCallingLLM):
             options["temperature"] = self.temperature
         if self.user is not None:
             options["user"] = self.user
+        if self.reasoning is not None:
+            options["reasoning"] = self.reasoning
         for key, value in kwargs.items():
             if key not in _NOT_FOR_PROVIDER:
                 options[key] = value

@@ -51,11 +51,21 @@ def test_plain_conversation_keeps_roles_names_and_text() -> None:
     ]
 
 
-def test_text_blocks_collapse_to_a_string_and_cache_control_is_dropped() -> None:
+def test_text_blocks_collapse_to_a_string() -> None:
+    message = HumanMessage([{"type": "text", "text": "a"}, "b"])
+    assert to_router_messages([message])[0].content == "ab"
+
+
+def test_cache_control_on_a_block_keeps_the_parts_and_the_breakpoint() -> None:
     message = HumanMessage(
         [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}, "b"]
     )
-    assert to_router_messages([message])[0].content == "ab"
+    content = to_router_messages([message])[0].content
+    assert isinstance(content, list)
+    assert [(p.text, p.cache_control) for p in content] == [
+        ("a", {"type": "ephemeral"}),
+        ("b", None),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +147,11 @@ def test_anthropic_native_history_is_understood() -> None:
         ),
     ]
     assistant, tool_result, user = to_router_messages(history)
-    assert assistant.content == "let me check"  # the provider-private thinking is dropped
+    # The signed thinking is kept (first) for Anthropic to check on the next turn.
+    assert isinstance(assistant.content, list)
+    assert [p.type for p in assistant.content] == ["provider", "text"]
+    assert assistant.blocks[0].data == {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    assert assistant.text == "let me check"
     assert assistant.tool_calls == [ToolCall(id="t1", name="lookup", arguments={"q": "x"})]
     # Tool results come right after the call, before the user's new text.
     assert (tool_result.role, tool_result.tool_call_id, tool_result.content) == ("tool", "t1", "42")
@@ -177,9 +191,9 @@ def test_chat_message_roles_map() -> None:
     assert [m.role for m in converted] == ["system", "user"]
 
 
-def test_pdf_blocks_are_refused_with_a_clear_error() -> None:
-    message = HumanMessage([{"type": "file", "base64": "AAA", "mime_type": "application/pdf"}])
-    with pytest.raises(UnsupportedContentError, match="'file'"):
+def test_video_blocks_are_refused_with_a_clear_error() -> None:
+    message = HumanMessage([{"type": "video", "base64": "AAA", "mime_type": "video/mp4"}])
+    with pytest.raises(UnsupportedContentError, match="video content blocks are not supported"):
         to_router_messages([message])
 
 

@@ -105,27 +105,56 @@ def test_image_url_base64_and_path_blocks(tmp_path: object) -> None:
     assert (parts[4].media_type, parts[4].data) == ("image/gif", "R0lGOD")
 
 
-def test_text_document_becomes_text_and_binary_document_is_refused() -> None:
+def test_text_and_pdf_documents_become_file_parts() -> None:
     doc = DocumentBlock(
         data=b"The moon is made of rock.", document_mimetype="text/plain", title="moon.txt"
     )
-    parts = to_router_message(ChatMessage(role="user", blocks=[doc])).content
-    assert parts == "moon.txt\n\nThe moon is made of rock."
+    (text_doc,) = to_router_message(ChatMessage(role="user", blocks=[doc])).content or []
+    assert isinstance(text_doc, ContentPart)
+    assert (text_doc.type, text_doc.text, text_doc.filename) == (
+        "file",
+        "The moon is made of rock.",
+        "moon.txt",
+    )
     pdf = DocumentBlock(data=b"%PDF-1.4 ...", document_mimetype="application/pdf")
-    with pytest.raises(ValueError, match="application/pdf"):
-        to_router_message(ChatMessage(role="user", blocks=[pdf]))
+    (pdf_part,) = to_router_message(ChatMessage(role="user", blocks=[pdf])).content or []
+    assert isinstance(pdf_part, ContentPart)
+    assert (pdf_part.type, pdf_part.media_type) == ("file", "application/pdf")
+    assert base64.b64decode(pdf_part.data or "") == b"%PDF-1.4 ..."
+    by_url = DocumentBlock(url="https://example.com/a.pdf", document_mimetype="application/pdf")
+    (url_part,) = to_router_message(ChatMessage(role="user", blocks=[by_url])).content or []
+    assert isinstance(url_part, ContentPart) and url_part.url == "https://example.com/a.pdf"
+
+
+def test_other_binary_documents_are_refused_not_dropped() -> None:
+    docx = DocumentBlock(data=b"PK\x03\x04", document_mimetype="application/msword")
+    with pytest.raises(ValueError, match="application/msword"):
+        to_router_message(ChatMessage(role="user", blocks=[docx]))
+
+
+def test_audio_becomes_an_audio_part() -> None:
+    block = AudioBlock(audio=b"RIFF....WAVE", format="wav")
+    content = to_router_message(ChatMessage(role="user", blocks=[TextBlock(text="hi"), block]))
+    assert isinstance(content.content, list)
+    audio = content.content[1]
+    assert (audio.type, audio.media_type) == ("audio", "audio/wav")
+    assert base64.b64decode(audio.data or "") == b"RIFF....WAVE"
 
 
 @pytest.mark.parametrize(
-    "block",
-    [AudioBlock(audio=b"RIFF....WAVE", format="wav"), VideoBlock(url="https://example.com/v.mp4")],
+    ("block", "message"),
+    [
+        (VideoBlock(url="https://example.com/v.mp4"), "not supported"),
+        (AudioBlock(audio=b"fLaC....", format="flac"), "wav or mp3"),
+        (AudioBlock(url="https://example.com/a.wav", format="wav"), "not by URL"),
+    ],
 )
-def test_audio_and_video_are_refused_not_dropped(block: object) -> None:
-    with pytest.raises(ValueError, match="not supported"):
+def test_content_no_provider_takes_is_refused_not_dropped(block: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         to_router_message(ChatMessage(role="user", blocks=[TextBlock(text="hi"), block]))
 
 
-def test_thinking_and_cache_points_are_dropped_citations_flattened() -> None:
+def test_unsigned_thinking_is_display_only_cache_points_mark_a_breakpoint() -> None:
     message = ChatMessage(
         role="assistant",
         blocks=[
@@ -140,7 +169,12 @@ def test_thinking_and_cache_points_are_dropped_citations_flattened() -> None:
             ),
         ],
     )
-    assert to_router_message(message).content == "answer\nquoted"
+    content = to_router_message(message).content
+    assert isinstance(content, list)
+    assert [(p.text, p.cache_control) for p in content] == [
+        ("answer", {"type": "ephemeral", "ttl": "5m"}),  # LlamaIndex's default ttl
+        ("quoted", None),
+    ]
     citable = CitableBlock(title="t", source="s", content=[TextBlock(text="cite me")])
     assert to_router_message(ChatMessage(role="user", blocks=[citable])).content == "cite me"
 
