@@ -3,14 +3,16 @@
 Each suite runs twice: with an OpenAI-format deployment first in the fallback chain and
 with an Anthropic-format one first, both served by FakeProviderServer on 127.0.0.1.
 
-Suite features left off, and why (the suite then skips the test with its own message):
+Every input capability the router carries is switched on: images (data and URL, also in
+tool messages), PDFs (also in tool messages), Anthropic-native histories (tool_use,
+tool_result, cache_control, signed thinking) and, with the OpenAI-format deployment first,
+audio (Anthropic has no audio input, so that chain's profile does not claim it). The
+suite's sample downloads (`httpx.get`) are served offline: a 1x1 PNG, a one-page PDF and
+a short WAV, each a valid file of its kind.
 
-- PDF, audio and video inputs (`test_pdf_inputs`, `test_audio_inputs`,
-  `test_pdf_tool_message`): the router's provider-neutral messages carry text and images
-  only; ChatLLMRouter refuses such blocks with UnsupportedContentError.
-- images inside tool results (`test_image_tool_message`): the OpenAI chat-completions
-  format (one of the two deployments in both chains) only takes text in tool results,
-  so the model profile does not claim it either.
+Left off, and why (the suite then skips the test with its own message):
+
+- video inputs: the router does not carry video.
 - `test_stream_time`: a VCR benchmark that replays recorded real-provider traffic; this
   suite answers from the loopback fake instead of cassettes.
 - `test_serdes` is an expected failure: see its reason; `test_init_from_env` runs.
@@ -19,7 +21,9 @@ Suite features left off, and why (the suite then skips the test with its own mes
 from __future__ import annotations
 
 import base64
+import io
 import struct
+import wave
 import zlib
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -38,6 +42,47 @@ from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 # Unit tests never connect; a fixed address keeps the serialisation snapshot stable.
 _UNUSED_OPENAI = "http://127.0.0.1:9/v1"
 _UNUSED_ANTHROPIC = "http://127.0.0.1:9"
+
+
+def _pdf_one_page() -> bytes:
+    """A minimal valid PDF (one empty page), with a correct cross-reference table."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def _wav_silence() -> bytes:
+    """A valid 8 kHz mono 16-bit WAV holding 10 ms of silence."""
+    samples = b"\x00\x00" * 80
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(samples)) + samples
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _sample_for(url: str) -> bytes:
+    """What the suite's sample download of `url` would return, made here."""
+    path = url.lower().split("?")[0]
+    if path.endswith(".pdf"):
+        return _pdf_one_page()
+    if path.endswith((".wav", ".mp3", ".ogg")):
+        return _wav_silence()
+    return _png_1x1()
 
 
 def _png_1x1() -> bytes:
@@ -133,9 +178,11 @@ class _IntegrationBase(ChatModelIntegrationTests):
 
     @pytest.fixture(autouse=True)
     def _offline_downloads(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        # The multimodal tests download a sample image with httpx.get; serve a 1x1 PNG.
-        png = _png_1x1()
-        monkeypatch.setattr(httpx, "get", lambda url, **_: httpx.Response(200, content=png))
+        # The multimodal tests download sample files with httpx.get; make them here.
+        def get(url: str, **_: Any) -> httpx.Response:
+            return httpx.Response(200, content=_sample_for(str(url)))
+
+        monkeypatch.setattr(httpx, "get", get)
 
     @property
     def chat_model_class(self) -> type[ChatLLMRouter]:
@@ -168,6 +215,22 @@ class _IntegrationBase(ChatModelIntegrationTests):
     @property
     def supports_anthropic_inputs(self) -> bool:
         return True
+
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return True
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return self.first == "openai"
 
     @property
     def supported_usage_metadata_details(self) -> dict[str, list[Any]]:
@@ -206,8 +269,15 @@ class TestIntegrationAnthropicFirst(_IntegrationBase):
     first = "anthropic"
 
 
-def test_png_stub_is_a_real_png() -> None:
+def test_download_stubs_are_real_files() -> None:
     assert base64.b64encode(_png_1x1()).startswith(b"iVBORw0KGgo")
+    pdf = _pdf_one_page()
+    assert pdf.startswith(b"%PDF-1.4") and pdf.rstrip().endswith(b"%%EOF")
+    xref = int(pdf.rsplit(b"startxref\n", 1)[1].split(b"\n")[0])
+    assert pdf[xref:].startswith(b"xref")
+    with wave.open(io.BytesIO(_wav_silence())) as audio:
+        assert (audio.getframerate(), audio.getnframes()) == (8000, 80)
+    assert _sample_for("https://x/dummy.pdf") == pdf
 
 
 def test_serialised_config_loads_back_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
