@@ -216,3 +216,31 @@ def test_audio_is_routed_past_a_provider_without_audio_input(fake: FakeProviderS
     assert [r.path for r in fake.requests] == ["/v1/chat/completions"]
     part = bodies(fake)[-1]["messages"][0]["content"][1]
     assert part == {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}}
+
+
+# ---------------------------------------------------------------------- model profile
+
+
+def test_the_profile_claims_documents_audio_and_reasoning_only_when_all_have_them(
+    fake: FakeProviderServer,
+) -> None:
+    def profile(*chain: dict[str, Any]) -> dict[str, Any]:
+        found = ChatLLMRouter(deployments=list(chain)).profile
+        assert found is not None
+        return dict(found)
+
+    both = profile(openai(fake), anthropic(fake, model="claude-haiku-4-5"))
+    assert (both["pdf_inputs"], both["pdf_tool_message"], both["image_tool_message"]) == (
+        True,
+        True,
+        True,
+    )
+    assert both["audio_inputs"] is False  # Anthropic takes no audio
+    assert profile(openai(fake, "gpt-4o-audio-preview"))["audio_inputs"] is True
+    thinker = profile(anthropic(fake))
+    assert thinker["reasoning_output"] is True
+    assert thinker["reasoning_effort_levels"] == ["minimal", "low", "medium", "high"]
+    mixed = profile(anthropic(fake), openai(fake))
+    assert mixed["reasoning_output"] is False and "reasoning_effort_levels" not in mixed
+    no_pdf = profile(openai(fake), anthropic(fake, capabilities={"pdf": False}))
+    assert no_pdf["pdf_inputs"] is False
