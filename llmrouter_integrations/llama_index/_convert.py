@@ -126,6 +126,7 @@ def to_router_message(message: ChatMessage) -> Message:
         tool_call_id=None if tool_call_id is None else str(tool_call_id),
         name=None if name is None else str(name),
         cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
+        is_error=role == "tool" and bool(message.additional_kwargs.get("is_error")),
     )
 
 

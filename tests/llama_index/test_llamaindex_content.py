@@ -140,3 +140,13 @@ def test_cache_point_first_and_additional_kwargs_mark_the_whole_message() -> Non
     converted = to_router_messages([first, legacy])
     assert converted[0].cache_control == {"type": "ephemeral", "ttl": "1h"}
     assert (converted[1].content, converted[1].cache_control) == ("rules", {"type": "ephemeral"})
+
+
+def test_a_tool_result_marked_is_error_keeps_the_flag() -> None:
+    failed = ChatMessage(
+        role="tool",
+        content="ZeroDivisionError",
+        additional_kwargs={"tool_call_id": "c1", "is_error": True},
+    )
+    ok = ChatMessage(role="tool", content="3", additional_kwargs={"tool_call_id": "c2"})
+    assert [m.is_error for m in to_router_messages([failed, ok])] == [True, False]
