@@ -69,31 +69,38 @@ QUESTION = "What is the temperature in 'Paris' (use get_temperature), in Fahrenh
 # ---------------------------------------------------------------------- thinking agents
 
 
+def _run(agent: Any, messages: list[Any], mode: str) -> list[Any]:
+    if mode == "invoke":
+        return list(agent.invoke({"messages": messages})["messages"])
+    # LangGraph streams the model's tokens: ChatLLMRouter._stream does the work.
+    streamed, final = 0, []
+    for kind, data in agent.stream({"messages": messages}, stream_mode=["messages", "values"]):
+        if kind == "values":
+            final = data["messages"]
+        else:
+            streamed += 1
+    assert streamed > 3
+    return list(final)
+
+
 @pytest.mark.parametrize("mode", ["invoke", "stream"])
-def test_a_thinking_agent_completes_a_multi_turn_tool_loop(
+def test_a_thinking_agent_completes_multi_turn_tool_use(
     fake: FakeProviderServer, mode: str
 ) -> None:
+    """Two user turns, each a tool call and an answer: every request after the first
+    replays each assistant turn's signed thinking, which the fake checks."""
     model = ChatLLMRouter(deployments=[anthropic(fake)], reasoning="low", max_retries=0)
     agent = create_agent(model, tools=[get_temperature, celsius_to_fahrenheit])
-    inputs = {"messages": [("user", QUESTION)]}
-    if mode == "invoke":
-        messages = agent.invoke(inputs)["messages"]
-    else:  # LangGraph streams the model's tokens: ChatLLMRouter._stream does the work
-        streamed = 0
-        for kind, data in agent.stream(inputs, stream_mode=["messages", "values"]):
-            if kind == "values":
-                messages = data["messages"]
-            else:
-                streamed += 1
-        assert streamed > 3
-    calls = [c["name"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
-    assert calls[:2] == ["get_temperature", "celsius_to_fahrenheit"]
-    answer = messages[-1]
+    history = _run(agent, [("user", QUESTION)], mode)
+    history = _run(agent, [*history, ("user", "Now use celsius_to_fahrenheit on 21.")], mode)
+    calls = [c["name"] for m in history if isinstance(m, AIMessage) for c in m.tool_calls]
+    assert calls == ["get_temperature", "celsius_to_fahrenheit"]
+    answer = history[-1]
     assert isinstance(answer, AIMessage) and not answer.tool_calls
     assert answer.content_blocks[0]["type"] == "reasoning"
     requests = bodies(fake)
+    assert len(requests) == 4
     assert all(body["thinking"]["type"] == "enabled" for body in requests)
-    # Every turn after the first replays the signed thinking that opened each assistant turn.
     for body in requests[1:]:
         for turn in body["messages"]:
             if turn["role"] == "assistant":

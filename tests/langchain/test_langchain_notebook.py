@@ -42,6 +42,11 @@ def test_quickstart_notebook_executes_and_shows_fallback_and_cost() -> None:
         "[llmrouter.fallback] openai/gpt-4o-mini -> anthropic/claude-haiku-4-5",
         "Successful Requests: 6",  # the cost handler
         "anthropic: 6 requests",  # the breaker keeps the failed OpenAI out of rotation
+        "signed blocks kept: ['thinking']",  # the thinking agent's tool loop
+        "reasoning: Reasoning about: How warm is 'Paris'?",
+        "answer: The tool returned: 21",
+        "{'cache_creation': 3151}",  # the first call writes the prompt cache
+        "{'cache_read': 3151}",  # the second reads it
     ):
         assert expected in fresh
         assert expected in saved, "saved outputs are stale: re-execute and save the notebook"

@@ -21,6 +21,7 @@ from llama_index.core.base.llms.types import (
     ThinkingBlock,
 )
 from llama_index.core.tools import FunctionTool
+from llama_index.core.workflow import Context
 from llamaindex_support import anthropic_deployment, make_router, openai_deployment
 
 from llmrouter_integrations.llama_index import LLMRouter
@@ -51,20 +52,27 @@ def tools() -> list[FunctionTool]:
 async def test_a_thinking_function_agent_completes_multi_turn_tool_use(
     fake: FakeProviderServer, streaming: bool
 ) -> None:
+    """Two user turns in one context, each a tool call and an answer: every request after
+    the first replays each assistant turn's signed thinking, which the fake checks."""
     model = f"claude-sonnet-4-5-agent-{streaming}"
     fake.set_behavior(model, ModelBehavior(reasoning=True))
     router = make_router(anthropic_deployment(fake, model=model))
-    llm = LLMRouter(router=router, reasoning="low")
-    agent = FunctionAgent(tools=tools(), llm=llm, streaming=streaming)
-    handler = agent.run(user_msg="Use add and multiply on 3 and 4.")
-    events = [event async for event in handler.stream_events()]
-    result = await handler
+    agent = FunctionAgent(
+        tools=tools(), llm=LLMRouter(router=router, reasoning="low"), streaming=streaming
+    )
+    context = Context(agent)
+    outputs: dict[str, str] = {}
+    for question in ("Use add on 3 and 4.", "Now use multiply on 3 and 4."):
+        handler = agent.run(user_msg=question, ctx=context)
+        async for event in handler.stream_events():
+            if isinstance(event, ToolCallResult):
+                outputs[event.tool_name] = str(event.tool_output.content)
+        result = await handler
     router.close()
-    outputs = {e.tool_name: e.tool_output.content for e in events if isinstance(e, ToolCallResult)}
     assert outputs == {"add": "7", "multiply": "12"}
     assert isinstance(result.response.blocks[0], ThinkingBlock)
     sent = bodies(fake, model)
-    assert len(sent) >= 2 and all(body["thinking"]["type"] == "enabled" for body in sent)
+    assert len(sent) == 4 and all(body["thinking"]["type"] == "enabled" for body in sent)
     for body in sent[1:]:
         for turn in body["messages"]:
             if turn["role"] == "assistant":

@@ -36,6 +36,9 @@ def test_quickstart_notebook_executes_and_shows_fallback_and_cost() -> None:
         "The tools returned 7 and 12.",
         "served by anthropic/claude-haiku-4-5",
         "total ",
+        "thinking: Reasoning about: Use multiply on 3 and 4.",  # reasoning on, tool loop done
+        "answer: The tool returned: 12",
+        "cache write 0 | cache read 3151",  # the second call reads the CachePoint's prefix
     ):
         assert expected in fresh
         assert expected in saved, "saved outputs are stale: re-execute and save the notebook"
