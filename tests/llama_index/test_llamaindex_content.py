@@ -102,6 +102,7 @@ def test_raw_usage_has_cache_and_reasoning_tokens() -> None:
         "cached_input_tokens": 1000,
         "cache_write_tokens": 100,
         "reasoning_tokens": 30,
+        "estimated": False,
     }
 
 
