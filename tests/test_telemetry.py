@@ -579,3 +579,35 @@ async def test_circuit_gauge_shows_an_open_breaker(fake: FakeProviderServer, ote
     last = otel.requests()[-1]
     assert last.attributes["llmrouter.attempts"] == 1
     assert last.attributes["llmrouter.deployment"] == "anthropic/claude-haiku-4-5"
+
+
+async def test_a_broken_telemetry_backend_never_breaks_a_request(
+    fake: FakeProviderServer, otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Exploding:
+        """A meter provider whose instruments raise on every measurement."""
+
+        def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+            return self
+
+        def __getattr__(self, name: str) -> Any:
+            def instrument(*args: Any, **kwargs: Any) -> Any:
+                return self
+
+            return instrument
+
+        def record(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("metrics backend down")
+
+    from llmrouter_integrations import InstrumentationSettings
+
+    settings = InstrumentationSettings(
+        tracer_provider=otel.tracer_provider, meter_provider=Exploding()
+    )
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
+    async with two(fake, None, instrument=settings) as router:
+        response = await router.acomplete("hi", max_tokens=20)  # falls back, answers
+        chunks = [c async for c in router.astream("hi", max_tokens=20)]
+    assert response.deployment == "anthropic/claude-haiku-4-5" and chunks[-1].is_final
+    assert "llmrouter telemetry failed to record a request" in caplog.text
+    assert len(otel.requests()) == 2  # spans still ended before the metrics failed

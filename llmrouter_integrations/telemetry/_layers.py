@@ -246,6 +246,14 @@ class AttemptSpanBackend(WrapperBackend):
     def _failed(
         self, request: ChatRequest, number: int, retry: bool, started_ns: int, error: BaseException
     ) -> None:
+        try:
+            self._record_failure(request, number, retry, started_ns, error)
+        except Exception:  # telemetry never changes what the caller gets
+            log.exception("llmrouter telemetry failed to record an attempt")
+
+    def _record_failure(
+        self, request: ChatRequest, number: int, retry: bool, started_ns: int, error: BaseException
+    ) -> None:
         span = self._span(request, number, retry, started_ns)
         kind = error_type(error)
         description = self.telemetry.describe_error(error)
@@ -276,6 +284,20 @@ class AttemptSpanBackend(WrapperBackend):
     ) -> None:
         if number == 1 and not closed_early:
             return  # the request span says it all
+        try:
+            self._record_success(request, number, retry, started_ns, answer, closed_early)
+        except Exception:  # telemetry never changes what the caller gets
+            log.exception("llmrouter telemetry failed to record an attempt")
+
+    def _record_success(
+        self,
+        request: ChatRequest,
+        number: int,
+        retry: bool,
+        started_ns: int,
+        answer: ChatResponse | ChatChunk | None,
+        closed_early: bool,
+    ) -> None:
         span = self._span(request, number, retry, started_ns)
         if answer is not None:
             span.set_attributes(response_attributes(answer))

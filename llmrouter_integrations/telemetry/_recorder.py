@@ -164,7 +164,36 @@ class RouterTelemetry:
         streamed_text: list[str] | None = None,
         closed_early: bool = False,
     ) -> None:
-        """End the request span; record metrics and the log record."""
+        """End the request span; record metrics and the log record. Never raises: a fault in
+        telemetry is logged, and the request's own answer or error goes on unchanged."""
+        try:
+            self._finish_request(
+                span,
+                ctx,
+                request,
+                started,
+                answer=answer,
+                error=error,
+                first_chunk_s=first_chunk_s,
+                streamed_text=streamed_text,
+                closed_early=closed_early,
+            )
+        except Exception:
+            log.exception("llmrouter telemetry failed to record a request")
+
+    def _finish_request(
+        self,
+        span: Span,
+        ctx: Any,
+        request: ChatRequest,
+        started: float,
+        *,
+        answer: ChatResponse | ChatChunk | None = None,
+        error: BaseException | None = None,
+        first_chunk_s: float | None = None,
+        streamed_text: list[str] | None = None,
+        closed_early: bool = False,
+    ) -> None:
         elapsed = self.clock.now() - started
         # A span the sampler dropped records nothing: skip the attribute work, keep metrics.
         recording = span.is_recording()
