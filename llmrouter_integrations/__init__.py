@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
+from .admission.limits import RateLimitWaitError
 from .compat import APILoader
 from .core.clock import ManualClock, SystemClock
 from .core.events import RouterEvent, listen_to_events
+from .costs.ledger import CostLedger, LedgerEntry
 from .errors import (
     AllDeploymentsFailedError,
     AuthenticationError,
@@ -57,6 +59,7 @@ from .routing.strategies import (
     RoutingStrategy,
     WeightedStrategy,
 )
+from .state import CacheStore, LedgerStore, MemoryLedgerStore
 from .telemetry import InstrumentationSettings, instrument_all
 from .types import (
     Attempt,
@@ -66,7 +69,11 @@ from .types import (
     ContentPart,
     CostDetail,
     Deployment,
+    FinishReason,
     Message,
+    ProviderBlock,
+    ReasoningEffort,
+    Role,
     ToolCall,
     ToolCallDelta,
     ToolSpec,
@@ -75,6 +82,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .costs.budget import Budget
+    from .state import MemoryCacheStore, RedisCacheStore, SQLiteCacheStore, SQLiteLedgerStore
 
 
 __all__ = [
@@ -87,6 +95,7 @@ __all__ = [
     "BreakerPolicy",
     "Budget",
     "BudgetExceededError",
+    "CacheStore",
     "Candidate",
     "ChatChunk",
     "ChatRequest",
@@ -96,19 +105,26 @@ __all__ = [
     "ContentPart",
     "ContextWindowExceededError",
     "CostDetail",
+    "CostLedger",
     "CostStrategy",
     "Deployment",
     "DeploymentHealth",
+    "FinishReason",
     "InstrumentationSettings",
     "LatencyStrategy",
     "LeastBusyStrategy",
+    "LedgerEntry",
+    "LedgerStore",
     "ManualClock",
+    "MemoryCacheStore",
+    "MemoryLedgerStore",
     "Message",
     "NoDeploymentAvailableError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
     "PriorityStrategy",
+    "ProviderBlock",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderStatusError",
@@ -116,15 +132,21 @@ __all__ = [
     "QualityStrategy",
     "QueueTimeoutError",
     "RateLimitError",
+    "RateLimitWaitError",
+    "ReasoningEffort",
+    "RedisCacheStore",
     "RequestTooLargeError",
     "ResponseDecodeError",
     "RetryPolicy",
+    "Role",
     "RoundRobinStrategy",
     "Router",
     "RouterError",
     "RouterEvent",
     "RoutingError",
     "RoutingStrategy",
+    "SQLiteCacheStore",
+    "SQLiteLedgerStore",
     "ServerError",
     "StateUnavailableError",
     "SyncCallInEventLoopError",
@@ -139,10 +161,18 @@ __all__ = [
 ]
 
 
+_STORES = ("MemoryCacheStore", "RedisCacheStore", "SQLiteCacheStore", "SQLiteLedgerStore")
+
+
 def __getattr__(name: str) -> Any:
-    # Budget lives with the budget layer; loaded on first use to keep this import light.
+    # Loaded on first use to keep `import llmrouter_integrations` light: Budget lives with
+    # the budget arithmetic, the stores' modules import sqlite3 or redis.
     if name == "Budget":
         from .costs.budget import Budget
 
         return Budget
+    if name in _STORES:
+        from . import state
+
+        return getattr(state, name)
     raise AttributeError(f"module 'llmrouter_integrations' has no attribute {name!r}")

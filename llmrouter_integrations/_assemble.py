@@ -3,7 +3,11 @@
 The stack, outermost first (each layer a `ChatBackend` wrapping the next):
 
     Ledger → Cache → Queue → Fallback (planner: filters + strategy) →
-        per deployment: Budget → CircuitBreaker → Retry → RateLimit → HTTP
+        per deployment: Params → Budget → CircuitBreaker → Retry → RateLimit → HTTP
+
+With instrumentation, a request span wraps the whole stack and an attempt span sits just
+above RateLimit. The queue, rate-limit and HTTP layers talk through the request's
+`admission.CallAdmission`.
 
     >>> stack = build_stack(["openai/gpt-4o-mini"], environ={"OPENAI_API_KEY": "sk-..."})
     >>> response = await stack.backend.chat(request)

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
 from ..errors import BudgetExceededError, ConfigurationError, StateUnavailableError
-from ..layers.ledger import request_tags, request_user
 from ..types import ChatRequest, Deployment
-from .ledger import CostLedger, LedgerFilter, LedgerStore
+from .ledger import CostLedger, LedgerFilter, LedgerStore, request_tags, request_user
 from .report import money
 
 if TYPE_CHECKING:

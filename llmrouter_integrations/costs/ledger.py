@@ -27,6 +27,7 @@ from ..state.ledger import (
 )
 from ..state.ledger_memory import MemoryLedgerStore
 from ..state.stores import ledger_store_from_spec
+from ..types import ChatRequest
 from .report import format_report
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "MemoryLedgerStore",
     "Summary",
     "ledger_from_url",
+    "request_tags",
+    "request_user",
 ]
 
 _NO_FILTER = LedgerFilter()
@@ -185,3 +188,21 @@ def ledger_from_url(spec: str | LedgerStore | CostLedger | None = "memory") -> C
     if isinstance(spec, CostLedger):
         return spec
     return CostLedger(ledger_store_from_spec(spec))
+
+
+def request_user(request: ChatRequest) -> str | None:
+    """Who a request is for: `request.user`, else `metadata["user"]`."""
+    if request.user:
+        return request.user
+    user = request.metadata.get("user") if request.metadata else None
+    return str(user) if user else None
+
+
+def request_tags(request: ChatRequest) -> tuple[str, ...]:
+    """A request's tags: `request.tags` plus `metadata["tags"]`, each once, in order."""
+    extra = request.metadata.get("tags") if request.metadata else None
+    if not extra:
+        return tuple(request.tags)
+    if isinstance(extra, str):
+        extra = (extra,)
+    return tuple(dict.fromkeys((*request.tags, *(str(t) for t in extra))))

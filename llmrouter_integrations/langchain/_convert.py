@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any, cast
 
 from langchain_core.messages import (
@@ -32,8 +30,8 @@ from langchain_core.messages.tool import (
     tool_call_chunk,
 )
 
+from .._adapters import attempts_to_json, jsonable
 from ..types import (
-    Attempt,
     ChatChunk,
     ChatResponse,
     ContentPart,
@@ -310,37 +308,6 @@ def usage_to_metadata(usage: Usage) -> UsageMetadata:
     return metadata
 
 
-def jsonable(value: Any) -> Any:
-    """`value` made of JSON types only, so LangChain caches (SQLiteCache) can store it."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(item) for item in value]
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict):
-        return jsonable(to_dict())
-    return str(value)
-
-
-def _attempts_to_json(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
-    return [
-        {
-            "deployment": attempt.deployment,
-            "error_type": type(attempt.error).__name__,
-            "error": str(attempt.error),
-            "status_code": getattr(attempt.error, "status_code", None),
-            "latency_s": round(float(attempt.latency_s), 6),
-        }
-        for attempt in attempts
-    ]
-
-
 def response_metadata(result: ChatResponse | ChatChunk) -> dict[str, Any]:
     """What the router knows about an answer, as JSON-serialisable `response_metadata`.
 
@@ -356,7 +323,7 @@ def response_metadata(result: ChatResponse | ChatChunk) -> dict[str, Any]:
         "provider": result.provider,
         "deployment": result.deployment,
         "cost_usd": None if result.cost is None else float(result.cost),
-        "attempts": _attempts_to_json(result.attempts),
+        "attempts": attempts_to_json(result.attempts),
         "cached": bool(result.cached),
     }
     if result.cost_detail is not None:

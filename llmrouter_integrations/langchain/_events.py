@@ -31,8 +31,8 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
 )
 
+from .._adapters import jsonable
 from ..core.events import RouterEvent, listen_to_events
-from ._convert import jsonable
 
 __all__ = ["EVENT_PREFIX", "FORWARDED_EVENTS", "EventForwarder"]
 

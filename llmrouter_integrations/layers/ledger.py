@@ -12,11 +12,11 @@ from decimal import Decimal
 
 from ..core.backend import ChatBackend, closing_stream
 from ..core.clock import SYSTEM_CLOCK, Clock
-from ..costs.ledger import CostLedger, LedgerEntry
+from ..costs.ledger import CostLedger, LedgerEntry, request_tags, request_user
 from ..costs.pricing import decimal_cost
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Usage
 
-__all__ = ["LedgerBackend", "request_tags", "request_user"]
+__all__ = ["LedgerBackend"]
 
 _ZERO = Decimal(0)
 _NO_USAGE = Usage()  # read only, never modified
@@ -162,24 +162,6 @@ class LedgerBackend:
                 request_id=_request_id(request),
             )
         )
-
-
-def request_user(request: ChatRequest) -> str | None:
-    """Who a request is for: `request.user`, else `metadata["user"]`."""
-    if request.user:
-        return request.user
-    user = request.metadata.get("user") if request.metadata else None
-    return str(user) if user else None
-
-
-def request_tags(request: ChatRequest) -> tuple[str, ...]:
-    """A request's tags: `request.tags` plus `metadata["tags"]`, each once, in order."""
-    extra = request.metadata.get("tags") if request.metadata else None
-    if not extra:
-        return tuple(request.tags)
-    if isinstance(extra, str):
-        extra = (extra,)
-    return tuple(dict.fromkeys((*request.tags, *(str(t) for t in extra))))
 
 
 def _request_id(request: ChatRequest) -> str | None:

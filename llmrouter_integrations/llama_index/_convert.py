@@ -7,11 +7,8 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -29,6 +26,8 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 
+from .._adapters import attempts_to_json
+from .._adapters import jsonable as to_jsonable
 from .._inputs import tool_choice_from_input
 from ..types import ChatChunk, ContentPart, Message, ProviderBlock, Role, ToolCall, ToolSpec, Usage
 from ..types import ChatResponse as RouterChatResponse
@@ -286,15 +285,7 @@ def extras_from_response(response: RouterChatResponse | ChatChunk) -> dict[str, 
         finish_reason=response.finish_reason,
         latency_s=response.latency_s,
         cached=response.cached,
-        attempts=[
-            {
-                "deployment": attempt.deployment,
-                "error_type": type(attempt.error).__name__,
-                "error": str(attempt.error),
-                "latency_s": attempt.latency_s,
-            }
-            for attempt in response.attempts
-        ],
+        attempts=attempts_to_json(response.attempts),
         route=to_jsonable(response.route),
     )
     if response.ttft_s is not None:
@@ -419,26 +410,3 @@ def tool_selections(
         ToolSelection(tool_id=call.id, tool_name=call.name, tool_kwargs=call.arguments)
         for call in calls
     ]
-
-
-def to_jsonable(value: Any) -> Any:
-    """A JSON-safe copy of `value` (dataclasses and pydantic models become dicts)."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
-    to_dict = getattr(value, "to_dict", None) or getattr(value, "model_dump", None)
-    if callable(to_dict):
-        return to_jsonable(to_dict())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return to_jsonable(fields)
-    return str(value)

@@ -20,9 +20,10 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index_instrumentation import get_dispatcher
 from pydantic import Field, PrivateAttr
 
+from .._adapters import jsonable as to_jsonable
 from ..core.events import RouterEvent, listen_to_events
 from ..types import ChatChunk, ChatResponse
-from ._convert import to_jsonable, usage_dict
+from ._convert import usage_dict
 
 __all__ = [
     "CallEventBuffer",
