@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from ..types import ChatRequest, Message
+from ..types import ChatRequest, ContentPart, Message
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -24,6 +24,12 @@ __all__ = [
 _CHARS_PER_TOKEN = 3.5
 _PER_MESSAGE = 4
 _PER_IMAGE = 1_000
+# PDFs cost text plus a page image per page: about one token per 15 bytes (20 base64
+# characters) is the high side of what Anthropic and OpenAI bill; a PDF by URL is unseen.
+_PDF_CHARS = 20
+_PER_DOCUMENT_URL = 3_000
+# Audio is billed by duration: a token per ~1000 base64 characters is high for wav and mp3.
+_AUDIO_CHARS = 1_000
 # Worst-case output when a request names no max_tokens (used by budgets and TPM limits).
 DEFAULT_MAX_OUTPUT_TOKENS = 4_096
 # Spellings of the output cap a user may pass through `extra_body` (OpenAI, Anthropic, Gemini).
@@ -54,13 +60,26 @@ def estimate_text_tokens(text: str) -> int:
     return int(len(text) / _CHARS_PER_TOKEN) + 1
 
 
+def _part_tokens(part: ContentPart) -> int:
+    """Media lean high by size, so a big PDF cannot slip past a budget or a context window."""
+    if part.type == "text" or (part.type == "file" and part.text is not None):
+        return estimate_text_tokens(part.text or "")
+    if part.type == "file":
+        return _PER_DOCUMENT_URL if part.data is None else len(part.data) // _PDF_CHARS + 100
+    if part.type == "audio":
+        return len(part.data or "") // _AUDIO_CHARS + 100
+    if part.type == "provider":
+        return estimate_text_tokens(json.dumps(part.block.data)) if part.block else 0
+    return _PER_IMAGE
+
+
 def _message_tokens(message: Message) -> int:
     tokens = _PER_MESSAGE
     if isinstance(message.content, str):
         tokens += estimate_text_tokens(message.content)
     elif message.content:
         for part in message.content:
-            tokens += estimate_text_tokens(part.text or "") if part.type == "text" else _PER_IMAGE
+            tokens += _part_tokens(part)
     for call in message.tool_calls:
         tokens += estimate_text_tokens(call.name) + estimate_text_tokens(json.dumps(call.arguments))
     return tokens

@@ -35,7 +35,7 @@ from ..types import Deployment
 
 __all__ = ["CAPABILITIES", "LOCAL_PROVIDERS", "Catalog", "ModelInfo", "quality_from_arena"]
 
-CAPABILITIES = ("tools", "vision", "json_schema", "reasoning")
+CAPABILITIES = ("tools", "vision", "json_schema", "reasoning", "pdf", "audio")
 # Self-hosted servers: their context window is whatever the server was started with
 # (Ollama's default is a few thousand tokens), so a public figure would mislead.
 LOCAL_PROVIDERS = frozenset({"ollama", "vllm", "llamacpp", "llama.cpp", "lmstudio", "local"})
@@ -82,10 +82,28 @@ class ModelInfo:
     output_tokens_per_s: float | None
     ttft_s: float | None
     sources: tuple[str, ...] = ()
+    pdf: bool = False  # reads PDF documents (file parts)
+    audio: bool = False  # hears wav/mp3 audio parts
 
     def supports(self, capability: str) -> bool:
         """Whether the model has `capability` (one of `CAPABILITIES`)."""
         return bool(getattr(self, capability))
+
+
+def _media(provider: str, model: str, vision: bool) -> tuple[bool, bool]:
+    """Who reads PDFs and hears audio, by rule (no public table lists it per model):
+    PDFs: every Claude and Gemini, OpenAI's vision models, and anything through OpenRouter
+    (it extracts PDFs itself); audio: OpenAI's and OpenRouter's `*audio*` models and Gemini.
+    Set `Deployment(capabilities={"pdf": ..., "audio": ...})` where the rule is wrong."""
+    vendor = (model.partition("/")[0] if "/" in model else provider).lower()
+    name = model.lower()
+    pdf = (
+        vendor in _VISION_VENDORS
+        or provider.lower() == "openrouter"
+        or (vendor == "openai" and vision)
+    )
+    audio = "gemini" in name or (vendor == "openai" and "audio" in name)
+    return pdf, audio
 
 
 def _canonical(model: str) -> str:
@@ -206,16 +224,20 @@ class Catalog:
     @staticmethod
     def _defaults(provider: str, model: str) -> ModelInfo:
         vendor = model.partition("/")[0] if "/" in model else provider
+        vision = vendor.lower() in _VISION_VENDORS
+        pdf, audio = _media(provider, model, vision)
         return ModelInfo(
             context_window=None,
             max_output_tokens=None,
             tools=True,
-            vision=vendor.lower() in _VISION_VENDORS,
+            vision=vision,
             json_schema=True,
             reasoning=False,
             quality=None,
             output_tokens_per_s=None,
             ttft_s=None,
+            pdf=pdf,
+            audio=audio,
         )
 
     def _compute(self, provider: str, model: str) -> ModelInfo | None:
@@ -235,7 +257,9 @@ class Catalog:
             changes["context_window"] = window
             sources.append("genai-prices")
         changes["sources"] = tuple(dict.fromkeys(sources))
-        return replace(info, **changes)
+        info = replace(info, **changes)
+        pdf, audio = _media(provider, model, info.vision)
+        return replace(info, pdf=pdf, audio=audio)
 
     def _find(self, provider: str, model: str) -> tuple[dict[str, Any], bool] | None:
         """The priors entry for a model, and whether its speed applies to this provider."""

@@ -3,7 +3,8 @@
 Filters run in this order, and the first one a deployment fails is its reason:
 
 1. `deployments=` of the request;
-2. capabilities the request needs (tools; vision when a message has an image; JSON schema
+2. capabilities the request needs (tools; vision when a message has an image, pdf for a
+   PDF, audio for audio; JSON schema
    when `response_format` asks for one);
 3. context window: estimated input tokens + `max_tokens` (or a small reserve) must fit,
    and `max_tokens` must not exceed the model's maximum output;
@@ -155,11 +156,18 @@ def required_capabilities(request: ChatRequest) -> list[str]:
     needed: list[str] = []
     if request.tools:
         needed.append("tools")
-    for message in request.messages:
-        content = message.content
-        if isinstance(content, list) and any(part.type == "image" for part in content):
-            needed.append("vision")
-            break
+    kinds = {
+        part.type if part.type != "file" or part.text is None else "text"
+        for message in request.messages
+        if isinstance(message.content, list)
+        for part in message.content
+    }
+    if "image" in kinds:
+        needed.append("vision")
+    if "file" in kinds:  # a PDF (a plain-text document needs nothing special)
+        needed.append("pdf")
+    if "audio" in kinds:
+        needed.append("audio")
     if request.response_format and request.response_format.get("type") == "json_schema":
         needed.append("json_schema")
     return needed

@@ -1,0 +1,126 @@
+"""Prompt caching through the Router against the fake providers: breakpoints reach Anthropic,
+reads and writes reach usage and cost, prompt_cache="auto" places them, the limit is enforced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from llmrouter_integrations import BadRequestError, Deployment, Message, Router
+from llmrouter_integrations.testing import FakeProviderServer
+from llmrouter_integrations.types import ContentPart, ToolSpec
+
+KEY = "sk-test-0123456789abcdef"
+RULES = "Follow these house rules carefully. " * 600  # ~5400 tokens by the fake's count
+EPHEMERAL = {"type": "ephemeral"}
+
+
+@pytest.fixture()
+def fake() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer() as server:
+        yield server
+
+
+def claude(fake: FakeProviderServer) -> Deployment:
+    return Deployment(
+        "anthropic", "claude-sonnet-4-5", api_key=KEY, base_url=fake.anthropic_base_url
+    )
+
+
+def _body(fake: FakeProviderServer) -> dict[str, Any]:
+    body = fake.requests_for("claude-sonnet-4-5")[-1].body
+    assert isinstance(body, dict)
+    return body
+
+
+async def test_second_call_costs_less_by_the_cache_discount(fake: FakeProviderServer) -> None:
+    system = Message("system", RULES, cache_control=EPHEMERAL)
+    async with Router([claude(fake)]) as router:
+        first = await router.achat([system, Message("user", "first question!")])
+        second = await router.achat([system, Message("user", "second question")])
+    assert _body(fake)["system"] == [{"type": "text", "text": RULES, "cache_control": EPHEMERAL}]
+    written = first.usage.cache_write_tokens
+    assert written > 1024 and first.usage.cached_input_tokens == 0
+    assert second.usage.cached_input_tokens == written and second.usage.cache_write_tokens == 0
+    assert first.usage.input_tokens == second.usage.input_tokens  # same prompt size
+    assert first.cost_detail is not None and second.cost_detail is not None
+    fresh = first.usage.input_tokens - written
+    rate = first.cost_detail.input / fresh  # USD per uncached input token
+    # Anthropic's published multipliers: a 5-minute cache write costs 1.25x input, a read 0.1x.
+    assert first.cost_detail.cache_write == pytest.approx(written * rate * Decimal("1.25"))
+    assert second.cost_detail.cached_input == pytest.approx(written * rate * Decimal("0.1"))
+    saved = Decimal(str(first.cost)) - Decimal(str(second.cost))
+    assert saved == pytest.approx(written * rate * Decimal("1.15"), rel=Decimal("1e-6"))
+    assert second.cost is not None and first.cost is not None and second.cost < first.cost
+
+
+async def test_marks_on_parts_and_tools_reach_the_wire(fake: FakeProviderServer) -> None:
+    tool = ToolSpec("lookup", "Look a thing up", cache_control=EPHEMERAL)
+    content = [
+        ContentPart("text", text=RULES, cache_control=EPHEMERAL),
+        ContentPart("text", text="Q?"),
+    ]
+    async with Router([claude(fake)]) as router:
+        await router.achat([Message("user", content)], tools=[tool])
+    body = _body(fake)
+    assert body["tools"][0]["cache_control"] == EPHEMERAL
+    assert body["messages"][0]["content"][0]["cache_control"] == EPHEMERAL
+    assert "cache_control" not in body["messages"][0]["content"][1]
+
+
+async def test_dict_messages_carry_cache_control(fake: FakeProviderServer) -> None:
+    messages: Any = [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": RULES, "cache_control": EPHEMERAL}],
+        },
+        {"role": "user", "content": "hi"},
+    ]
+    async with Router([claude(fake)]) as router:
+        first = await router.achat(messages)
+    assert first.usage.cache_write_tokens > 1024
+
+
+async def test_more_than_four_marks_is_a_clear_error_before_sending(
+    fake: FakeProviderServer,
+) -> None:
+    parts = [ContentPart("text", text=f"part {i}", cache_control=EPHEMERAL) for i in range(5)]
+    async with Router([claude(fake)]) as router:
+        with pytest.raises(BadRequestError, match="A maximum of 4 blocks with cache_control"):
+            await router.achat([Message("user", parts)])
+    assert fake.request_count("claude-sonnet-4-5") == 0
+
+
+async def test_auto_places_breakpoints_and_the_next_turn_reads_them(
+    fake: FakeProviderServer,
+) -> None:
+    tool = ToolSpec("lookup", "Look a thing up")
+    history: list[Any] = [Message("system", RULES), Message("user", "first question")]
+    async with Router([claude(fake)], prompt_cache="auto") as router:
+        first = await router.achat(history, tools=[tool], tool_choice="none")
+        history += [first.message, Message("user", "and another one")]
+        second = await router.achat(history, tools=[tool], tool_choice="none")
+    body = _body(fake)
+    assert body["system"][-1]["cache_control"] == EPHEMERAL
+    assert body["tools"][-1]["cache_control"] == EPHEMERAL
+    # The last stable turn (the assistant answer before the newest question) is marked.
+    assert body["messages"][-2]["content"][-1]["cache_control"] == EPHEMERAL
+    assert "cache_control" not in str(body["messages"][-1])
+    assert first.usage.cache_write_tokens > 0
+    assert second.usage.cached_input_tokens >= first.usage.cache_write_tokens
+    # The caller's messages were not changed.
+    assert history[0].cache_control is None
+
+
+async def test_auto_leaves_other_providers_alone(fake: FakeProviderServer) -> None:
+    openai = Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url)
+    async with Router([openai], prompt_cache="auto") as router:
+        first = await router.achat([Message("system", RULES), Message("user", "one")])
+        second = await router.achat([Message("system", RULES), Message("user", "two")])
+    body = fake.requests_for("gpt-4o-mini")[-1].body
+    assert "cache_control" not in str(body)
+    # OpenAI caches long prefixes by itself; the usage says so.
+    assert first.usage.cached_input_tokens == 0 and second.usage.cached_input_tokens >= 1024
