@@ -314,11 +314,13 @@ async def test_demo_shows_the_agent_surviving_an_outage(fake: FakeProviderServer
 def test_profile_claims_only_what_every_deployment_supports(fake: FakeProviderServer) -> None:
     both = make_model(fake).profile
     assert both is not None
+    # gpt-4o-mini and Claude both read PDFs; neither hears audio (the catalog's pdf/audio).
     assert (both["tool_calling"], both["structured_output"], both["pdf_inputs"]) == (
         True,
         True,
-        False,
+        True,
     )
+    assert both["audio_inputs"] is False
     assert both["max_input_tokens"] == 128_000  # gpt-4o-mini's window, the smaller one
     chain = deployments(fake)
     chain[1]["capabilities"] = {"json_schema": False, "vision": False}

@@ -190,11 +190,13 @@ class _IntegrationBase(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {
-            "deployments": deployments(self.fake, self.first),
-            "strategy": "priority",
-            "max_retries": 0,
-        }
+        chain = deployments(self.fake, self.first)
+        for deployment in chain:
+            if deployment["provider"] == "openai":
+                # The router routes audio only to models that hear it; gpt-4o-mini does not
+                # in the catalog, so this deployment says it does (the fake accepts audio).
+                deployment["capabilities"] = {"audio": True}
+        return {"deployments": chain, "strategy": "priority", "max_retries": 0}
 
     @property
     def model_override_value(self) -> str:
