@@ -41,6 +41,7 @@ from .layers.ratelimit import RateLimitBackend
 from .layers.retry import RetryBackend, RetryPolicy
 from .providers.endpoints import ENDPOINTS, Endpoint, get_endpoint, resolve_base_url
 from .providers.fitting import reasons_by_name
+from .routing.affinity import PrefixAffinity
 from .routing.catalog import Catalog
 from .routing.health import BreakerPolicy, HealthTracker
 from .routing.planner import BudgetAwarePlanner, Planner, RoutingPlanner
@@ -157,6 +158,7 @@ class Stack:
     catalog: Catalog
     health_tracker: HealthTracker
     pricer: Pricer
+    affinity: PrefixAffinity | None = None  # which deployment served a long prefix lately
     state: SharedState | None = None
     state_guard: StateGuard | None = None
     owns_state: bool = False  # made here from a URL, so the router closes it
@@ -320,6 +322,7 @@ def build_stack(
             events=events,
         ),
         pricer=Pricer(),
+        affinity=PrefixAffinity(clock),
         state=shared,
         state_guard=guard,
         owns_state=isinstance(state, str),
@@ -344,6 +347,7 @@ def build_stack(
             strict=strict_params,
             prompt_cache=prompt_cache,
             events=events,
+            affinity=stack.affinity,
         )
         for d in configured
     }
@@ -443,6 +447,7 @@ def _make_planner(stack: Stack, strategy: str | RoutingStrategy) -> Planner:
         is_local=lambda d: endpoints[d.key].local,
         budget_check=budgets.check if budgets.budgets else None,
         capacity_check=lambda d, tokens: has_capacity(d.key, tokens),
+        affinity=stack.affinity,
     )
     # Without budgets no refusal can be a budget's: the wrapper would only cost time.
     return BudgetAwarePlanner(planner) if budgets.budgets else planner

@@ -124,3 +124,40 @@ async def test_auto_leaves_other_providers_alone(fake: FakeProviderServer) -> No
     assert "cache_control" not in str(body)
     # OpenAI caches long prefixes by itself; the usage says so.
     assert first.usage.cached_input_tokens == 0 and second.usage.cached_input_tokens >= 1024
+
+
+def _pair(fake: FakeProviderServer) -> list[Deployment]:
+    return [
+        Deployment("anthropic", model, api_key=KEY, base_url=fake.anthropic_base_url)
+        for model in ("claude-haiku-4-5", "claude-sonnet-4-5")
+    ]
+
+
+async def test_cache_aware_routing_keeps_a_conversation_where_its_prefix_is_cached(
+    fake: FakeProviderServer,
+) -> None:
+    history: list[Any] = [Message("system", RULES), Message("user", "first question")]
+    router = Router(_pair(fake), strategy="cost", prompt_cache="auto")
+    async with router:
+        # Cheapest first: with no cache anywhere, Haiku wins on cost.
+        fresh = await router.achat(history, max_tokens=100)
+        assert fresh.deployment == "anthropic/claude-haiku-4-5"
+        # The conversation then ran on Sonnet (say the user asked for it)...
+        first = await router.achat(
+            history, max_tokens=100, deployments=["anthropic/claude-sonnet-4-5"]
+        )
+        history += [first.message, Message("user", "and another one")]
+        # ...and its next turn stays there: the cached prefix makes Sonnet the cheaper choice.
+        second = await router.achat(history, max_tokens=100)
+    assert second.deployment == "anthropic/claude-sonnet-4-5"
+    assert second.usage.cached_input_tokens > 1024
+    scores = second.route.scores["anthropic/claude-sonnet-4-5"]
+    assert scores["cache_affinity_usd"] > 0
+
+
+async def test_no_affinity_without_a_long_shared_prefix(fake: FakeProviderServer) -> None:
+    router = Router(_pair(fake), strategy="cost")
+    async with router:
+        await router.achat("short", deployments=["anthropic/claude-sonnet-4-5"])
+        again = await router.achat("short")
+    assert again.deployment == "anthropic/claude-haiku-4-5"

@@ -20,6 +20,7 @@ from ..core.events import EventHub, RouterEvent
 from ..errors import BadRequestError
 from ..providers.base import Endpoint
 from ..providers.fitting import fit_request
+from ..routing.affinity import PrefixAffinity
 from ..types import ChatChunk, ChatRequest, ChatResponse, Deployment
 
 __all__ = ["ParamsBackend"]
@@ -38,6 +39,7 @@ class ParamsBackend(WrapperBackend):
         strict: bool = False,
         prompt_cache: str | None = None,
         events: EventHub | None = None,
+        affinity: PrefixAffinity | None = None,
     ) -> None:
         super().__init__(inner)
         self.deployment = deployment
@@ -46,6 +48,7 @@ class ParamsBackend(WrapperBackend):
         self.strict = strict
         self.prompt_cache = prompt_cache
         self._events = events
+        self._affinity = affinity
         self._warned: set[str] = set()
 
     def fit(self, request: ChatRequest) -> ChatRequest:
@@ -85,13 +88,19 @@ class ParamsBackend(WrapperBackend):
         return fitted.request
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await self.inner.chat(self.fit(request))
+        response = await self.inner.chat(self.fit(request))
+        if self._affinity is not None:
+            self._affinity.record(request, self.deployment.key)
+        return response
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         try:
             fitted = self.fit(request)
         except BadRequestError as error:
             return _raising(error)  # raised on iteration, like any layer's error
+        if self._affinity is not None:
+            # Recorded as sent: a stream that fails falls back, and the fallback records too.
+            self._affinity.record(request, self.deployment.key)
         return self.inner.stream(fitted)  # no wrapper on the hot path
 
 

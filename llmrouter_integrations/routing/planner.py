@@ -34,7 +34,8 @@ from ..costs.budget import BudgetRefusal
 from ..costs.pricing import Pricer
 from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 from ..errors import NoDeploymentAvailableError
-from ..types import ChatRequest, Deployment
+from ..types import ChatRequest, Deployment, Usage
+from .affinity import PrefixAffinity
 from .catalog import Catalog, ModelInfo
 from .health import HealthTracker
 from .strategies import Candidate, RoutingStrategy, make_strategy, strategy_name
@@ -202,6 +203,7 @@ class RoutingPlanner:
         is_local: Callable[[Deployment], bool],
         budget_check: BudgetCheck | None = None,
         capacity_check: CapacityCheck | None = None,
+        affinity: PrefixAffinity | None = None,
     ) -> None:
         self.strategy = make_strategy(strategy)
         self.strategy_name = strategy_name(self.strategy)
@@ -209,6 +211,7 @@ class RoutingPlanner:
         self.pricer = pricer
         self.budget_check = budget_check
         self.capacity_check = capacity_check
+        self.affinity = affinity
         # Facts are looked up once here: a bad override fails at construction, and a
         # request pays nothing for the catalog.
         self._facts = [
@@ -273,6 +276,8 @@ class RoutingPlanner:
                 "no deployment can take this request", reasons=filtered
             )
 
+        if self.affinity is not None and len(candidates) > 1:
+            self._weigh_cache_affinity(request, candidates)
         ranked = self.strategy.rank(request, candidates, self.health.view())
         order = self._capacity_last(ranked, input_tokens, notes)
         route = Route(
@@ -317,6 +322,37 @@ class RoutingPlanner:
                 f"{info.max_output_tokens:,} tokens"
             )
         return None
+
+    def _weigh_cache_affinity(self, request: ChatRequest, candidates: list[Candidate]) -> None:
+        """Lower the estimated cost where this request's long prefix is likely cached, by
+        what a cache hit saves there (see routing/affinity.py)."""
+        assert self.affinity is not None
+        held = self.affinity.holder(request)
+        if held is None:
+            return
+        name, tokens = held
+        for candidate, facts in zip(candidates, self._facts_of(candidates)):
+            if candidate.name != name or candidate.estimated_cost_usd is None:
+                continue
+            provider, local = facts.prices_provider, facts.local
+            full = self.pricer.estimate(
+                facts.deployment, tokens, 0, prices_provider=provider, local=local
+            )
+            cached = self.pricer.cost(
+                facts.deployment,
+                Usage(tokens, 0, tokens, cached_input_tokens=tokens),
+                prices_provider=provider,
+                local=local,
+            )
+            if full is None or cached is None:
+                return
+            saving = max(Decimal(0), full - cached.total)
+            candidate.estimated_cost_usd = max(Decimal(0), candidate.estimated_cost_usd - saving)
+            candidate.score_parts["cache_affinity_usd"] = float(saving)
+
+    def _facts_of(self, candidates: list[Candidate]) -> list[_Facts]:
+        by_name = {facts.deployment.key: facts for facts in self._facts}
+        return [by_name[c.name] for c in candidates]
 
     def _circuit_reason(self, name: str) -> str | None:
         if self.health.is_available(name):
