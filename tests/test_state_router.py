@@ -270,3 +270,29 @@ async def test_a_circuit_opened_by_one_router_is_seen_by_the_other(
         assert (await one.achat(MESSAGES, max_tokens=20)).text
         assert one.health()[name].circuit == "closed"
     assert fake.request_count() == 4
+
+
+async def test_the_day_rolls_over_at_the_same_instant_for_every_router(
+    fake: FakeProviderServer, tmp_path: Path
+) -> None:
+    from llmrouter_integrations import ManualClock
+
+    day = 86_400
+    midnight = (time.time() // day + 1) * day
+    # Two processes whose clocks were started at different moments, 10 s before midnight UTC.
+    clocks = [ManualClock(start=5.0, wall_start=midnight - 10), ManualClock(wall_start=midnight - 10)]
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    limit = worst_case() * Decimal("1.5")
+    one, other = (router(fake, url, limit, clock=c) for c in clocks)
+    async with one, other:
+        await one.achat(MESSAGES, max_tokens=60)
+        with pytest.raises(BudgetExceededError):
+            await other.achat(MESSAGES, max_tokens=60)
+        for clock in clocks:
+            clock.advance(11)  # past midnight: a new day for both
+        await other.achat(MESSAGES, max_tokens=60)
+        with pytest.raises(BudgetExceededError):
+            await one.achat(MESSAGES, max_tokens=60)
+        (status,) = one.budgets.status()
+        assert status.period_start == midnight
+        assert status.spent_usd == pytest.approx(float(other.costs.total))

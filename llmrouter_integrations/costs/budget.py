@@ -19,7 +19,6 @@ import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +26,8 @@ from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
 from ..errors import BudgetExceededError, ConfigurationError, StateUnavailableError
 from ..types import ChatRequest, Deployment
-from .ledger import CostLedger, LedgerFilter, LedgerStore, request_tags, request_user
+from .budget_rules import PERIOD_WORDS, Budget, period_bounds
+from .ledger import CostLedger, LedgerFilter, LedgerStore
 from .report import money
 
 if TYPE_CHECKING:
@@ -36,105 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Budget", "BudgetManager", "BudgetRefusal", "BudgetStatus", "Reservation"]
 
-Period = Literal["day", "month"]
-Scope = Literal["global", "user", "tag", "deployment"]
 _ZERO = Decimal(0)
-_DAY = 86_400
-_PERIOD_WORDS = {"day": "daily", "month": "monthly", None: "total"}
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A spending limit in USD, over a period ("day" or "month", UTC; None = forever).
-
-    `scope` says whose spend counts: "global" (every request), "user", "tag" or
-    "deployment". With `key` the budget covers that one user/tag/deployment; without it,
-    each user (tag, deployment) gets its own limit. Requests without a user are not
-    covered by user budgets. `alert_thresholds` are fractions of the limit at which a
-    "budget_alert" event fires, once per period.
-
-    >>> Budget(25, period="month", scope="user")              # $25 per user per month
-    >>> Budget(5, period="day", scope="deployment", key="openai/gpt-4o")
-    """
-
-    limit_usd: Decimal | float | int | str
-    period: Period | None = None
-    scope: Scope = "global"
-    key: str | None = None
-    alert_thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
-    name: str | None = None
-    # Derived in __post_init__: the exact limit, and the spend at which each alert fires.
-    _limit: Decimal = field(init=False, repr=False, compare=False, default=_ZERO)
-    _alert_levels: tuple[tuple[float, Decimal], ...] = field(
-        init=False, repr=False, compare=False, default=()
-    )
-
-    def __post_init__(self) -> None:
-        limit = Decimal(str(self.limit_usd))
-        if not limit.is_finite() or limit < 0:
-            raise ConfigurationError(
-                f"a budget limit must be a sum of USD >= 0, got {self.limit_usd!r}"
-            )
-        if self.period not in ("day", "month", None):
-            raise ConfigurationError(
-                f"budget period must be 'day', 'month' or None, not {self.period!r}"
-            )
-        if self.scope not in ("global", "user", "tag", "deployment"):
-            raise ConfigurationError(
-                f"budget scope must be 'global', 'user', 'tag' or 'deployment', not {self.scope!r}"
-            )
-        if self.scope == "global" and self.key is not None:
-            raise ConfigurationError("a global budget takes no key")
-        thresholds = tuple(sorted(float(t) for t in self.alert_thresholds))
-        if any(t <= 0 for t in thresholds):
-            raise ConfigurationError("alert thresholds are fractions of the limit, above 0")
-        object.__setattr__(self, "limit_usd", limit)
-        object.__setattr__(self, "_limit", limit)
-        object.__setattr__(self, "alert_thresholds", thresholds)
-        levels = tuple((t, limit * Decimal(str(t))) for t in thresholds)
-        object.__setattr__(self, "_alert_levels", levels)
-        if self.name is None:
-            object.__setattr__(self, "name", self._default_name())
-
-    @property
-    def limit(self) -> Decimal:
-        """The limit as an exact Decimal."""
-        return self._limit
-
-    def _default_name(self) -> str:
-        words = _PERIOD_WORDS[self.period]
-        if self.scope == "global":
-            return words
-        if self.key is None:
-            return f"{words} per {self.scope}"
-        return f"{words} for {self.scope} {self.key}"
-
-    def scope_values(self, request: ChatRequest, deployment: str) -> tuple[str, ...]:
-        """Which accounts of this budget a request draws on (none: it does not apply)."""
-        if self.scope == "global":
-            return ("",)
-        if self.scope == "user":
-            values: tuple[str, ...] = (user,) if (user := request_user(request)) else ()
-        elif self.scope == "tag":
-            values = request_tags(request)
-        else:
-            values = (deployment,)
-        if self.key is not None:
-            return (self.key,) if self.key in values else ()
-        return values
-
-
-def _period_bounds(period: str | None, wall: float) -> tuple[float, float]:
-    """[start, end) of the UTC period containing `wall`."""
-    if period is None:
-        return -math.inf, math.inf
-    if period == "day":
-        start = wall // _DAY * _DAY
-        return start, start + _DAY
-    now = datetime.fromtimestamp(wall, timezone.utc)
-    start_dt = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
-    end_dt = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
-    return start_dt.timestamp(), end_dt.timestamp()
 
 
 @dataclass(slots=True)
@@ -152,7 +54,7 @@ class _Account:
     def roll(self, wall: float) -> None:
         # Money still reserved by calls in flight stays reserved into the new period.
         if wall >= self.period_end:
-            self.period_start, self.period_end = _period_bounds(self.budget.period, wall)
+            self.period_start, self.period_end = period_bounds(self.budget.period, wall)
             self.spent = _ZERO
             self.alerted.clear()
 
@@ -172,7 +74,7 @@ class _Account:
         return _error(
             self,
             needed,
-            f"budget {budget.name!r} ({money(budget.limit)} {_PERIOD_WORDS[budget.period]}) would "
+            f"budget {budget.name!r} ({money(budget.limit)} {PERIOD_WORDS[budget.period]}) would "
             f"be exceeded: {money(self.left())} left ({money(self.spent)} spent, "
             f"{money(self.reserved)} held by calls in flight) and this call needs up to "
             f"{money(needed)}. Nothing was sent.",
@@ -297,7 +199,7 @@ class BudgetManager:
     def _load_spend(self, store: LedgerStore) -> None:
         wall = self._clock.wall()
         for budget in self.budgets:
-            start, _ = _period_bounds(budget.period, wall)
+            start, _ = period_bounds(budget.period, wall)
             since = None if math.isinf(start) else start
             key = budget.key
             filters = LedgerFilter(
@@ -315,7 +217,7 @@ class BudgetManager:
         account = self._accounts.get((index, scope_value))
         if account is None:
             budget = self.budgets[index]
-            start, end = _period_bounds(budget.period, wall)
+            start, end = period_bounds(budget.period, wall)
             account = _Account(budget, scope_value, start, end)
             if self._loaded and self._loaded[index][0] == start:
                 account.spent = self._loaded[index][1].get(scope_value, _ZERO)
