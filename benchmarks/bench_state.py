@@ -5,7 +5,8 @@ one Router per setting, identical except for `state=`: one deployment with an `r
 limit, a daily `Budget` that never runs out, the circuit breaker. Per call that is, with
 shared state: the budget hold and its settle, the circuit admission and the rate-window
 count, each one store round trip. Measures sequential latency (p50/p99, and what each
-adds over state=None) and throughput at concurrency 64.
+adds over state=None) and throughput at concurrency 64; then times each store
+operation on its own (p50), which stays readable on a busy machine.
 
     python benchmarks/bench_state.py            # ~1 min
     python benchmarks/bench_state.py --quick    # ~15 s
@@ -104,6 +105,56 @@ async def run(
     return results
 
 
+def _operations(
+    store: Any, account: list[Any], deployment: str
+) -> dict[str, Callable[[int], object]]:
+    return {
+        "reserve": lambda i: store.reserve(f"h{i}", account, 1000, time.time(), 300),
+        "settle": lambda i: store.settle(f"h{i}", account, 900, time.time()),
+        "admit_circuit": lambda i: store.admit_circuit(deployment, time.time(), 60),
+        "acquire_rate": lambda i: store.acquire_rate(
+            deployment,
+            f"p{i}",
+            rpm=100_000_000,
+            tpm=None,
+            concurrency=None,
+            tokens=100,
+            now=time.time(),
+            lease_s=300,
+        ),
+    }
+
+
+def store_operations(states: dict[str, str | None], n: int) -> dict[str, dict[str, float]]:
+    """p50 microseconds of each store operation a call makes, called directly (no router)."""
+    import uuid
+
+    from llmrouter_integrations.state.shared import Account
+    from llmrouter_integrations.state.stores import shared_state_from_spec
+
+    out: dict[str, dict[str, float]] = {}
+    for name, url in states.items():
+        store = shared_state_from_spec(url) if url is not None else None
+        if store is None:
+            continue
+        account = [Account(f"bench|{uuid.uuid4().hex}", limit=10**15)]
+        deployment = f"bench-{uuid.uuid4().hex[:8]}"
+        operations = _operations(store, account, deployment)
+        row: dict[str, float] = {}
+        for label, operation in operations.items():
+            operation(-1)
+            samples = []
+            for i in range(n):
+                start = time.perf_counter()
+                operation(i)
+                samples.append(time.perf_counter() - start)
+            row[label] = statistics.median(samples) * 1e6
+        row["per call"] = sum(row.values())
+        out[name] = row
+        store.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -121,9 +172,8 @@ def main() -> None:
     if redis is not None:
         states["redis"] = f"redis://127.0.0.1:{redis_port}/0"
     try:
-        results = asyncio.run(
-            run(f"http://127.0.0.1:{port}", states, n, total, args.concurrency)
-        )
+        results = asyncio.run(run(f"http://127.0.0.1:{port}", states, n, total, args.concurrency))
+        operations = store_operations(states, n)
     finally:
         server.terminate()
         server.wait()
@@ -147,6 +197,14 @@ def main() -> None:
             f"{row['p50_ms'] - base['p50_ms']:+8.3f} {row['p99_ms'] - base['p99_ms']:+8.3f} "
             f"{row['rps']:8.0f} {100 * row['rps'] / base['rps']:9.0f}%"
         )
+    print()
+    print(
+        "store operations, p50 us (each is one round trip / transaction; a call makes these four)"
+    )
+    labels = ["reserve", "settle", "admit_circuit", "acquire_rate", "per call"]
+    print(f"{'state':<12} " + " ".join(f"{label:>13}" for label in labels))
+    for name, row in operations.items():
+        print(f"{name:<12} " + " ".join(f"{row[label]:13.0f}" for label in labels))
     if redis is None:
         print("(redis-server not installed: Redis row skipped)")
 

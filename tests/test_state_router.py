@@ -296,3 +296,31 @@ async def test_the_day_rolls_over_at_the_same_instant_for_every_router(
         (status,) = one.budgets.status()
         assert status.period_start == midnight
         assert status.spent_usd == pytest.approx(float(other.costs.total))
+
+
+async def test_a_provider_limit_used_up_pauses_every_router(
+    fake: FakeProviderServer, state_url: str
+) -> None:
+    # The fake answers with OpenAI's x-ratelimit-* headers: 2 requests a minute.
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(rate_limit=2, rate_limit_window_s=60))
+    limited = Deployment(
+        "openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url, rpm=1_000
+    )
+    one, other = (
+        Router(
+            deployments=[limited],
+            retry=NO_RETRY,
+            state=state_url,
+            rate_limit_wait=0.0,
+            max_queue_wait=0.0,
+        )
+        for _ in range(2)
+    )
+    async with one, other:
+        await one.achat(MESSAGES, max_tokens=20)
+        await one.achat(MESSAGES, max_tokens=20)  # its headers say: 0 left until the reset
+        # The other router never saw those headers, yet waits for the reset instead of
+        # sending a request the provider would refuse with 429.
+        with pytest.raises(RoutingError):
+            await other.achat(MESSAGES, max_tokens=20)
+    assert fake.request_count() == 2

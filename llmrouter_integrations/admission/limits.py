@@ -340,8 +340,12 @@ class RateLimits:
                 )
             if info.retry_after_s is not None and info.retry_after_s > 0:
                 state.paused_until = max(state.paused_until, now + info.retry_after_s)
-        if self.shared is not None and info.retry_after_s is not None and info.retry_after_s > 0:
-            self.shared.pause(name, info.retry_after_s)
+        if self.shared is not None:
+            # What the provider said applies to every process: a retry-after, or a limit it
+            # reports used up until its reset, pauses the deployment fleet-wide.
+            pause = _exhausted_for(info)
+            if pause > 0:
+                self.shared.pause(name, pause)
         self._changed()
 
     def on_rate_limited(self, name: str, retry_after: float | None) -> None:
@@ -362,6 +366,16 @@ class RateLimits:
                     time=self.clock.wall(),
                 )
             )
+
+
+def _exhausted_for(info: RateLimitInfo) -> float:
+    """Seconds the provider says no more calls will go through (0.0: it did not say so)."""
+    pause = info.retry_after_s or 0.0
+    if info.remaining_requests is not None and info.remaining_requests <= 0:
+        pause = max(pause, info.reset_requests_s or 0.0)
+    if info.remaining_tokens is not None and info.remaining_tokens <= 0:
+        pause = max(pause, info.reset_tokens_s or 0.0)
+    return pause
 
 
 def _tighter(a: int | None, b: int | None) -> int | None:
