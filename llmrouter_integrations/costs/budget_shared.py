@@ -62,7 +62,9 @@ class SharedBudgets:
         self.guard = guard
         self.lease_s = lease_s
         self._lock = threading.Lock()
-        self._pending: list[tuple[tuple[Account, ...], int]] = []
+        # (hold id, accounts, cost) settled while the store was down: pushed when it is back,
+        # under the same hold id, so a settle the store did carry out is not counted twice.
+        self._pending: list[tuple[str, tuple[Account, ...], int]] = []
 
     @property
     def backend(self) -> str:
@@ -84,14 +86,13 @@ class SharedBudgets:
     ) -> Settled | None:
         """Add the real cost (dropping the hold): None when the store is down (kept to push)."""
         amount = to_nano(actual) if actual > 0 else 0
+        hold = hold or uuid.uuid4().hex
         try:
-            return self.guard.run(
-                self.guard.store.settle, hold or uuid.uuid4().hex, specs, amount, wall
-            )
+            return self.guard.run(self.guard.store.settle, hold, specs, amount, wall)
         except StoreUnavailable:
             if amount:
                 with self._lock:
-                    self._pending.append((specs, amount))
+                    self._pending.append((hold, specs, amount))
             return None
 
     def release(self, hold: str, specs: tuple[Account, ...], wall: float) -> None:
@@ -107,15 +108,15 @@ class SharedBudgets:
         """A cost settled locally during an outage: push it to the store once it is back."""
         if actual > 0:
             with self._lock:
-                self._pending.append((specs, to_nano(actual)))
+                self._pending.append((uuid.uuid4().hex, specs, to_nano(actual)))
 
     def _push_pending(self, wall: float) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
         store = self.guard.store
-        for index, (specs, amount) in enumerate(pending):
+        for index, (hold, specs, amount) in enumerate(pending):
             try:
-                self.guard.run(store.settle, uuid.uuid4().hex, specs, amount, wall)
+                self.guard.run(store.settle, hold, specs, amount, wall)
             except StoreUnavailable:
                 with self._lock:
                     self._pending[:0] = pending[index:]

@@ -21,6 +21,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "SETTLED_TTL_S",
     "Account",
     "AccountState",
     "Admission",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 WINDOW_S = 60.0  # the providers' rate-limit window
+SETTLED_TTL_S = 3600.0  # how long a store remembers that a hold was settled
 
 _NANO = Decimal("1e9")
 
@@ -129,7 +131,10 @@ class SharedState(Protocol):
         ...
 
     def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
-        """Drop the hold and add `actual` to each account's spend (even if the lease ended)."""
+        """Drop the hold and add `actual` to each account's spend (even if the lease ended).
+
+        Once per `hold_id` (for an hour): a settle sent again after a timeout, which the
+        store may have carried out, does not count the cost twice."""
         ...
 
     def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:

@@ -16,7 +16,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, Settled, window_wait
+from .shared import (
+    SETTLED_TTL_S,
+    WINDOW_S,
+    Account,
+    AccountState,
+    Admission,
+    Refusal,
+    Settled,
+    window_wait,
+)
 
 __all__ = ["MemoryState"]
 
@@ -56,6 +65,7 @@ class MemoryState:
         self._rates: dict[str, _Rate] = {}
         self._circuits: dict[str, tuple[float, float]] = {}  # name -> (open until, probe until)
         self._locks: dict[str, tuple[str, float]] = {}
+        self._settled: dict[str, float] = {}  # hold id -> when to forget it was settled
 
     def __repr__(self) -> str:
         return "MemoryState()"
@@ -85,10 +95,15 @@ class MemoryState:
         crossed: list[tuple[int, int]] = []
         spent: list[int] = []
         with self._lock:
+            for old in [h for h, until in self._settled.items() if until <= now]:
+                del self._settled[old]
+            fresh = hold_id not in self._settled
+            self._settled[hold_id] = now + SETTLED_TTL_S
             for index, spec in enumerate(accounts):
                 account = self._account(spec)
                 account.holds.pop(hold_id, None)
-                account.spent += actual
+                if fresh:
+                    account.spent += actual
                 reached = sum(1 for level in spec.alerts if account.spent >= level)
                 crossed += [(index, a) for a in range(account.alerted, reached)]
                 account.alerted = max(account.alerted, reached)

@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from .shared import WINDOW_S, Account, AccountState, Admission, Refusal, Settled, StoreUnavailable
+from .shared import (
+    SETTLED_TTL_S,
+    WINDOW_S,
+    Account,
+    AccountState,
+    Admission,
+    Refusal,
+    Settled,
+    StoreUnavailable,
+)
 
 __all__ = ["RedisState"]
 
@@ -77,10 +86,17 @@ if mode == 'reserve' then
   end
   return {-1}
 elseif mode == 'settle' then
+  -- Once per hold: the marker says it was settled (a settle retried after a timeout).
+  local fresh = redis.call('SET', KEYS[3*n+1], '1', 'NX', 'PX', math.floor(tonumber(hexp)))
   for i = 1, n do
     local a, h, m, limit, kexp, levels = prep(i)
     drop(a, h, m)
-    local spent = redis.call('HINCRBY', a, 'spent', amount)
+    local spent
+    if fresh then
+      spent = redis.call('HINCRBY', a, 'spent', amount)
+    else
+      spent = tonumber(redis.call('HGET', a, 'spent'))
+    end
     out[#out+1] = redis.call('HGET', a, 'spent')
     local alerted = tonumber(redis.call('HGET', a, 'alerted'))
     local reached = 0
@@ -294,6 +310,7 @@ class RedisState:
             keys += [base, base + ":holds", base + ":amounts"]
             expiry = 0 if math.isinf(spec.expires_at) else int(spec.expires_at * 1000)
             args += [spec.limit, spec.initial, expiry, ",".join(map(str, spec.alerts))]
+        keys.append(f"{self._tag}:settled:{hold_id}")
         return self._call(self._budget, keys, args)
 
     def reserve(
@@ -307,7 +324,8 @@ class RedisState:
     def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
         # A flat reply: each account's spend (a string), then its crossed alerts as pairs
         # (-index - 1, alert), in account order.
-        flat = self._budget_call("settle", hold_id, accounts, actual, now, now)
+        ttl_ms = SETTLED_TTL_S * 1000
+        flat = self._budget_call("settle", hold_id, accounts, actual, now, ttl_ms)
         spent: list[int] = []
         crossed: list[tuple[int, int]] = []
         position = 0

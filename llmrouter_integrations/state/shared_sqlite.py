@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from .shared import (
+    SETTLED_TTL_S,
     WINDOW_S,
     Account,
     AccountState,
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS budget_holds (
     key TEXT NOT NULL, id TEXT NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (key, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS budget_settled (id TEXT PRIMARY KEY, expires REAL NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rate_spends (
     name TEXT NOT NULL, id TEXT NOT NULL, t REAL NOT NULL, requests INTEGER NOT NULL,
     tokens INTEGER NOT NULL, PRIMARY KEY (name, id)
@@ -155,12 +158,21 @@ class SQLiteState:
         def run(db: sqlite3.Connection) -> Settled:
             crossed: list[tuple[int, int]] = []
             spends: list[int] = []
+            fresh = (
+                db.execute(
+                    "INSERT OR IGNORE INTO budget_settled VALUES (?, ?)",
+                    (hold_id, now + SETTLED_TTL_S),
+                ).rowcount
+                == 1
+            )
             for index, spec in enumerate(accounts):
                 self._account(db, spec, now)
                 db.execute("DELETE FROM budget_holds WHERE key = ? AND id = ?", (spec.key, hold_id))
-                db.execute(
-                    "UPDATE budget_accounts SET spent = spent + ? WHERE key = ?", (actual, spec.key)
-                )
+                if fresh:
+                    db.execute(
+                        "UPDATE budget_accounts SET spent = spent + ? WHERE key = ?",
+                        (actual, spec.key),
+                    )
                 spent, alerted = db.execute(
                     "SELECT spent, alerted FROM budget_accounts WHERE key = ?", (spec.key,)
                 ).fetchone()
@@ -173,6 +185,7 @@ class SQLiteState:
                     )
             if random.random() < 0.01:  # now and then, forget accounts of periods long over
                 db.execute("DELETE FROM budget_accounts WHERE expires < ?", (now,))
+                db.execute("DELETE FROM budget_settled WHERE expires < ?", (now,))
             return Settled(spends, crossed)
 
         return self._run(run)
