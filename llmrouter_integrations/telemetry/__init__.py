@@ -14,7 +14,7 @@ Nothing here imports `opentelemetry` until a router is instrumented, so `import
 llmrouter_integrations` stays as light with or without the extra installed.
 
     >>> router = Router(deployments=[...], instrument=True)          # one router
-    >>> instrument_all()                                             # every router
+    >>> instrument_all()                          # every router made after this call
     >>> router = Router(deployments=[...],
     ...                 instrument=InstrumentationSettings(capture_content=True))
 """
