@@ -195,6 +195,7 @@ async def test_anthropic_blocks_are_dropped_on_fallback_to_openai(fake: FakeProv
     sent = _last_body(fake, "o3-mini")
     assistant = next(m for m in sent["messages"] if m["role"] == "assistant")
     assert "thinking" not in str(assistant) and assistant["tool_calls"]
+    assert assistant["content"] is None  # only tool calls: no empty text, no foreign blocks
 
 
 @pytest.mark.parametrize(
@@ -222,3 +223,19 @@ async def test_openai_compatible_reasoning_text_and_fields(
         assert body[field] == "high"
     else:
         assert "reasoning_effort" not in body
+
+
+async def test_cached_answers_keep_reasoning_and_signed_blocks(fake: FakeProviderServer) -> None:
+    async with Router([claude(fake)], cache="memory") as router:
+        streamed = [c async for c in router.astream("What is 2+2?", reasoning="low")]
+        replayed = [c async for c in router.astream("What is 2+2?", reasoning="low")]
+        whole = await router.acomplete("What is 2+2?", reasoning="low")
+        again = await router.acomplete("What is 2+2?", reasoning="low")
+    # One upstream call: the streamed answer, blocks included, serves all four.
+    assert fake.request_count("claude-sonnet-4-5") == 1
+    blocks = [b for c in streamed for b in c.blocks]
+    assert blocks and [b for c in replayed for b in c.blocks] == blocks
+    assert "".join(c.reasoning for c in replayed) == "Reasoning about: What is 2+2?"
+    assert whole.cached and whole.message.blocks == blocks
+    assert again.message.blocks == blocks and again.text == whole.text
+    assert whole.reasoning == "Reasoning about: What is 2+2?"

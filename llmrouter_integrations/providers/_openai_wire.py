@@ -177,7 +177,10 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     content = message.content
     if isinstance(content, list) and any(part.type in _MEDIA for part in content):
         wire["content"] = [part_to_wire(part) for part in content if part.type != "provider"]
-    elif content is None and message.tool_calls:
+    elif message.tool_calls and (
+        content is None or (isinstance(content, list) and not message.text)
+    ):
+        # Nothing to say but tool calls (another dialect's thinking blocks are not text).
         wire["content"] = None
     else:
         # Text-only parts are sent as one string: several compatible servers accept

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Any
 
 from ..core.clock import Clock
 from ..costs.tokens import estimate_input_tokens, estimate_text_tokens
@@ -36,22 +35,23 @@ _MAX_ENTRIES = 20_000
 _MAX_BOUNDARIES = 24  # fingerprints recorded per request (the longest prefixes)
 
 
-def _part(part: ContentPart) -> Any:
+def _part(part: ContentPart) -> str:
     if part.type == "text":
-        return part.text
+        return part.text or ""
     # Media by size and head: enough to tell documents apart without hashing megabytes twice.
     data = part.data or part.url or part.image_url or part.text or ""
-    return [part.type, len(data), data[:256], part.block.data if part.block else None]
+    block = json.dumps(part.block.data, sort_keys=True) if part.block else ""
+    return f"\0{part.type}:{len(data)}:{data[:256]}{block}\0"
 
 
 def _message_key(message: Message) -> str:
-    content: Any = message.content
-    if isinstance(content, list):
-        content = [_part(p) for p in content]
-    calls = [[c.id, c.name, c.arguments] for c in message.tool_calls]
-    return json.dumps(
-        [message.role, content, calls, message.tool_call_id], default=str, sort_keys=True
-    )
+    """The message as text for fingerprinting (raw text, no JSON escaping of long prompts)."""
+    content = message.content
+    text = content if isinstance(content, str) else "".join(map(_part, content or ()))
+    head = f"{message.role}\0{message.tool_call_id or ''}\0"
+    if message.tool_calls:
+        head += json.dumps([[c.id, c.name, c.arguments] for c in message.tool_calls])
+    return head + "\0" + text
 
 
 class PrefixAffinity:
