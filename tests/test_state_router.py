@@ -324,3 +324,30 @@ async def test_a_provider_limit_used_up_pauses_every_router(
         with pytest.raises(RoutingError):
             await other.achat(MESSAGES, max_tokens=20)
     assert fake.request_count() == 2
+
+
+async def test_a_hold_outlives_a_slow_call_that_is_within_its_deadline(
+    fake: FakeProviderServer, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from llmrouter_integrations import ManualClock
+    from llmrouter_integrations.state.shared_sqlite import SQLiteState
+
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.5, usage={"output": 60}))
+    wall = time.time()
+    clocks = [ManualClock(wall_start=wall), ManualClock(wall_start=wall)]
+    path = str(tmp_path / "state.db")
+    limit = worst_case() * Decimal("1.5")
+    async with router(
+        fake, SQLiteState(path, lease_s=5.0), limit, clock=clocks[0], timeout=120
+    ) as slow, router(fake, SQLiteState(path, lease_s=5.0), limit, clock=clocks[1]) as other:
+        call = asyncio.ensure_future(slow.achat(MESSAGES, max_tokens=60))
+        while fake.request_count() < 1:
+            await asyncio.sleep(0.01)
+        for clock in clocks:
+            clock.advance(60)  # far past the store's 5 s lease, well within the call's 120 s
+        with pytest.raises(BudgetExceededError, match="held by calls in flight"):
+            await other.achat(MESSAGES, max_tokens=60)
+        await call
+    assert fake.request_count() == 1

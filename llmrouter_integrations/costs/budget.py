@@ -253,7 +253,11 @@ class BudgetManager:
             accounts = self._applicable(request, name, wall)
             specs = self._specs(accounts) if self.shared is not None and accounts else ()
         if specs and self.shared is not None:
-            reservation = self._reserve_shared(self.shared, accounts, specs, needed, name, wall)
+            deadline = request.deadline
+            left = None if deadline is None else max(0.0, deadline - self._clock.now())
+            reservation = self._reserve_shared(
+                self.shared, accounts, specs, needed, name, wall, left
+            )
             if reservation is not None:
                 return reservation
         with self._lock:
@@ -296,12 +300,13 @@ class BudgetManager:
         needed: Decimal,
         name: str,
         wall: float,
+        time_left_s: float | None,
     ) -> Reservation | None:
         """Hold in the store; None: it is down and state_failure="local" (hold locally)."""
         from ..state.shared import StoreUnavailable, from_nano
 
         try:
-            outcome = shared.reserve(specs, needed, wall)
+            outcome = shared.reserve(specs, needed, wall, time_left_s)
         except StoreUnavailable:
             if self.state_failure == "local":
                 return None

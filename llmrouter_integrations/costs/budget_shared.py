@@ -25,6 +25,7 @@ from ..state.shared import Account, AccountState, Refusal, Settled, StoreUnavail
 __all__ = ["SharedBudgets", "account_spec"]
 
 _NANO = Decimal("1e9")
+_LEASE_MARGIN_S = 30.0  # a hold outlives its call's deadline by this much
 _KEEP_S = 2 * 86_400  # the store keeps an account two days past its period, then forgets it
 
 
@@ -70,15 +71,26 @@ class SharedBudgets:
     def backend(self) -> str:
         return self.guard.backend
 
-    def reserve(self, specs: tuple[Account, ...], needed: Decimal, wall: float) -> Refusal | str:
+    def reserve(
+        self,
+        specs: tuple[Account, ...],
+        needed: Decimal,
+        wall: float,
+        time_left_s: float | None = None,
+    ) -> Refusal | str:
         """Hold `needed` on every account: the hold id, or the store's `Refusal`.
 
-        Raises `StoreUnavailable` when the store cannot answer."""
+        The hold's lease outlasts the call's own deadline (`time_left_s`, when it has one),
+        so a live call's money is never handed out twice. Raises `StoreUnavailable` when
+        the store cannot answer."""
         if self._pending:
             self._push_pending(wall)
         hold = uuid.uuid4().hex
         store = self.guard.store
-        refusal = self.guard.run(store.reserve, hold, specs, to_nano(needed), wall, self.lease_s)
+        lease = self.lease_s
+        if time_left_s is not None:
+            lease = max(lease, time_left_s + _LEASE_MARGIN_S)
+        refusal = self.guard.run(store.reserve, hold, specs, to_nano(needed), wall, lease)
         return hold if refusal is None else refusal
 
     def settle(
