@@ -161,3 +161,20 @@ async def test_no_affinity_without_a_long_shared_prefix(fake: FakeProviderServer
         await router.achat("short", deployments=["anthropic/claude-sonnet-4-5"])
         again = await router.achat("short")
     assert again.deployment == "anthropic/claude-haiku-4-5"
+
+
+async def test_openrouter_passes_marks_on_to_the_model_openai_does_not(
+    fake: FakeProviderServer,
+) -> None:
+    openrouter = Deployment(
+        "openrouter", "anthropic/claude-sonnet-4.5", api_key=KEY, base_url=fake.openrouter_base_url
+    )
+    openai = Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url)
+    messages = [Message("system", RULES, cache_control=EPHEMERAL), Message("user", "hi")]
+    async with Router([openrouter, openai], strategy="priority") as router:
+        await router.achat(messages)
+        await router.achat(messages, deployments=["openai/gpt-4o-mini"])
+    sent = fake.requests_for("anthropic/claude-sonnet-4.5")[-1].body["messages"]
+    assert sent[0]["content"] == [{"type": "text", "text": RULES, "cache_control": EPHEMERAL}]
+    assert sent[1]["content"] == "hi"
+    assert fake.requests_for("gpt-4o-mini")[-1].body["messages"][0]["content"] == RULES

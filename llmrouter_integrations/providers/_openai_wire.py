@@ -121,7 +121,7 @@ def provider_cost(data: Any) -> Decimal | None:
     return cost
 
 
-def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+def messages_to_wire(messages: list[Message], *, cache_marks: bool = False) -> list[dict[str, Any]]:
     """The chat messages, with what tools returned besides text moved into a user turn.
 
     The API takes images (and files, audio) from user turns only: a tool message holding
@@ -134,14 +134,14 @@ def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
     'image_url'
     """
     if not any(m.role == "tool" and isinstance(m.content, list) for m in messages):
-        return [message_to_wire(message) for message in messages]
+        return [message_to_wire(message, cache_marks=cache_marks) for message in messages]
     wire: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
     for message in messages:
         if moved and message.role != "tool":
             wire.append({"role": "user", "content": moved})
             moved = []
-        wire.append(message_to_wire(message))
+        wire.append(message_to_wire(message, cache_marks=cache_marks))
         media = _tool_media(message)
         if media:
             label = f"Returned by tool call {message.tool_call_id or ''}:"
@@ -167,15 +167,21 @@ def _tool_text(message: Message) -> str:
     return text
 
 
-def message_to_wire(message: Message) -> dict[str, Any]:
-    """One `Message` as an OpenAI chat message dict (a tool's media: see messages_to_wire)."""
+def message_to_wire(message: Message, *, cache_marks: bool = False) -> dict[str, Any]:
+    """One `Message` as an OpenAI chat message dict (a tool's media: see messages_to_wire).
+
+    With `cache_marks` (OpenRouter, which passes them on to Anthropic and Gemini models), a
+    message carrying `cache_control` is sent as parts that keep their marks.
+    """
     wire: dict[str, Any] = {"role": message.role}
     if message.role == "tool":
         wire["tool_call_id"] = message.tool_call_id or ""
         wire["content"] = _tool_text(message)
         return wire
     content = message.content
-    if isinstance(content, list) and any(part.type in _MEDIA for part in content):
+    if cache_marks and _marked(message):
+        wire["content"] = _marked_parts(message)
+    elif isinstance(content, list) and any(part.type in _MEDIA for part in content):
         wire["content"] = [part_to_wire(part) for part in content if part.type != "provider"]
     elif message.tool_calls and (
         content is None or (isinstance(content, list) and not message.text)
@@ -201,6 +207,28 @@ def message_to_wire(message: Message) -> dict[str, Any]:
 
 
 _MEDIA = ("image", "file", "audio")
+
+
+def _marked(message: Message) -> bool:
+    if message.cache_control is not None:
+        return True
+    return isinstance(message.content, list) and any(p.cache_control for p in message.content)
+
+
+def _marked_parts(message: Message) -> list[dict[str, Any]]:
+    content = message.content
+    parts = content if isinstance(content, list) else [ContentPart("text", text=content or "")]
+    wire: list[dict[str, Any]] = []
+    for part in parts:
+        if part.type == "provider" or (part.type == "text" and not part.text):
+            continue
+        item = part_to_wire(part)
+        if part.cache_control:
+            item["cache_control"] = dict(part.cache_control)
+        wire.append(item)
+    if wire and message.cache_control:
+        wire[-1]["cache_control"] = dict(message.cache_control)
+    return wire
 
 
 def part_to_wire(part: ContentPart) -> dict[str, Any]:

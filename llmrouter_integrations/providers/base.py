@@ -53,6 +53,9 @@ class Endpoint:
     # How `reasoning=` is spelled here (see providers/_reasoning.py): "openai", "groq",
     # "openrouter", "compatible" (reasoning_effort), "none" (the model decides: DeepSeek).
     reasoning_style: str = "compatible"
+    # Passes `cache_control` marks on message parts to the model (OpenRouter does, for
+    # Anthropic and Gemini models); elsewhere on OpenAI-style wires they are left out.
+    cache_marks: bool = False
 
 
 @dataclass(slots=True)

@@ -114,6 +114,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 prices_provider="openrouter",
                 quirks=_openrouter_quirks,
                 reasoning_style="openrouter",
+                cache_marks=True,
             ),
             _row(
                 name="groq",

@@ -117,7 +117,7 @@ class OpenAIChatDialect:
         `request.metadata` is never sent: OpenAI accepts it only with `store=true`, and
         most compatible servers reject it.
         """
-        messages = wire.messages_to_wire(request.messages)
+        messages = wire.messages_to_wire(request.messages, cache_marks=endpoint.cache_marks)
         if not endpoint.null_tool_call_content:
             for message in messages:
                 if "content" in message and message["content"] is None:
