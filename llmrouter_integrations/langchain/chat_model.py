@@ -31,7 +31,7 @@ from ._config import (
     router_arguments,
     secret_from_env,
 )
-from ._context import RemembersCallConfig, call_attribution, current_call_config
+from ._context import RemembersCallConfig, current_call_config
 from ._convert import (
     UnsupportedContentError,
     chunk_to_message_chunk,
@@ -39,14 +39,12 @@ from ._convert import (
     to_router_messages,
 )
 from ._events import EventForwarder
+from ._options import call_options
 from ._profile import profile_for
 from ._structured import StructuredMethod, build_structured_output
 from ._tools import to_openai_tool, to_tool_choice, to_tool_spec
 
 __all__ = ["ChatLLMRouter"]
-
-# Call kwargs LangChain uses itself; they are not request options.
-_LANGCHAIN_ONLY_KWARGS = ("stream", "ls_structured_output_format", "structured_output_format")
 
 
 class ChatLLMRouter(RemembersCallConfig):
@@ -315,35 +313,7 @@ class ChatLLMRouter(RemembersCallConfig):
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> dict[str, Any]:
-        """Router options for one call: model defaults, then call kwargs, then attribution."""
-        options: dict[str, Any] = dict(self.model_kwargs)
-        for name in (
-            *("model", "temperature", "max_tokens", "top_p", "seed", "timeout", "user"),
-            "reasoning",
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                options[name] = value
-        stop_list = stop if stop is not None else self.stop
-        if stop_list:
-            options["stop"] = list(stop_list)
-        for name, value in kwargs.items():
-            if name not in _LANGCHAIN_ONLY_KWARGS:
-                options[name] = value
-        if options.get("tools"):
-            options["tools"] = [to_tool_spec(tool) for tool in options["tools"]]
-        if "tool_choice" in options:
-            options["tool_choice"] = to_tool_choice(options["tool_choice"])
-        tags, metadata = call_attribution(run_manager, self.tags, self.metadata)
-        if "user" not in kwargs:
-            user = metadata.get("user") or metadata.get("user_id")
-            if user is not None:
-                options["user"] = str(user)
-        if tags:
-            options["tags"] = [*tags, *[t for t in options.get("tags") or () if t not in tags]]
-        if metadata:
-            options["metadata"] = {**metadata, **(options.get("metadata") or {})}
-        return options
+        return call_options(self, stop, run_manager, kwargs)
 
     # --------------------------------------------------------- generation
     def _generate(
