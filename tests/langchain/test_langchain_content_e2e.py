@@ -243,3 +243,22 @@ def test_the_profile_claims_reasoning_only_when_every_deployment_reasons(
     assert mixed["reasoning_output"] is False and "reasoning_effort_levels" not in mixed
     # Images a tool returns reach OpenAI too (in a user turn after the tool results).
     assert profile(openai(fake), anthropic(fake))["image_tool_message"] is True
+
+
+def test_the_profile_claims_pdfs_and_audio_only_when_every_deployment_takes_them(
+    fake: FakeProviderServer,
+) -> None:
+    def profile(*chain: dict[str, Any]) -> dict[str, Any]:
+        found = ChatLLMRouter(deployments=list(chain)).profile
+        assert found is not None
+        return dict(found)
+
+    both = profile(openai(fake), anthropic(fake, model="claude-haiku-4-5"))
+    assert (both["pdf_inputs"], both["pdf_tool_message"], both["audio_inputs"]) == (
+        True,
+        True,
+        False,  # Anthropic takes no audio
+    )
+    assert profile(openai(fake, "gpt-4o-audio-preview"))["audio_inputs"] is True
+    no_pdf = profile(openai(fake), anthropic(fake, capabilities={"pdf": False}))
+    assert (no_pdf["pdf_inputs"], no_pdf["pdf_tool_message"]) == (False, False)
