@@ -74,11 +74,13 @@ def tool_from_input(tool: ToolSpec | Mapping[str, Any]) -> ToolSpec:
     function = tool.get("function") if tool.get("type") == "function" else None
     source = function if isinstance(function, Mapping) else tool
     parameters = source.get("parameters") or source.get("input_schema")
+    cache_control = tool.get("cache_control") or source.get("cache_control")
     return ToolSpec(
         name=source["name"],
         description=source.get("description") or "",
         parameters=dict(parameters or {"type": "object", "properties": {}}),
         strict=source.get("strict"),
+        cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
     )
 
 

@@ -103,3 +103,34 @@ def test_a_tool_named_tool_is_forced_on_the_wire() -> None:
             router.complete("hi", tools=[tool], tool_choice="tool", max_tokens=20)
         body = fake.requests[-1].body
     assert body["tool_choice"] == {"type": "function", "function": {"name": "tool"}}
+
+
+def test_a_tool_spec_is_built_the_same_way_everywhere() -> None:
+    from langchain_core.tools import tool as langchain_tool
+    from llama_index.core.tools import FunctionTool
+
+    from llmrouter_integrations.langchain._tools import to_tool_spec
+    from llmrouter_integrations.llama_index._convert import tools_to_specs
+
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    from_langchain = to_tool_spec(langchain_tool(add))
+    (from_llama_index,) = tools_to_specs([FunctionTool.from_defaults(fn=add)])
+    for spec in (from_langchain, from_llama_index):
+        assert spec.name == "add" and "Add two integers" in spec.description
+        assert set(spec.parameters["properties"]) == {"a", "b"}
+
+    marked = {
+        "type": "function",
+        "function": {"name": "add", "parameters": {"type": "object", "properties": {}}},
+        "cache_control": {"type": "ephemeral"},
+    }
+    router = Router(["anthropic/claude-haiku-4-5"], environ={"ANTHROPIC_API_KEY": KEY})
+    try:
+        (spec,) = router.build_request("hi", tools=[marked]).tools or []
+    finally:
+        router.close()
+    assert spec.cache_control == {"type": "ephemeral"}  # a Router dict keeps its breakpoint
+    assert to_tool_spec(marked).cache_control == {"type": "ephemeral"}

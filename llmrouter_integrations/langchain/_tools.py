@@ -14,7 +14,7 @@ from typing import Any, cast
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from .._inputs import tool_choice_from_input
+from .._inputs import tool_choice_from_input, tool_from_input
 from ..types import ToolSpec
 
 __all__ = ["to_openai_tool", "to_tool_choice", "to_tool_spec"]
@@ -45,15 +45,7 @@ def to_tool_spec(tool: Mapping[str, Any] | ToolSpec | BaseTool | type | Any) -> 
     openai_tool: Mapping[str, Any] = (
         cast("Mapping[str, Any]", tool) if _is_openai_tool(tool) else to_openai_tool(tool)
     )
-    function = openai_tool["function"]
-    cache_control = openai_tool.get("cache_control")
-    return ToolSpec(
-        name=function["name"],
-        description=function.get("description", ""),
-        parameters=function.get("parameters") or {"type": "object", "properties": {}},
-        strict=function.get("strict"),
-        cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
-    )
+    return tool_from_input(openai_tool)
 
 
 def _is_openai_tool(tool: Any) -> bool:

@@ -28,7 +28,7 @@ from llama_index.core.llms.utils import parse_partial_json
 
 from .._adapters import attempts_to_json
 from .._adapters import jsonable as to_jsonable
-from .._inputs import tool_choice_from_input
+from .._inputs import tool_choice_from_input, tool_from_input
 from ..types import ChatChunk, ContentPart, Message, ProviderBlock, Role, ToolCall, ToolSpec, Usage
 from ..types import ChatResponse as RouterChatResponse
 from ._blocks import cache_control_of, parts_of, thinking_blocks
@@ -185,17 +185,7 @@ def _parse_arguments(arguments: Any) -> dict[str, Any]:
 
 def tools_to_specs(tools: Sequence[BaseTool]) -> list[ToolSpec]:
     """LlamaIndex tools as router tool specs, via the tools' own OpenAI schema."""
-    specs = []
-    for tool in tools:
-        function = tool.metadata.to_openai_tool(skip_length_check=True)["function"]
-        specs.append(
-            ToolSpec(
-                name=function["name"],
-                description=function.get("description") or "",
-                parameters=function.get("parameters") or {"type": "object", "properties": {}},
-            )
-        )
-    return specs
+    return [tool_from_input(tool.metadata.to_openai_tool(skip_length_check=True)) for tool in tools]
 
 
 def normalise_tool_choice(tool_choice: Any, tool_required: bool = False) -> str | None:
