@@ -85,7 +85,7 @@ class ChatLLMRouter(RemembersCallConfig):
     """A `RetryPolicy`; defaults from `max_retries` when that is set."""
     budgets: list[Any] | None = Field(default=None, exclude=True)
     ledger: Any = Field(default=None, exclude=True)
-    router_cache: Any = Field(default=None, exclude=True)
+    router_cache: Any = Field(default=None, exclude=True, repr=False)  # a URL may hold a password
     """The router's own cache (`"memory"`, `"sqlite:///path.db"`...); see `cache` below."""
     state: Any = Field(default=None, exclude=True, repr=False)
     """Shared state across processes: `"sqlite:///state.db"`, `"redis://..."` or a store."""
@@ -249,7 +249,7 @@ class ChatLLMRouter(RemembersCallConfig):
     def lc_attributes(self) -> dict[str, Any]:
         # Plain data only: deployments without keys (after loading, keys come from the
         # environment), and router options given as strings. Objects (a strategy instance,
-        # a ledger store) cannot be serialised and are left out.
+        # a ledger store) cannot be serialised and are left out; so is a URL with a password.
         router = self._get_router()
         attributes: dict[str, Any] = {
             "deployments": [public_deployment(d) for d in router.deployments]
@@ -262,7 +262,7 @@ class ChatLLMRouter(RemembersCallConfig):
             ("ledger", self.ledger),
             ("router_cache", self.router_cache),
         ):
-            if isinstance(value, str):
+            if isinstance(value, str) and "@" not in value.partition("://")[2]:
                 attributes[name] = value
         return attributes
 

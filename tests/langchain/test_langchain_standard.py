@@ -26,6 +26,7 @@ import struct
 import wave
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -317,3 +318,20 @@ def test_serialised_config_loads_back_without_keys(monkeypatch: pytest.MonkeyPat
     assert loaded.asdict() == model.asdict()
     assert loaded.llm_router.deployments[1].headers == {"x-team": "search"}
     assert loaded.api_key is not None and loaded.api_key.get_secret_value() == "sk-from-env-0123"
+
+
+@pytest.mark.parametrize("setting", ["cache", "ledger", "state"])
+def test_store_passwords_stay_out_of_repr_and_serialised_config(
+    setting: str, tmp_path: Path
+) -> None:
+    # A Redis URL carries its password; LangChain writes dumps() to disk and the llm
+    # string into its own cache's rows, so neither may hold it.
+    ledger = f"sqlite:///{tmp_path / 'costs.db'}"
+    url = ledger if setting == "ledger" else "redis://:Hunter2-pw@127.0.0.1:1/0"
+    model = ChatLLMRouter(
+        deployments=["openai/gpt-4o-mini"], api_key="sk-test-0123456789", **{setting: url}
+    )
+    for text in (repr(model), str(model), dumps(model), model._get_llm_string()):
+        assert "Hunter2-pw" not in text
+    if setting == "ledger":  # a plain path is configuration, kept for loading back
+        assert ledger in dumps(model)
