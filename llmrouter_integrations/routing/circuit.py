@@ -77,8 +77,10 @@ def classify_failure(error: BaseException) -> FailureKind | None:
     """
     if not isinstance(error, Exception):
         return None  # cancelled, or the consumer closed the stream: nobody's fault
-    if isinstance(error, (RoutingError, ContextWindowExceededError)):
-        return None  # the router's own refusal, or a request too long for this model
+    if isinstance(error, (RoutingError, ContextWindowExceededError, ConfigurationError)):
+        # the router's own refusal, a request too long for this model, or a setup mistake
+        # of the caller's (a closed http_client): none of them the deployment's fault
+        return None
     if isinstance(error, ProviderError) and error.deployment_error:
         return "deployment"
     if isinstance(error, BadRequestError):
