@@ -25,6 +25,7 @@ from ..errors import ProviderError, ProviderTimeoutError, ResponseDecodeError
 from ..transport.base import HTTPRequest, Transport
 from ..transport.sse import SSEDecoder
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
+from ._secrets import scrub_error, secret_forms
 
 if TYPE_CHECKING:
     from ..costs.pricing import Pricer
@@ -139,8 +140,9 @@ class DeploymentBackend:
         headers.update(deployment.headers)
         self._headers = headers
         # Providers sometimes echo the key in an error; the dialect redacts known key shapes,
-        # and this exact value is scrubbed from every error too (keys of any shape).
-        self._secret = key if key and len(key) >= 6 else None
+        # and every error leaving this layer is scrubbed of this exact key (any length, any
+        # shape, in its usual encodings), its exception chain included.
+        self._secret_forms = secret_forms(key)
 
     def __repr__(self) -> str:
         return f"DeploymentBackend({self.deployment.key!r}, url={self.url!r})"
@@ -359,23 +361,7 @@ class DeploymentBackend:
             error.model = model
         if error.deployment is None:
             error.deployment = self.deployment.key
-        secret = self._secret
-        if secret is not None and secret in repr((error.message, error.args, error.__dict__)):
-            error.message = error.message.replace(secret, "***")
-            error.args = tuple(_scrub(arg, secret) for arg in error.args)
-            for name, value in list(vars(error).items()):
-                setattr(error, name, _scrub(value, secret))
-
-
-def _scrub(value: Any, secret: str) -> Any:
-    """`value` with every occurrence of `secret` in its strings replaced by ***."""
-    if isinstance(value, str):
-        return value.replace(secret, "***")
-    if isinstance(value, dict):
-        return {key: _scrub(item, secret) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_scrub(item, secret) for item in value)
-    return value
+        scrub_error(error, self._secret_forms)
 
 
 # What a dialect parser raises when a reply is not shaped as it expects.
