@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from ._validate import VALID_ROLES, check_request, invalid
 from .errors import ConfigurationError
 from .types import ChatRequest, Message, ToolSpec, message_from_dict, messages_from_input
 
@@ -141,7 +142,7 @@ def build_request(
         elif value is not None:
             extra[key] = value
     if fields.get("tools"):
-        fields["tools"] = [tool_from_input(t) for t in fields["tools"]]
+        fields["tools"] = [_tool(position, t) for position, t in enumerate(fields["tools"])]
     if "tool_choice" in fields:
         fields["tool_choice"] = tool_choice_from_input(fields["tool_choice"])
     if isinstance(fields.get("stop"), str):
@@ -156,4 +157,24 @@ def build_request(
                 )
     if fields.get("tags") is not None:
         fields["tags"] = tuple(fields["tags"])
-    return ChatRequest(messages=messages_from_user(messages), extra_body=extra, **fields)
+    try:
+        parsed = messages_from_user(messages)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        problem: str | None = str(exc).strip("'\"") or type(exc).__name__
+    else:
+        problem = None
+    if problem is not None:  # raised out here: the parser's error stays out of the chain
+        if "role" in problem:
+            problem += f" (valid roles: {', '.join(VALID_ROLES)})"
+        raise invalid("messages", f"are not valid: {problem}")
+    request = ChatRequest(messages=parsed, extra_body=extra, **fields)
+    check_request(request)  # before anything is sent: nothing counts against a deployment
+    return request
+
+
+def _tool(position: int, tool: Any) -> ToolSpec:
+    try:
+        return tool_from_input(tool)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        pass
+    raise invalid(f"tools[{position}]", "needs a name (and a JSON schema of its parameters)")

@@ -14,6 +14,8 @@ from typing import Any, Literal, cast
 
 from pydantic import SecretStr
 
+from ._validate import check_deployment
+
 __all__ = [
     "Attempt",
     "ChatChunk",
@@ -226,11 +228,8 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts. `input_tokens` counts every prompt token, cache reads and writes included.
-
-    `estimated` is True when the provider reported no usage and the counts are the router's
-    own estimate (some OpenAI-compatible servers send none); costs built on them are estimates.
-    """
+    """Token counts. `input_tokens` counts every prompt token, cache reads and writes included;
+    `estimated`: the provider reported none, so these are the router's own estimate."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -389,7 +388,7 @@ class Deployment:
         if self.name is None:
             self.name = f"{self.provider}/{self.model}"
         self.tags = tuple(self.tags)
-        _check_header_safe(self)
+        check_deployment(self)  # a key or header no HTTP request can carry: refused now
 
     @property
     def key(self) -> str:
@@ -438,32 +437,6 @@ def _file_from_dict(kind: str, part: Mapping[str, Any]) -> ContentPart:
             text=str(source.get("data") or ""), filename=title,
         )  # fmt: skip
     raise ValueError(f"unsupported document source: {source.get('type')!r}")
-
-
-def _is_header_safe(value: str) -> bool:
-    # Visible ASCII and spaces only: what every HTTP client sends as a header value. A
-    # trailing newline (a key read from a file) or a non-ASCII character would otherwise
-    # fail every request with a bare ValueError/UnicodeEncodeError from the HTTP library.
-    return value.isascii() and value.isprintable()
-
-
-def _check_header_safe(deployment: Deployment) -> None:
-    """Refuse, at construction, a key or header no HTTP request can carry; never show it."""
-    from .errors import ConfigurationError
-
-    key = deployment.api_key
-    if isinstance(key, SecretStr) and not _is_header_safe(key.get_secret_value()):
-        raise ConfigurationError(
-            f"deployment {deployment.key!r}: the API key contains a control or non-ASCII "
-            "character (often a trailing newline from a file or environment variable); "
-            "strip it"
-        )
-    for name, value in deployment.headers.items():
-        if not (_is_header_safe(str(name)) and _is_header_safe(str(value))):
-            raise ConfigurationError(
-                f"deployment {deployment.key!r}: header {name!r:.40} has a control or "
-                "non-ASCII character in its name or value"
-            )
 
 
 def _part_from_dict(part: Mapping[str, Any]) -> ContentPart:
