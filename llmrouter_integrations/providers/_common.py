@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ..errors import (
     ContextWindowExceededError,
@@ -23,6 +24,7 @@ from ..errors import (
     ProviderStatusError,
     RequestTooLargeError,
     ResponseDecodeError,
+    RouterError,
     error_for_status,
 )
 
@@ -45,6 +47,7 @@ __all__ = [
     "parse_retry_after",
     "parse_timestamp",
     "read_error_body",
+    "reads_provider_data",
     "redact",
     "reference_time",
     "shorten",
@@ -52,6 +55,18 @@ __all__ = [
 ]
 
 Now = Callable[[], float]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# What parsing code raises when a reply is shaped in a way nobody anticipated.
+PARSER_ERRORS = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+)
 
 _EXCERPT_CHARS = 200
 # No single call uses a billion tokens; a bigger count is a broken server, not usage.
@@ -146,6 +161,34 @@ def token_count(value: Any, field: str = "usage") -> int:
     if value != value or not 0 <= value <= MAX_TOKEN_COUNT:  # NaN, inf, negative, huge
         raise ResponseDecodeError(f"{field} is not a token count: {value!r:.40}")
     return int(value)
+
+
+def reads_provider_data(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Make a parser entry point raise only errors of our tree: a reply shaped in a way the
+    code did not anticipate (found by fuzzing: a list where an object was, a boolean where
+    a list was) is a `ResponseDecodeError`, never a bare TypeError or KeyError.
+
+    >>> @reads_provider_data
+    ... def first(body): return body["choices"][0]
+    >>> first({"choices": True})
+    Traceback (most recent call last):
+    ResponseDecodeError: could not read the provider's reply (TypeError: ...)
+    """
+
+    @functools.wraps(function)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return function(*args, **kwargs)
+        except RouterError:
+            raise
+        except PARSER_ERRORS as exc:
+            error = ResponseDecodeError(
+                f"could not read the provider's reply ({type(exc).__name__}: "
+                f"{shorten(str(exc), 120)})"
+            )
+        raise error  # outside the handler: the parser's error stays out of the chain
+
+    return guarded
 
 
 def decimal_or_none(value: Any) -> Decimal | None:

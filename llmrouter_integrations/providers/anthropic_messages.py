@@ -37,6 +37,7 @@ from ._common import (
     parse_retry_after,
     parse_timestamp,
     read_error_body,
+    reads_provider_data,
     reference_time,
     shorten,
 )
@@ -163,6 +164,7 @@ class AnthropicMessagesDialect:
             )
         return body
 
+    @reads_provider_data
     def parse_response(self, body: Any) -> ParsedResponse:
         """A non-streamed reply; an error object in a 200 reply raises the mapped error."""
         if not isinstance(body, dict):
@@ -340,24 +342,20 @@ class AnthropicMessagesStream:
     def done(self) -> bool:
         return self._done
 
+    @reads_provider_data
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         if self._done:
             return []
-        if not event.data.strip():
-            if event.event == "error":  # an error event with no details is still an error
-                payload: Any = {
-                    "type": "error",
-                    "error": {"message": "the provider sent an error event"},
-                }
-                error = self._dialect._payload_error(payload)
-                error.model = self._model
-                raise error
-            return []
+        data = event.data
+        if not data.strip():
+            if event.event != "error":
+                return []
+            data = '{"error": {"message": "the provider sent an error event"}}'  # still an error
         try:
-            payload = json.loads(event.data)
+            payload = json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ResponseDecodeError(
-                f"stream event is not JSON: {shorten(event.data, 80)!r}", model=self._model
+                f"stream event is not JSON: {shorten(data, 80)!r}", model=self._model
             ) from None
         if not isinstance(payload, dict):
             raise ResponseDecodeError("stream event is not a JSON object", model=self._model)
@@ -387,6 +385,7 @@ class AnthropicMessagesStream:
         # ping and event types added later carry nothing for us.
         return []
 
+    @reads_provider_data
     def finish(self) -> ChatChunk:
         if not self._done:
             raise ResponseDecodeError("stream ended before message_stop", model=self._model)

@@ -37,6 +37,7 @@ from ._common import (
     parse_duration,
     parse_retry_after,
     read_error_body,
+    reads_provider_data,
     shorten,
 )
 from ._reasoning import reasoning_fields
@@ -154,6 +155,7 @@ class OpenAIChatDialect:
             body = endpoint.quirks(body, request)
         return body
 
+    @reads_provider_data
     def parse_response(self, body: Any) -> ParsedResponse:
         """A non-streamed reply. An `error` object in a 200 reply raises the mapped error.
 
@@ -338,6 +340,7 @@ class OpenAIChatStream:
     def done(self) -> bool:
         return self._done
 
+    @reads_provider_data
     def feed(self, event: SSEEvent) -> list[ChatChunk]:
         data = event.data
         if self._done:
@@ -372,6 +375,7 @@ class OpenAIChatStream:
                 chunks.append(chunk)
         return chunks
 
+    @reads_provider_data
     def finish(self) -> ChatChunk:
         if not self._done:
             raise ResponseDecodeError("stream ended before [DONE]", model=self._model)
