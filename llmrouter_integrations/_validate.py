@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import BadRequestError, ConfigurationError
-
-if TYPE_CHECKING:  # types.py imports this module: no runtime import back
-    from .types import ChatRequest, Deployment
 
 __all__ = ["VALID_ROLES", "check_deployment", "check_request", "invalid"]
 
@@ -48,7 +45,7 @@ def _check_range(field: str, value: Any, low: float, high: float) -> None:
         raise invalid(field, f"must be a number between {low:g} and {high:g}, got {value!r:.40}")
 
 
-def check_request(request: ChatRequest) -> None:
+def check_request(request: Any) -> None:  # a ChatRequest (types.py imports this module)
     """Raise `BadRequestError` (with `.param`, the field) for an option no provider accepts.
 
     Messages: at least one, each with a known role. Options: `max_tokens` a positive integer,
@@ -103,7 +100,7 @@ def _is_header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def check_deployment(deployment: Deployment) -> None:
+def check_deployment(deployment: Any) -> None:  # a Deployment, being built
     """Refuse, at construction, a key or header no HTTP request can carry; never show it.
 
     >>> Deployment("openai", "gpt-4o-mini", api_key="sk-...\\n")
