@@ -86,8 +86,12 @@ def test_tool_choice_means_the_same_everywhere(choice: Any, expected: str | None
 
     router = Router(["openai/gpt-4o-mini"], environ={"OPENAI_API_KEY": KEY})
     try:
-        tool = {"name": "tool", "parameters": {"type": "object", "properties": {}}}
-        request = router.build_request("hi", tools=[tool], tool_choice=choice)
+        # A request's tool_choice must name one of its tools (checked before sending).
+        tools = [
+            {"name": name, "parameters": {"type": "object", "properties": {}}}
+            for name in ("tool", "get_weather", "f", "g")
+        ]
+        request = router.build_request("hi", tools=tools, tool_choice=choice)
     finally:
         router.close()
     assert request.tool_choice == expected
