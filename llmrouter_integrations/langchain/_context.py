@@ -3,7 +3,8 @@
 LangChain calls `_stream` without a run manager on two paths (`stream()`, and `invoke()`
 under a streaming handler such as LangGraph's `stream_mode="messages"`). So that the
 router still learns who the call is for, the public entry points remember the call's
-config in a context variable, set only while LangChain's own code runs a step.
+config in a context variable, set only while LangChain's own code runs a step, with the
+model run's `run_id` chosen up front so router events can name that run.
 
     >>> model.invoke("hi", config={"metadata": {"user": "alice"}, "tags": ["beta"]})
     # -> ChatRequest(user="alice", tags=("beta",), metadata={"user": "alice"})
@@ -20,6 +21,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
+from langchain_core.utils.uuid import uuid7
 
 __all__ = ["RemembersCallConfig", "call_attribution", "current_call_config"]
 
@@ -33,6 +35,15 @@ _INTERNAL_TAG_PREFIXES = ("seq:", "graph:", "langsmith:", "map:", "branch:")
 def current_call_config() -> RunnableConfig:
     """The config of the call being served (or of the enclosing runnable)."""
     return _CALL_CONFIG.get() or ensure_config()
+
+
+def _with_run_id(config: RunnableConfig | None) -> RunnableConfig:
+    # The model run's id, chosen here (LangChain takes a config's run_id as the run's), so
+    # that events sent from `_stream`, which gets no run manager, name the right run.
+    call_config = ensure_config(config)
+    if call_config.get("run_id") is None:
+        call_config["run_id"] = uuid7()
+    return call_config
 
 
 def call_attribution(
@@ -72,9 +83,10 @@ class RemembersCallConfig(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        token = _CALL_CONFIG.set(ensure_config(config))
+        call_config = _with_run_id(config)
+        token = _CALL_CONFIG.set(call_config)
         try:
-            return super().invoke(input, config, stop=stop, **kwargs)
+            return super().invoke(input, call_config, stop=stop, **kwargs)
         finally:
             _CALL_CONFIG.reset(token)
 
@@ -86,9 +98,10 @@ class RemembersCallConfig(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        token = _CALL_CONFIG.set(ensure_config(config))
+        call_config = _with_run_id(config)
+        token = _CALL_CONFIG.set(call_config)
         try:
-            return await super().ainvoke(input, config, stop=stop, **kwargs)
+            return await super().ainvoke(input, call_config, stop=stop, **kwargs)
         finally:
             _CALL_CONFIG.reset(token)
 
@@ -100,8 +113,8 @@ class RemembersCallConfig(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        call_config = ensure_config(config)
-        inner = super().stream(input, config, stop=stop, **kwargs)
+        call_config = _with_run_id(config)
+        inner = super().stream(input, call_config, stop=stop, **kwargs)
         try:
             while True:
                 token = _CALL_CONFIG.set(call_config)
@@ -125,8 +138,8 @@ class RemembersCallConfig(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        call_config = ensure_config(config)
-        inner = super().astream(input, config, stop=stop, **kwargs)
+        call_config = _with_run_id(config)
+        inner = super().astream(input, call_config, stop=stop, **kwargs)
         try:
             while True:
                 token = _CALL_CONFIG.set(call_config)

@@ -117,7 +117,7 @@ class EventForwarder:
         if self._config is None:
             return None, None
         from_config = get_callback_manager_for_config(self._config)
-        return from_config, from_config.parent_run_id or uuid4()
+        return from_config, self._config_run_id() or from_config.parent_run_id or uuid4()
 
     def _async_target(self) -> tuple[AsyncCallbackManager | None, Any]:
         run = self._run_manager
@@ -129,4 +129,8 @@ class EventForwarder:
         if self._config is None:
             return None, None
         from_config = get_async_callback_manager_for_config(self._config)
-        return from_config, from_config.parent_run_id or uuid4()
+        return from_config, self._config_run_id() or from_config.parent_run_id or uuid4()
+
+    def _config_run_id(self) -> Any:
+        # The chat model's own run (see langchain/_context.py), when the call was ours.
+        return (self._config or {}).get("run_id")

@@ -8,10 +8,12 @@ deployment down, per-call overrides and attribution.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.structured_output import ToolStrategy
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
@@ -379,3 +381,53 @@ def test_with_fallbacks_still_binds_tools_on_every_model(fake: FakeProviderServe
     wrapped = make_model(fake).with_fallbacks([make_model(fake, first="anthropic")])
     assert isinstance(wrapped.bind_tools([get_temperature]), RunnableWithFallbacks)
     assert isinstance(wrapped.with_structured_output(Joke), RunnableWithFallbacks)
+
+
+class _RunIds(BaseCallbackHandler):
+    """The chat model runs started, and the run each router event was sent for."""
+
+    def __init__(self) -> None:
+        self.started: list[UUID] = []
+        self.custom: list[tuple[str, UUID]] = []
+
+    def on_chat_model_start(self, *args: Any, run_id: UUID, **kwargs: Any) -> None:
+        self.started.append(run_id)
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self.custom.append((name, run_id))
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream", "chain_astream"])
+async def test_router_events_name_the_chat_model_run_on_every_path(
+    fake: FakeProviderServer, call: str
+) -> None:
+    down(fake)  # the first deployment fails: the router falls back and says so
+    model = make_model(fake)
+    handler = _RunIds()
+    config: Any = {"callbacks": [handler]}
+    if call == "invoke":
+        model.invoke("hi", config=config)
+    elif call == "ainvoke":
+        await model.ainvoke("hi", config=config)
+    elif call == "stream":
+        assert list(model.stream("hi", config=config))
+    elif call == "astream":
+        assert [c async for c in model.astream("hi", config=config)]
+    else:
+        assert [c async for c in _chain(model).astream({"topic": "owls"}, config=config)]
+    assert [name for name, _ in handler.custom] == ["llmrouter.fallback"]
+    assert [run for _, run in handler.custom] == handler.started  # one run, the model's
+
+
+async def test_astream_events_custom_events_carry_the_model_run_id(
+    fake: FakeProviderServer,
+) -> None:
+    down(fake)
+    starts: list[str] = []
+    custom: list[str] = []
+    async for event in _chain(make_model(fake)).astream_events({"topic": "x"}, version="v2"):
+        if event["event"] == "on_chat_model_start":
+            starts.append(event["run_id"])
+        elif event["event"] == "on_custom_event":
+            custom.append(event["run_id"])
+    assert len(starts) == 1 and custom and set(custom) == set(starts)
