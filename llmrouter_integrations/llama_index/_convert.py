@@ -367,6 +367,18 @@ class StreamAccumulator:
             role="assistant", content=[ContentPart(type="provider", block=b) for b in self._signed]
         )
         blocks: list[Any] = thinking_blocks(signed)
+        extra: dict[str, Any] = {}
+        if self._calls:
+            # LlamaIndex's streaming structured output (process_streaming_objects) looks for
+            # tool calls here, as LlamaIndex's OpenAI LLM puts them, not in the blocks.
+            extra["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+                for _, call in sorted(self._calls.items())
+            ]
         if self._thinking:
             blocks.append(ThinkingBlock(content="".join(self._thinking)))
         if self._text or not self._calls:
@@ -381,7 +393,7 @@ class StreamAccumulator:
                     tool_call_id=call["id"] or None, tool_name=call["name"], tool_kwargs=kwargs
                 )
             )
-        return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
+        return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=extra)
 
 
 def tool_selections(

@@ -140,6 +140,16 @@ async def test_structured_predict_forces_the_tool(llm: LLMRouter, fake: FakeProv
     assert capital == Capital(city="Rome", country="Italy")
 
 
+async def test_stream_structured_predict_ends_with_the_full_object(llm: LLMRouter) -> None:
+    # As LlamaIndex's own OpenAI LLM: partial objects fill in, the last one is complete.
+    prompt = PromptTemplate("Fill in the record: city is '{city}', country is '{country}'.")
+    partials = list(llm.stream_structured_predict(Capital, prompt, city="Oslo", country="Norway"))
+    assert partials and partials[-1] == Capital(city="Oslo", country="Norway")
+    stream = await llm.astream_structured_predict(Capital, prompt, city="Bern", country="Swiss")
+    apartials = [partial async for partial in stream]
+    assert apartials and apartials[-1] == Capital(city="Bern", country="Swiss")
+
+
 def test_as_structured_llm(llm: LLMRouter) -> None:
     structured = llm.as_structured_llm(Capital)
     response = structured.chat(
