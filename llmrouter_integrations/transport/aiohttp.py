@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
@@ -51,10 +52,12 @@ class _LoopSession:
     def __init__(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
         self.session = session
         self.loop = loop
-        self.guard = _close_on_loop_shutdown(session)
+        self.guard = _close_on_loop_shutdown(self)
+        _open_sessions.add(self)
 
     def forget(self) -> None:
         """The loop closed without shutting its generators down: mark everything closed."""
+        _open_sessions.discard(self)
         connector = self.session.connector
         self.session.detach()  # the session counts as closed from now on
         if connector is not None:
@@ -63,22 +66,43 @@ class _LoopSession:
             connector._close()
 
 
+# Every session not yet closed, held here rather than only by its transport: a router
+# dropped inside a reference cycle would otherwise have its session and connector
+# finalized by the garbage collector before the transport could close them, and aiohttp
+# would print "Unclosed client session"/"Unclosed connector" for them.
+_open_sessions: set[_LoopSession] = set()
 _closing: set[asyncio.Future[None]] = set()  # keeps close tasks alive until they finish
 
 
-def _schedule_close(session: aiohttp.ClientSession) -> None:
-    if not session.closed:
-        task = asyncio.ensure_future(session.close())
+def _schedule_close(entry: _LoopSession) -> None:
+    if entry in _open_sessions:
+        task = asyncio.ensure_future(entry.guard.aclose())
         _closing.add(task)
         task.add_done_callback(_closing.discard)
 
 
-async def _close_on_loop_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+async def _close_on_loop_shutdown(entry: _LoopSession) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        if not session.closed:
-            await session.close()
+        try:
+            if not entry.session.closed:
+                await entry.session.close()
+        finally:
+            _open_sessions.discard(entry)
+
+
+def _forget_at_exit() -> None:
+    # Sessions of loops that will never run again (a loop the program left open, or one
+    # already closed) cannot be closed; the process is ending, so mark them closed
+    # rather than let aiohttp warn at teardown. Live loops close theirs (the sync
+    # bridge's shutdown, registered earlier, runs after this).
+    for entry in list(_open_sessions):
+        if not entry.loop.is_running():
+            entry.forget()
+
+
+atexit.register(_forget_at_exit)
 
 
 class AiohttpTransport:
@@ -153,7 +177,7 @@ class AiohttpTransport:
             for entry in list(self._sessions.values()):
                 # A router dropped without close(): close its session on its own loop.
                 if not entry.session.closed and entry.loop.is_running():
-                    entry.loop.call_soon_threadsafe(_schedule_close, entry.session)
+                    entry.loop.call_soon_threadsafe(_schedule_close, entry)
         except Exception:  # pragma: no cover - interpreter teardown
             pass
 
