@@ -28,9 +28,9 @@ from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 KEY = "sk-test-chaos-matrix-0123456789"
 QUESTION = "what is the answer"
 ANSWER = f"Echo: {QUESTION}"
-DEADLINE_S = 1.0  # the whole request
+DEADLINE_S = 3.0  # the whole request: room for the fallback on a loaded machine
 ATTEMPT_S = 0.25  # one try on the faulty deployment
-SLACK_S = 1.5  # scheduling on a loaded 2-core CI machine
+SLACK_S = 2.0  # scheduling on a loaded 2-core CI machine
 
 # name -> the faulty model's behaviour
 FAULTS: dict[str, ModelBehavior] = {
