@@ -9,6 +9,8 @@ Prints one JSON line with what happened (counts, cost) and exits. Modes:
 - breaker: `calls` sequential calls; reports the circuit state it ends with.
 - cache: one call, all workers at once (each waits for a line on stdin).
 - outage: `calls` calls, a line on stdin (the parent stops the store), `calls` more.
+- turns: one call per line on stdin (the parent takes the workers in turn); prints, after
+  each, the deployment that answered and the first deployment's circuit; "" ends it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from llmrouter_integrations import (
     AllDeploymentsFailedError,
+    BreakerPolicy,
     Budget,
     BudgetExceededError,
     CircuitOpenError,
@@ -61,6 +64,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         rate_limit_wait=spec.get("rate_limit_wait", 0.0),
         max_queue_wait=spec.get("max_queue_wait", 0.5),
         cache=spec.get("cache"),
+        breaker=BreakerPolicy(failure_threshold=spec.get("threshold", 5), cooldown_s=600),
     )
     outcomes: dict[str, int] = {}
     async with router:
@@ -105,6 +109,12 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
                 await call()
                 slowest = max(slowest, time.monotonic() - started)
             return {"outcomes": outcomes, "slowest_s": slowest}
+        if spec["mode"] == "turns":
+            while sys.stdin.readline().strip():
+                answer = await router.achat(PROMPT, max_tokens=60)
+                circuit = router.health()[deployment.key].circuit
+                print(json.dumps({"deployment": answer.deployment, "circuit": circuit}), flush=True)
+            return {}
         if spec["mode"] == "breaker":
             for _ in range(spec["calls"]):
                 await call()

@@ -252,3 +252,31 @@ def test_redis_stopped_mid_run(fake: FakeProviderServer, tmp_path: Path) -> None
     # ...or spend from the local allowance (state_failure="local").
     assert after_local["outcomes"] == {"ok": 3}
     assert fake.request_count() == sent_before + 3
+
+
+def test_failures_in_four_processes_add_up_to_one_threshold(
+    fake: FakeProviderServer, state_url: str
+) -> None:
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
+    fake.set_behavior("gpt-4o", ModelBehavior())
+    spec = {"mode": "turns", "state": state_url, "base_url": fake.openai_base_url,
+            "models": ["gpt-4o-mini", "gpt-4o"], "threshold": 5}
+    workers = [spawn(spec) for _ in range(4)]
+    seen: list[list[dict[str, Any]]] = [[] for _ in workers]
+    try:
+        for _ in range(3):  # the workers take turns: one call each, in order
+            for worker, log in zip(workers, seen):
+                assert worker.stdin is not None and worker.stdout is not None
+                worker.stdin.write("call\n")
+                worker.stdin.flush()
+                log.append(json.loads(worker.stdout.readline()))
+    finally:
+        for worker in workers:
+            worker.communicate("\n", timeout=60)
+    # Each process failed at most twice itself, but the fleet's fifth failure opened the
+    # circuit: the failing deployment got exactly 5 requests, then nothing (each process
+    # alone would have sent it 5, 20 in all).
+    assert fake.request_count("gpt-4o-mini") == 5
+    assert fake.request_count("gpt-4o") == 12
+    assert [log[1]["circuit"] for log in seen] == ["open"] * 4  # all see it from round two
+    assert all(entry["deployment"] == "openai/gpt-4o" for log in seen for entry in log)

@@ -70,6 +70,25 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{test_db}"
 
 
+class CountingStore:
+    """A store that counts the round trips made through it."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+        self.trips = 0
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: object, **kwargs: object) -> object:
+            self.trips += 1
+            return attribute(*args, **kwargs)
+
+        return call
+
+
 def deployment(fake: FakeProviderServer) -> Deployment:
     return Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url)
 
@@ -270,6 +289,52 @@ async def test_a_circuit_opened_by_one_router_is_seen_by_the_other(
         assert (await one.achat(MESSAGES, max_tokens=20)).text
         assert one.health()[name].circuit == "closed"
     assert fake.request_count() == 4
+
+
+async def test_failures_in_different_routers_add_up_to_open_the_circuit(
+    fake: FakeProviderServer, tmp_path: Path
+) -> None:
+    from llmrouter_integrations.routing.health import BreakerPolicy
+    from llmrouter_integrations.state.shared_sqlite import SQLiteState
+
+    path = str(tmp_path / "state.db")
+    stores = [CountingStore(SQLiteState(path)) for _ in range(3)]
+    policy = BreakerPolicy(failure_threshold=3, cooldown_s=30)
+    backup = Deployment("openai", "gpt-4o", api_key=KEY, base_url=fake.openai_base_url)
+    routers = [
+        Router(
+            deployments=[deployment(fake), backup],
+            strategy="priority",
+            retry=NO_RETRY,
+            breaker=policy,
+            state=store,
+        )
+        for store in stores
+    ]
+    name = "openai/gpt-4o-mini"
+    async with routers[0], routers[1], routers[2]:
+        fake.set_behavior("gpt-4o-mini", ModelBehavior(errors=[500, 500]))
+        for each in routers[:2]:  # one failure in each of two routers (then gpt-4o answers)...
+            assert (await each.achat(MESSAGES, max_tokens=20)).deployment == "openai/gpt-4o"
+        # ...and a success in the third: the fleet's count starts again.
+        trips = stores[2].trips
+        assert (await routers[2].achat(MESSAGES, max_tokens=20)).deployment == name
+        assert stores[2].trips - trips == 2  # the admission saw 2 failures: one more trip
+        for each, store in zip(routers, stores):  # successes after it cost no extra trip
+            trips = store.trips
+            assert (await each.achat(MESSAGES, max_tokens=20)).deployment == name
+            assert store.trips - trips == 1  # the admission only
+        assert fake.request_count("gpt-4o-mini") == 6
+        fake.set_behavior("gpt-4o-mini", ModelBehavior(errors=[500, 500, 500]))
+        for each in routers:  # three failures, one per router: none saw three itself
+            assert (await each.achat(MESSAGES, max_tokens=20)).deployment == "openai/gpt-4o"
+            assert each.health()[name].consecutive_failures == 1
+        assert fake.request_count("gpt-4o-mini") == 9
+        assert routers[2].health()[name].circuit == "open"
+        for each in routers:  # every router skips it now: nothing more reaches it
+            assert (await each.achat(MESSAGES, max_tokens=20)).deployment == "openai/gpt-4o"
+            assert each.health()[name].circuit == "open"
+        assert fake.request_count("gpt-4o-mini") == 9
 
 
 async def test_the_day_rolls_over_at_the_same_instant_for_every_router(

@@ -22,6 +22,7 @@ from llmrouter_integrations.errors import ConfigurationError
 from llmrouter_integrations.state.shared import (
     Account,
     AccountState,
+    Admission,
     Refusal,
     SharedState,
     StoreUnavailable,
@@ -206,6 +207,22 @@ def test_circuit_opens_everywhere_and_lets_one_probe_through(make_state: Factory
     assert other.admit_circuit("d", T0 + 50, 10).state == "open"
     other.close_circuit("d")
     assert one.admit_circuit("d", T0 + 51, 10).state == "closed"
+
+
+def test_consecutive_failures_are_counted_fleet_wide(make_state: Factory) -> None:
+    one, other = make_state(), make_state()
+    assert other.admit_circuit("d", T0, 10).failures == 0
+    assert one.count_failure("d") == 1
+    assert other.count_failure("d") == 2  # another process's failure adds to the same count
+    assert one.admit_circuit("d", T0, 10) == Admission("closed", 0.0, 2)
+    other.reset_failures("d")  # a success anywhere starts it again
+    assert one.admit_circuit("d", T0, 10).failures == 0
+    assert one.count_failure("d") == 1 and other.count_failure("e") == 1  # per deployment
+    one.open_circuit("d", T0 + 30)  # opening restarts the count, and so does closing
+    assert other.count_failure("d") == 1
+    other.close_circuit("d")
+    assert one.admit_circuit("d", T0 + 1, 10) == Admission("closed", 0.0, 0)
+    assert one.admit_circuit("e", T0 + 1, 10).failures == 1
 
 
 def test_locks_have_an_owner_and_a_lease(make_state: Factory) -> None:

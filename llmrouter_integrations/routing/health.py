@@ -26,13 +26,14 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
 from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
 from .circuit import BreakerPolicy, CircuitState, FailureKind, classify_failure
+from .health_record import DeploymentHealth, _Breaker
 
 if TYPE_CHECKING:
     from ..state.shared import Admission
@@ -46,50 +47,6 @@ __all__ = [
     "HealthTracker",
     "classify_failure",
 ]
-
-
-@dataclass(slots=True)
-class DeploymentHealth:
-    """One deployment's health as `router.health()` reports it.
-
-    `latency_s` and `ttft_s` are exponentially weighted averages of successful calls;
-    `error_rate` is over the breaker's window of recent calls; `opened_until` is on the
-    router clock's monotonic scale. `remaining_*` and `queued` come from the rate limiter.
-
-    >>> router.health()["openai/gpt-4o-mini"].circuit
-    'closed'
-    """
-
-    circuit: CircuitState = "closed"
-    latency_s: float | None = None
-    ttft_s: float | None = None
-    error_rate: float = 0.0
-    in_flight: int = 0
-    queued: int = 0
-    consecutive_failures: int = 0
-    opened_until: float | None = None
-    remaining_requests: int | None = None
-    remaining_tokens: int | None = None
-    last_latency_s: float | None = None  # the newest sample, for strategies that explore
-    latency_samples: int = 0
-    last_measured_at: float | None = None  # clock.now() of the newest latency sample
-    # `error_rate` fading by half every `BreakerPolicy.error_half_life_s` since the last
-    # failure: what strategies weigh, so a provider that failed an hour ago and has not
-    # been tried since is not shunned forever.
-    recent_error_rate: float = 0.0
-    last_failure_at: float | None = None
-
-
-@dataclass(slots=True)
-class _Breaker:
-    health: DeploymentHealth = field(default_factory=DeploymentHealth)
-    outcomes: deque[bool] = field(default_factory=deque)  # True = failure
-    failures: int = 0  # how many of `outcomes` are failures, kept as they come and go
-    reopenings: int = 0
-    probes_in_flight: int = 0
-    early_probe: bool = False
-    # Bumped when the circuit opens or closes, so a call that started before cannot move it.
-    generation: int = 0
 
 
 class CallTicket:
@@ -316,6 +273,7 @@ class HealthTracker:
     ) -> None:
         events: list[RouterEvent] = []
         now = self.clock.now()
+        fleet_count = fleet_reset = False
         with self._lock:
             breaker = self._breakers[ticket.name]
             health = breaker.health
@@ -347,15 +305,43 @@ class HealthTracker:
                     self._fade(health, now)
                 if ticket.probe and current and health.circuit != "closed":
                     self._close(ticket.name, breaker, events)
+                fleet_reset = True
             else:
                 self._count(breaker, failed=True)
                 health.last_failure_at = now
                 health.recent_error_rate = health.error_rate
                 self._on_failure(ticket.name, breaker, ticket, kind, error, current, events)
+                # Still closed after this process's own rule: the fleet's count decides.
+                fleet_count = (
+                    kind == "failure" and current and not ticket.probe
+                ) and health.circuit == "closed"
+        if self.shared is not None and (fleet_count or fleet_reset):
+            self._fleet_outcome(self.shared, ticket, error, events)
         if events:
             if self.shared is not None:
                 self.shared.publish(events)
             self._emit(events)
+
+    def _fleet_outcome(
+        self,
+        shared: SharedCircuits,
+        ticket: CallTicket,
+        error: BaseException | None,
+        events: list[RouterEvent],
+    ) -> None:
+        """Count a failure in the store (opening at the fleet's threshold) or reset the count."""
+        if error is None:
+            shared.succeeded(ticket.name)
+            return
+        count = shared.failed(ticket.name)  # outside the lock: a store round trip
+        if count is None or count < self.policy.failure_threshold:
+            return
+        with self._lock:
+            breaker = self._breakers[ticket.name]
+            if breaker.generation == ticket.generation and breaker.health.circuit == "closed":
+                reason = f"{count} consecutive failures across processes ({type(error).__name__})"
+                cooldown = self.policy.cooldown(breaker.reopenings)
+                self._open(ticket.name, breaker, cooldown, reason, events)
 
     # ------------------------------------------------------------- transitions
     def _adopt(

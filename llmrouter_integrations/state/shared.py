@@ -94,10 +94,12 @@ class Refusal:
 @dataclass(frozen=True, slots=True)
 class Admission:
     """`admit_circuit`'s verdict: "closed" (go), "probe" (go, as the one fleet-wide probe),
-    "open" (refuse until `until`) or "busy" (half-open, another process is probing)."""
+    "open" (refuse until `until`) or "busy" (half-open, another process is probing).
+    `failures`: the fleet's consecutive failures of `name` counted so far (`count_failure`)."""
 
     state: str
     until: float = 0.0
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +179,19 @@ class SharedState(Protocol):
         ...
 
     def open_circuit(self, name: str, until: float) -> None:
-        """Open `name`'s circuit until `until` (ends any probe)."""
+        """Open `name`'s circuit until `until` (ends any probe; the failure count restarts)."""
         ...
 
     def close_circuit(self, name: str) -> None:
-        """Close `name`'s circuit."""
+        """Close `name`'s circuit (the failure count restarts)."""
+        ...
+
+    def count_failure(self, name: str) -> int:
+        """Count one more consecutive failure of `name`, fleet-wide: the count now."""
+        ...
+
+    def reset_failures(self, name: str) -> None:
+        """A call to `name` succeeded: its consecutive failures start again from 0."""
         ...
 
     # -- in-flight locks ------------------------------------------------------------------------

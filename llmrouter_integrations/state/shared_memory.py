@@ -64,6 +64,7 @@ class MemoryState:
         self._accounts: dict[str, _Account] = {}
         self._rates: dict[str, _Rate] = {}
         self._circuits: dict[str, tuple[float, float]] = {}  # name -> (open until, probe until)
+        self._failures: dict[str, int] = {}  # name -> consecutive failures, fleet-wide
         self._locks: dict[str, tuple[str, float]] = {}
         self._settled: dict[str, float] = {}  # hold id -> when to forget it was settled
 
@@ -179,7 +180,7 @@ class MemoryState:
         with self._lock:
             circuit = self._circuits.get(name)
             if circuit is None:
-                return Admission("closed")
+                return Admission("closed", failures=self._failures.get(name, 0))
             until, probe_until = circuit
             if now < until:
                 return Admission("open", until)
@@ -191,10 +192,21 @@ class MemoryState:
     def open_circuit(self, name: str, until: float) -> None:
         with self._lock:
             self._circuits[name] = (until, 0.0)
+            self._failures.pop(name, None)
 
     def close_circuit(self, name: str) -> None:
         with self._lock:
             self._circuits.pop(name, None)
+            self._failures.pop(name, None)
+
+    def count_failure(self, name: str) -> int:
+        with self._lock:
+            count = self._failures[name] = self._failures.get(name, 0) + 1
+            return count
+
+    def reset_failures(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
 
     # -- locks ----------------------------------------------------------------------------------
     def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:

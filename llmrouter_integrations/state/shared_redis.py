@@ -199,12 +199,30 @@ return 0
 
 _ADMIT = """
 local ends = redis.call('HGET', KEYS[1], 'until')
-if not ends then return {'closed', '0'} end
+if not ends then return {'closed', '0', redis.call('GET', KEYS[2]) or '0'} end
 local now = tonumber(ARGV[1])
 if now < tonumber(ends) then return {'open', ends} end
 if now < tonumber(redis.call('HGET', KEYS[1], 'probe') or '0') then return {'busy', '0'} end
 redis.call('HSET', KEYS[1], 'probe', ARGV[2])
 return {'probe', '0'}
+"""
+
+# The circuit opens and its failure count restarts together.
+_OPEN = """
+redis.call('HSET', KEYS[1], 'until', ARGV[1], 'probe', '0')
+redis.call('DEL', KEYS[2])
+return 0
+"""
+
+_FAIL = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return count
+"""
+
+_FORGET = """
+for _, key in ipairs(KEYS) do redis.call('DEL', key) end
+return 0
 """
 
 _LOCK = """
@@ -219,6 +237,10 @@ _UNLOCK = """
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+# A failure count nobody added to for a day is forgotten (a deployment that is not called).
+_FAILURES_TTL_S = 86_400
 
 
 def _unavailable(error: Exception) -> StoreUnavailable:
@@ -281,6 +303,9 @@ class RedisState:
         self._release = self._client.register_script(_RELEASE)
         self._pause = self._client.register_script(_PAUSE)
         self._admit = self._client.register_script(_ADMIT)
+        self._open = self._client.register_script(_OPEN)
+        self._fail = self._client.register_script(_FAIL)
+        self._forget = self._client.register_script(_FORGET)
         self._lock = self._client.register_script(_LOCK)
         self._unlock = self._client.register_script(_UNLOCK)
 
@@ -392,24 +417,29 @@ class RedisState:
     def _circuit_key(self, name: str) -> str:
         return f"{self._tag}:circuit:{name}"
 
+    def _failures_key(self, name: str) -> str:
+        return f"{self._tag}:failures:{name}"
+
     def admit_circuit(self, name: str, now: float, probe_lease_s: float) -> Admission:
-        state, until = self._call(
-            self._admit, [self._circuit_key(name)], [_num(now), _num(now + probe_lease_s)]
-        )
-        state = state.decode() if isinstance(state, bytes) else str(state)
-        return Admission(state, float(until))
+        keys = [self._circuit_key(name), self._failures_key(name)]
+        reply = self._call(self._admit, keys, [_num(now), _num(now + probe_lease_s)])
+        state = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        failures = int(reply[2]) if len(reply) > 2 else 0
+        return Admission(state, float(reply[1]), failures)
 
     def open_circuit(self, name: str, until: float) -> None:
-        try:
-            self._client.hset(self._circuit_key(name), mapping={"until": _num(until), "probe": "0"})
-        except Exception as error:
-            raise _unavailable(error) from None
+        keys = [self._circuit_key(name), self._failures_key(name)]
+        self._call(self._open, keys, [_num(until)])
 
     def close_circuit(self, name: str) -> None:
-        try:
-            self._client.delete(self._circuit_key(name))
-        except Exception as error:
-            raise _unavailable(error) from None
+        keys = [self._circuit_key(name), self._failures_key(name)]
+        self._call(self._forget, keys, [])
+
+    def count_failure(self, name: str) -> int:
+        return int(self._call(self._fail, [self._failures_key(name)], [_FAILURES_TTL_S]))
+
+    def reset_failures(self, name: str) -> None:
+        self._call(self._forget, [self._failures_key(name)], [])
 
     # -- locks ----------------------------------------------------------------------------------
     def _lock_key(self, key: str) -> str:

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS rate_pauses (name TEXT PRIMARY KEY, until REAL NOT NU
 CREATE TABLE IF NOT EXISTS circuits (
     name TEXT PRIMARY KEY, until REAL NOT NULL, probe_until REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS circuit_failures (name TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 """
 
@@ -316,7 +317,7 @@ class SQLiteState:
                 "SELECT until, probe_until FROM circuits WHERE name = ?", (name,)
             ).fetchone()
             if row is None:
-                return Admission("closed")
+                return Admission("closed", failures=self._failures(db, name))
             until, probe_until = row
             if now < until:
                 return Admission("open", until)
@@ -328,21 +329,48 @@ class SQLiteState:
             return Admission("probe")
 
         # Read first without the write lock: a closed circuit (the usual case) costs one SELECT.
-        closed = self._run(
-            lambda db: (
-                db.execute("SELECT 1 FROM circuits WHERE name = ?", (name,)).fetchone() is None
-            ),
+        opened, failures = self._run(
+            lambda db: db.execute(
+                "SELECT (SELECT 1 FROM circuits WHERE name = ?), "
+                "(SELECT count FROM circuit_failures WHERE name = ?)",
+                (name, name),
+            ).fetchone(),
             write=False,
         )
-        return Admission("closed") if closed else self._run(run)
+        return Admission("closed", failures=failures or 0) if opened is None else self._run(run)
+
+    @staticmethod
+    def _failures(db: sqlite3.Connection, name: str) -> int:
+        row = db.execute("SELECT count FROM circuit_failures WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
 
     def open_circuit(self, name: str, until: float) -> None:
-        self._run(
-            lambda db: db.execute("INSERT OR REPLACE INTO circuits VALUES (?, ?, 0)", (name, until))
-        )
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO circuits VALUES (?, ?, 0)", (name, until))
+            db.execute("DELETE FROM circuit_failures WHERE name = ?", (name,))
+
+        self._run(run)
 
     def close_circuit(self, name: str) -> None:
-        self._run(lambda db: db.execute("DELETE FROM circuits WHERE name = ?", (name,)))
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM circuits WHERE name = ?", (name,))
+            db.execute("DELETE FROM circuit_failures WHERE name = ?", (name,))
+
+        self._run(run)
+
+    def count_failure(self, name: str) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            db.execute(
+                "INSERT INTO circuit_failures VALUES (?, 1) ON CONFLICT (name) "
+                "DO UPDATE SET count = count + 1",
+                (name,),
+            )
+            return self._failures(db, name)
+
+        return self._run(run)
+
+    def reset_failures(self, name: str) -> None:
+        self._run(lambda db: db.execute("DELETE FROM circuit_failures WHERE name = ?", (name,)))
 
     # -- locks ----------------------------------------------------------------------------------
     def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:
