@@ -3,6 +3,8 @@
 >>> server = RedisServer.start()      # raises if the binary is missing: check SERVER first
 >>> server.url                        # "redis://127.0.0.1:PORT/0"
 >>> server.stop(); server.restart()   # for outage tests
+>>> cluster = RedisClusterServers.start(tmp_dir)   # 3 masters: "redis+cluster://..."
+>>> watched = SentinelSet.start(tmp_dir)           # master, replica, sentinel
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 SERVER = shutil.which("redis-server")
 SKIP_REASON = "redis-server is not installed (apt-get install redis-server; .ci/run does it)"
@@ -26,9 +30,11 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process on 127.0.0.1 without persistence."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *extra: str, config: Path | None = None) -> None:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
+        self.extra = extra  # more redis-server options, e.g. cluster mode
+        self.config = config  # a config file first (a sentinel needs one it can rewrite)
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -37,11 +43,18 @@ class RedisServer:
         server.restart()
         return server
 
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+
     def restart(self) -> None:
         assert SERVER is not None, SKIP_REASON
+        config = [str(self.config)] if self.config is not None else []
         self.process = subprocess.Popen(
             [
                 SERVER,
+                *config,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -50,6 +63,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -79,3 +93,143 @@ class RedisServer:
             self.process.kill()
             self.process.wait(5)
             self.process = None
+
+
+def wait_until(condition: Any, what: str, timeout_s: float = 20.0) -> None:
+    """Poll `condition()` (a server reaching a state, never a backoff) until true."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if condition():
+                return
+        except Exception:  # not up yet
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s} s for {what}")
+        time.sleep(0.05)
+
+
+def _cluster_port() -> int:
+    # A cluster node also listens on port + 10000 (the cluster bus): both must be free.
+    while True:
+        port = free_port()
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterServers:
+    """A Redis Cluster of three masters (no replicas), slots split evenly, on loopback.
+
+    Built with CLUSTER ADDSLOTS and CLUSTER MEET, so only redis-server is needed (no
+    redis-cli): cluster mode and sentinel mode are both in the one redis-server binary.
+    """
+
+    def __init__(self, nodes: list[RedisServer]) -> None:
+        self.nodes = nodes
+        seeds = ",".join(f"127.0.0.1:{node.port}" for node in nodes)
+        self.url = f"redis+cluster://{seeds}"
+
+    @classmethod
+    def start(cls, directory: Path) -> RedisClusterServers:
+        nodes = []
+        for _ in range(3):
+            port = _cluster_port()
+            node = RedisServer(
+                port,
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
+                "--cluster-node-timeout", "1000",
+                "--dir", str(directory),
+            )  # fmt: skip
+            node.restart()
+            nodes.append(node)
+        cluster = cls(nodes)
+        try:
+            clients = [node.client() for node in nodes]
+            bounds = [0, 5461, 10923, 16384]
+            for i, client in enumerate(clients):
+                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+                # ADDSLOTS, not ADDSLOTSRANGE: the latter needs redis-server 7.
+                client.execute_command("CLUSTER", "ADDSLOTS", *range(bounds[i], bounds[i + 1]))
+            for node in nodes[1:]:
+                clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+            for client in clients:
+                wait_until(
+                    lambda c=client: (
+                        "cluster_state:ok" in c.execute_command("CLUSTER", "INFO")
+                        and c.execute_command("CLUSTER", "INFO").count("cluster_known_nodes:3")
+                    ),
+                    "the cluster to agree",
+                )
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    def node_for(self, key: str) -> RedisServer:
+        """The master holding `key`'s slot."""
+        slot = int(self.nodes[0].client().execute_command("CLUSTER", "KEYSLOT", key))
+        return self.nodes[0 if slot < 5461 else 1 if slot < 10923 else 2]
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            node.client().flushall()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class SentinelSet:
+    """A master, its replica and one sentinel watching them as "mymaster" (quorum 1)."""
+
+    def __init__(self, master: RedisServer, replica: RedisServer, sentinel: RedisServer) -> None:
+        self.master, self.replica, self.sentinel = master, replica, sentinel
+        self.dead_port = free_port()  # listed first in the URL: a sentinel that is down
+
+    def url(self, db: int = 0, service: str = "mymaster") -> str:
+        sentinels = f"127.0.0.1:{self.dead_port},127.0.0.1:{self.sentinel.port}"
+        return f"redis+sentinel://{sentinels}/{service}/{db}"
+
+    @classmethod
+    def start(cls, directory: Path, down_after_ms: int = 1000) -> SentinelSet:
+        master = RedisServer(free_port(), "--repl-diskless-sync-delay", "0")
+        master.restart()
+        replica = RedisServer(free_port(), "--replicaof", "127.0.0.1", str(master.port))
+        replica.restart()
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+            f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
+            "sentinel failover-timeout mymaster 5000\n"
+        )
+        sentinel = RedisServer(free_port(), "--sentinel", "--dir", str(directory), config=config)
+        watched = cls(master, replica, sentinel)
+        try:
+            sentinel.restart()
+            wait_until(
+                lambda: replica.client().info("replication")["master_link_status"] == "up",
+                "the replica to sync",
+            )
+            wait_until(
+                lambda: sentinel.client().sentinel_slaves("mymaster"), "the sentinel to see it"
+            )
+        except BaseException:
+            watched.stop()
+            raise
+        return watched
+
+    def master_port(self) -> int:
+        """The master's port as clients see it: SENTINEL MASTERS (what redis-py asks), which
+        changes only when the failover ends (get-master-addr-by-name changes earlier)."""
+        return int(self.sentinel.client().sentinel_masters()["mymaster"]["port"])
+
+    def stop(self) -> None:
+        for server in (self.sentinel, self.replica, self.master):
+            server.stop()

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer, free_port
+from _redis import SERVER, SKIP_REASON, RedisClusterServers, RedisServer, SentinelSet, free_port
 
 from llmrouter_integrations import (
     AllDeploymentsFailedError,
@@ -59,15 +59,21 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster", "redis-sentinel"])
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    server_url = server.url
-    # A fresh database number per test keeps tests apart on one server.
+    # A fresh database number per test keeps tests apart on one server...
     test_db = abs(hash(request.node.name)) % 15 + 1
-    return server_url.rsplit("/", 1)[0] + f"/{test_db}"
+    if request.param == "redis-cluster":  # ...a cluster has only database 0: emptied instead
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return cluster.url
+    if request.param == "redis-sentinel":
+        watched: SentinelSet = request.getfixturevalue("redis_sentinel")
+        return watched.url(db=test_db)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url.rsplit("/", 1)[0] + f"/{test_db}"
 
 
 class CountingStore:

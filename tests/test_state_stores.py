@@ -47,7 +47,7 @@ def redis_server() -> Iterator[RedisServer]:
 Factory = Callable[[], SharedState]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "redis-sentinel"])
 def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """Makes store objects that share one store (two objects = two processes' views)."""
     made: list[SharedState] = []
@@ -63,11 +63,16 @@ def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Facto
             made.append(SQLiteState(path))
             return made[-1]
     else:
-        server = request.getfixturevalue("redis_server")
+        # One server, a 3-master cluster, or a master found through a sentinel.
+        url = {
+            "redis": lambda: request.getfixturevalue("redis_server").url,
+            "redis-cluster": lambda: request.getfixturevalue("redis_cluster").url,
+            "redis-sentinel": lambda: request.getfixturevalue("redis_sentinel").url(db=1),
+        }[request.param]()
         prefix = f"t{uuid.uuid4().hex[:8]}"
 
         def make() -> SharedState:
-            made.append(RedisState(server.url, prefix=prefix))
+            made.append(RedisState(url, prefix=prefix))
             return made[-1]
 
     yield make

@@ -1,6 +1,7 @@
 """A cache store on Redis: shared by every machine of a fleet (the `redis` extra).
 
 >>> store = RedisCacheStore("redis://localhost:6379/0", prefix="llmrouter:cache:")
+>>> store = RedisCacheStore("redis+cluster://10.0.0.7:6379,10.0.0.8:6379")
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import json
 import threading
 from typing import Any
 
-from ..errors import ConfigurationError
 from .cache import CacheValue, encode_entry
+from .redis_clients import async_client
 
 __all__ = ["RedisCacheStore"]
 
@@ -19,18 +20,29 @@ __all__ = ["RedisCacheStore"]
 class RedisCacheStore:
     """A cache shared by processes and machines, in Redis (`pip install llmrouter_integrations[redis]`).
 
-    Entries are JSON under `prefix + key`, expiring through Redis's own TTL. A client
-    is opened per event loop (redis-py's asyncio clients belong to one loop).
+    Entries are JSON under `prefix + key`, expiring through Redis's own TTL. `url` is
+    any URL `RedisState` takes (one server, `redis+cluster://`, `redis+sentinel://`): a
+    client is opened per event loop (redis-py's asyncio clients belong to one loop), each
+    call bounded by `timeout_s`. Or `url` is a ready `redis.asyncio` client (a
+    `RedisCluster`, a Sentinel `master_for(...)`), used as is and left open. Entries are
+    single keys without a hash tag, so a cluster spreads them over its nodes.
 
         >>> store = RedisCacheStore("redis://localhost:6379/0", ttl_s=86_400)
     """
 
     def __init__(
-        self, url: str, *, ttl_s: float | None = None, prefix: str = "llmrouter:cache:"
+        self,
+        url: str | Any,
+        *,
+        ttl_s: float | None = None,
+        prefix: str = "llmrouter:cache:",
+        timeout_s: float = 1.0,
     ) -> None:
-        self.url = url
+        self.url = url if isinstance(url, str) else ""
         self.ttl_s = ttl_s
         self.prefix = prefix
+        self.timeout_s = timeout_s
+        self._given = None if isinstance(url, str) else url
         self._lock = threading.Lock()
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
@@ -38,20 +50,15 @@ class RedisCacheStore:
         return f"RedisCacheStore(prefix={self.prefix!r})"  # the URL may hold a password
 
     def _client(self) -> Any:
+        if self._given is not None:
+            return self._given
         loop = asyncio.get_running_loop()
         with self._lock:
             client = self._clients.get(loop)
             if client is None:
                 for gone in [old for old in self._clients if old.is_closed()]:
                     del self._clients[gone]  # their loops are over: nothing left to close
-                try:
-                    import redis.asyncio as aioredis
-                except ImportError as error:  # pragma: no cover - depends on the extra
-                    raise ConfigurationError(
-                        "the Redis cache needs the redis package: "
-                        "pip install 'llmrouter_integrations[redis]'"
-                    ) from error
-                client = aioredis.Redis.from_url(self.url)
+                client = async_client(self.url, timeout_s=self.timeout_s)
                 self._clients[loop] = client
             return client
 
@@ -83,6 +90,8 @@ class RedisCacheStore:
 
     async def aclose(self) -> None:
         """Close this loop's client (clients of other loops close with their loops)."""
+        if self._given is not None:
+            return  # the caller's client: the caller closes it
         loop = asyncio.get_running_loop()
         with self._lock:
             client = self._clients.pop(loop, None)

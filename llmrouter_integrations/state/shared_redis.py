@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
+from .redis_clients import sync_client
 from .shared import (
     SETTLED_TTL_S,
     WINDOW_S,
@@ -257,9 +258,11 @@ def _num(value: float) -> str:
 class RedisState:
     """All four kinds of shared state in Redis (see `SharedState`).
 
-    `url` is a redis-py URL (`redis://`, `rediss://`, `unix://`) or a ready synchronous
-    redis-py client (e.g. a `RedisCluster` or a Sentinel master). `timeout_s` bounds
-    every call; there are no retries, the caller falls back instead.
+    `url` is a redis-py URL (`redis://`, `rediss://`, `unix://`), a Cluster
+    (`redis+cluster://host:port,host:port`) or Sentinel one
+    (`redis+sentinel://host:26379,host:26379/service_name/db`), or a ready synchronous
+    redis-py client (a `RedisCluster`, or `Sentinel(...).master_for(...)`). `timeout_s`
+    bounds every call; there are no retries, the caller falls back instead.
 
     >>> state = RedisState("rediss://:password@cache.internal:6380/0")
     """
@@ -277,25 +280,11 @@ class RedisState:
         self.prefix = prefix
         self.lease_s = lease_s
         self.timeout_s = timeout_s
+        if not prefix:  # "{}" is no hash tag: keys would scatter over a cluster's slots
+            raise ConfigurationError("RedisState needs a non-empty prefix (its keys' hash tag)")
         self._tag = "{" + prefix + "}"
         if isinstance(url, str):
-            try:
-                import redis
-                from redis.backoff import NoBackoff
-                from redis.retry import Retry
-            except ImportError as error:  # pragma: no cover - depends on the extra
-                raise ConfigurationError(
-                    "state='redis://...' needs the redis package: "
-                    "pip install 'llmrouter_integrations[redis]'"
-                ) from error
-            self._client: Any = redis.Redis.from_url(
-                url,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-                health_check_interval=0,
-            )
+            self._client: Any = sync_client(url, timeout_s=timeout_s)
         else:
             self._client = url
         self._budget = self._client.register_script(_BUDGET)

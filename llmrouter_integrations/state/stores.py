@@ -1,4 +1,4 @@
-"""Stores from settings: `"memory"`, `"sqlite:///path.db"`, `"redis://..."` or a store object.
+"""Stores from settings: `"memory"`, `"sqlite:///path.db"`, a Redis URL or a store object.
 
 Every setting goes through the one parser (`url.parse_store_url`); each backend module is
 imported only when a setting names it.
@@ -22,12 +22,19 @@ __all__ = ["cache_store_from_spec", "ledger_store_from_spec", "shared_state_from
 
 def cache_store_from_spec(spec: str | CacheStore, *, clock: Clock = SYSTEM_CLOCK) -> CacheStore:
     """`Router(cache=...)`: "memory", "sqlite:///relative.db", "sqlite:////abs/path.db"
-    (SQLAlchemy's spelling, as for the ledger), "redis://...", or a ready store.
+    (SQLAlchemy's spelling, as for the ledger), "redis://...", "redis+cluster://...",
+    "redis+sentinel://...", or a ready store.
 
     >>> cache_store_from_spec("sqlite:////tmp/llm-cache.db")
     SQLiteCacheStore('/tmp/llm-cache.db')
     """
     if not isinstance(spec, str):
+        if _is_redis_client(spec):
+            raise ConfigurationError(
+                "cache= takes a redis-py client wrapped in a store: "
+                "cache=RedisCacheStore(client), with a redis.asyncio client "
+                "(from llmrouter_integrations.state import RedisCacheStore)"
+            )
         return spec
     where = parse_store_url(spec, setting="cache")
     if where.backend == "sqlite":
@@ -69,13 +76,20 @@ def shared_state_from_spec(
     spec: str | SharedState | None, *, timeout_s: float = 0.25, prefix: str = "llmrouter"
 ) -> SharedState | None:
     """A store from `Router(state=...)`: None, "memory", "sqlite:///path.db",
-    "redis://host:port/db", "rediss://..." or a ready store object.
+    "redis://host:port/db", "rediss://...", "redis+cluster://host:port,host:port",
+    "redis+sentinel://host:26379,host:26379/service_name/db" or a ready store object.
 
     >>> shared_state_from_spec("sqlite:///var/lib/app/state.db").backend
     'sqlite'
     """
     if spec is None or isinstance(spec, SharedState):
         return spec
+    if _is_redis_client(spec):
+        raise ConfigurationError(
+            "state= takes a redis-py client wrapped in a store: state=RedisState(client), "
+            "with a synchronous client (from llmrouter_integrations.state.shared_redis "
+            "import RedisState)"
+        )
     if not isinstance(spec, str):
         raise ConfigurationError(f"state= must be None, a URL or a store, not {type(spec)}")
     where = parse_store_url(spec, setting="state")
@@ -94,3 +108,8 @@ def shared_state_from_spec(
     from .shared_memory import MemoryState
 
     return MemoryState()
+
+
+def _is_redis_client(spec: object) -> bool:
+    # A bare redis-py client is not a store; said here rather than failing on first use.
+    return type(spec).__module__.split(".")[0] == "redis"

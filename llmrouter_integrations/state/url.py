@@ -2,8 +2,10 @@
 
 `"memory"` (this process), `"sqlite:///relative/path.db"` or `"sqlite:////absolute/path.db"`
 (SQLAlchemy's spelling: three slashes, then the path), `"redis://host:6379/0"`,
-`"rediss://..."` (TLS) or `"unix:///path/redis.sock"`. A password in a URL never reaches
-an error message.
+`"rediss://..."` (TLS) or `"unix:///path/redis.sock"`; Redis Cluster as
+`"redis+cluster://host:port[,host:port...]"` and Sentinel as
+`"redis+sentinel://host:26379[,host:port...]/service_name[/db]"` (`rediss+...` for TLS;
+`parse_redis_url` reads those). A password in a URL never reaches an error message.
 
     >>> parse_store_url("sqlite:////var/lib/app/cache.db", setting="cache").path
     '/var/lib/app/cache.db'
@@ -13,13 +15,15 @@ an error message.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigurationError
 
-__all__ = ["BACKENDS", "StoreURL", "parse_store_url", "redact_url"]
+__all__ = ["BACKENDS", "RedisURL", "StoreURL", "parse_redis_url", "parse_store_url", "redact_url"]
 
 Backend = Literal["memory", "sqlite", "redis"]
 BACKENDS: tuple[Backend, ...] = ("memory", "sqlite", "redis")
@@ -29,6 +33,16 @@ _EXAMPLES = {
     "redis": "'redis://host:6379/0'",
 }
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Several seed nodes or sentinels in one URL: the spelling of the Redis-Sentinel-Url package,
+# also read by LangChain's and Prefect's Redis helpers (redis-py itself has no URL for these).
+_Topology = Literal["cluster", "sentinel"]
+_TOPOLOGY_SCHEMES: dict[str, tuple[_Topology, bool, int]] = {
+    "redis+cluster": ("cluster", False, 6379),
+    "rediss+cluster": ("cluster", True, 6379),
+    "redis+sentinel": ("sentinel", False, 26379),
+    "rediss+sentinel": ("sentinel", True, 26379),
+}
+_SECRET_OPTION = re.compile(r"([?&][^=&#]*password=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,7 @@ def redact_url(url: str) -> str:
     >>> redact_url("redis://:hunter2@cache:6379/0")
     'redis://***@cache:6379/0'
     """
+    url = _SECRET_OPTION.sub(r"\1***", url)  # ?sentinel_password=... too
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest:
         return f"{scheme}://***@{rest.rpartition('@')[2]}"
@@ -75,6 +90,9 @@ def parse_store_url(
         where = StoreURL("sqlite", path=path)
     elif spec.startswith(_REDIS_SCHEMES):
         where = StoreURL("redis", url=spec)
+    elif spec.partition("://")[0] in _TOPOLOGY_SCHEMES:
+        parse_redis_url(spec, setting=setting)  # a malformed node list fails here, not later
+        where = StoreURL("redis", url=spec)
     else:
         raise ConfigurationError(
             f"{setting}= takes {_choices(backends)} or a store object; got {redact_url(spec)!r}"
@@ -88,3 +106,106 @@ def parse_store_url(
 
 def _choices(backends: Collection[Backend]) -> str:
     return ", ".join(_EXAMPLES[b] for b in BACKENDS if b in backends)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisURL:
+    """A Redis Cluster or Sentinel URL, read: `kind`, `tls`, the seed `nodes` (or sentinels),
+    Sentinel's `service` and `db`, the data nodes' credentials, the sentinels' own
+    (`?sentinel_username=&sentinel_password=`), and the other query `options` as given.
+
+    >>> parse_redis_url("redis+sentinel://s1,s2:26380/mymaster/2").nodes
+    (('s1', 26379), ('s2', 26380))
+    """
+
+    kind: _Topology
+    tls: bool
+    nodes: tuple[tuple[str, int], ...]
+    service: str = ""
+    db: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    sentinel_username: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+    options: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def parse_redis_url(url: str, *, setting: str = "state") -> RedisURL:
+    """Read `redis+cluster://[user:pass@]host[:port][,host[:port]...][?options]` or
+    `redis+sentinel://[user:pass@]host[:port][,...]/service_name[/db][?options]`
+    (`rediss+...`: TLS to every node); default ports 6379 and 26379. A `ConfigurationError`
+    naming `setting` (password hidden) when the URL is not one of those.
+
+    >>> parse_redis_url("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000").kind
+    'cluster'
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme not in _TOPOLOGY_SCHEMES:
+        raise ConfigurationError(f"{setting}={redact_url(url)!r} is not a cluster or sentinel URL")
+    kind, tls, default_port = _TOPOLOGY_SCHEMES[scheme]
+    example = (
+        "'redis+cluster://host:6379,host2:6379'"
+        if kind == "cluster"
+        else "'redis+sentinel://host:26379,host2:26379/service_name/0'"
+    )
+
+    def refuse(why: str) -> ConfigurationError:
+        return ConfigurationError(f"{setting}={redact_url(url)!r}: {why}; e.g. {example}")
+
+    rest, _, query = rest.partition("?")
+    userinfo, at, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    nodes = tuple(_node(item, default_port, refuse) for item in hosts.split(","))
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    parts = [unquote(p) for p in path.split("/") if p]
+    service, db = "", 0
+    if kind == "cluster":
+        if parts not in ([], ["0"]):
+            raise refuse("a cluster has only database 0 and no path")
+    else:
+        if not parts or len(parts) > 2:
+            raise refuse("a sentinel URL names the service, then optionally the db")
+        service = parts[0]
+        if len(parts) == 2:
+            db = _integer(parts[1], refuse, "the db")
+    if "db" in options:
+        db = _integer(options.pop("db"), refuse, "the db")
+        if kind == "cluster" and db:
+            raise refuse("a cluster has only database 0")
+    return RedisURL(
+        kind,
+        tls,
+        nodes,
+        service=service,
+        db=db,
+        username=username,
+        password=password,
+        sentinel_username=options.pop("sentinel_username", None),
+        sentinel_password=options.pop("sentinel_password", None),
+        options=options,
+    )
+
+
+def _node(
+    item: str, default_port: int, refuse: Callable[[str], ConfigurationError]
+) -> tuple[str, int]:
+    host, port = item, ""
+    if item.startswith("["):  # [IPv6]:port
+        host, _, tail = item[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else tail
+    elif item.count(":") == 1:
+        host, _, port = item.partition(":")
+    if not host or (item.count(":") > 1 and not item.startswith("[")):
+        raise refuse(f"{item!r} is not host:port")
+    return unquote(host), _integer(port, refuse, "a port") if port else default_port
+
+
+def _integer(text: str, refuse: Callable[[str], ConfigurationError], what: str) -> int:
+    if not text.isdigit():
+        raise refuse(f"{what} must be a number, not {text!r}")
+    return int(text)
