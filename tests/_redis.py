@@ -199,9 +199,11 @@ class SentinelSet:
 
     @classmethod
     def start(cls, directory: Path, down_after_ms: int = 1000) -> SentinelSet:
-        master = RedisServer(free_port(), "--repl-diskless-sync-delay", "0")
+        # A replica saves the copy it syncs to a file in its --dir: keep that in `directory`.
+        here = ("--dir", str(directory))
+        master = RedisServer(free_port(), "--repl-diskless-sync-delay", "0", *here)
         master.restart()
-        replica = RedisServer(free_port(), "--replicaof", "127.0.0.1", str(master.port))
+        replica = RedisServer(free_port(), "--replicaof", "127.0.0.1", str(master.port), *here)
         replica.restart()
         config = directory / "sentinel.conf"
         config.write_text(
