@@ -56,6 +56,7 @@ from .types import ChatRequest, Deployment
 if TYPE_CHECKING:
     import httpx
 
+    from .admission.store_trip import StoreTrip
     from .layers.shared_flights import SharedFlights
     from .transport.base import Transport
 
@@ -162,6 +163,7 @@ class Stack:
     state: SharedState | None = None
     state_guard: StateGuard | None = None
     owns_state: bool = False  # made here from a URL, so the router closes it
+    trip: StoreTrip | None = None  # one store trip per call (state=), for the layers
     backend: ChatBackend = field(init=False)  # the outermost layer, set once the parts exist
 
     @property
@@ -329,10 +331,12 @@ def build_stack(
     )
     if guard is not None:
         from .admission.shared_rates import SharedRates
+        from .admission.store_trip import StoreTrip
         from .routing.shared_health import SharedCircuits
 
-        stack.health_tracker.shared = SharedCircuits(guard)
+        circuits = stack.health_tracker.shared = SharedCircuits(guard)
         limits.shared = SharedRates(guard)
+        stack.trip = StoreTrip(guard, limits, probe_lease_s=circuits.probe_lease_s)
     retry_policy = retry or RetryPolicy()
     if prompt_cache not in (None, "auto"):
         raise ConfigurationError(f"prompt_cache must be None or 'auto', got {prompt_cache!r}")
@@ -419,7 +423,11 @@ def _deployment_stack(
     if instrumentation is not None:  # one span per upstream try, retries included
         backend = instrumentation.attempt_layer(backend, deployment, stack.base_urls[name])
     backend = RetryBackend(backend, deployment=name, policy=retry, clock=clock, events=events)
-    backend = CircuitBreakerBackend(backend, deployment=name, health=stack.health_tracker)
+    # The outermost per-deployment layer with shared state makes the call's store trip:
+    # the budget layer for a call a budget covers, else the breaker.
+    backend = CircuitBreakerBackend(
+        backend, deployment=name, health=stack.health_tracker, trip=stack.trip
+    )
     if stack.budgets.budgets:  # without budgets the layer would only cost time
         backend = BudgetBackend(
             backend,
@@ -429,6 +437,7 @@ def _deployment_stack(
             prices_provider=endpoint.prices_provider,
             local=endpoint.local,
             max_output_tokens=stack.catalog.for_deployment(deployment).max_output_tokens,
+            trip=stack.trip,
         )
     return backend
 

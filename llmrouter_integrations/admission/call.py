@@ -4,7 +4,11 @@ The queue layer puts a `CallAdmission` on the request it passes down: the `Grant
 waiting line promised; the rate-limit layer adds the `Permit` it took while its call
 runs; the HTTP layer reports the provider's rate-limit headers through it, so they are
 matched to the send they answer. One object passed down the stack, instead of context
-variables each layer would have to know about.
+variables each layer would have to know about. With shared state (`Router(state=...)`),
+it also carries what the call's one trip to the store already answered (`Prefetched`:
+the circuit's verdict for the breaker, the counted send for the limiter) and the rate
+release the budget layer sends with its settle, so a call costs one trip before and one
+after.
 
     >>> request, admission = admit(request)        # QueueBackend (or RateLimitBackend alone)
     >>> admission.grant = queue.try_grant(names, tokens)
@@ -21,21 +25,64 @@ from ..types import ChatRequest
 
 if TYPE_CHECKING:
     from ..providers.base import RateLimitInfo
+    from ..state.shared import Admission
     from .limits import Permit, RateLimits
     from .queue import Grant
 
-__all__ = ["CallAdmission", "admit", "dismiss"]
+__all__ = ["CallAdmission", "Prefetched", "admit", "dismiss"]
+
+
+class Prefetched:
+    """What one trip to the shared store answered for the first attempt on `deployment`:
+    the fleet's circuit verdict (`circuit`, None when not asked) and the rate count
+    (`rate` = (permit id, tokens, seconds to wait: 0.0 = counted), None when not asked).
+    Each is taken once; a retry or a wait asks the store again."""
+
+    __slots__ = ("circuit", "circuit_taken", "deployment", "rate")
+
+    def __init__(
+        self,
+        deployment: str,
+        circuit: Admission | None,
+        rate: tuple[str, int, float] | None,
+    ) -> None:
+        self.deployment = deployment
+        self.circuit = circuit
+        self.circuit_taken = False
+        self.rate = rate
 
 
 class CallAdmission:
     """One call's admission: the line's grant, the limiter's permit, where headers go."""
 
-    __slots__ = ("grant", "limits", "permit")
+    __slots__ = ("finish_later", "grant", "limits", "permit", "prefetched", "rate_release")
 
     def __init__(self) -> None:
         self.grant: Grant | None = None  # set by QueueBackend until the permit is taken
         self.permit: Permit | None = None  # set by RateLimitBackend while its call runs
         self.limits: RateLimits | None = None  # the limiter that issued `permit`
+        self.prefetched: Prefetched | None = None  # the store trip's answers, not yet used
+        # Set by the budget layer that will settle in the store after the call: the limiter
+        # then leaves its store release in `rate_release` (name, permit id, token delta)
+        # for that settle to carry, instead of a trip of its own.
+        self.finish_later = False
+        self.rate_release: tuple[str, str, int] | None = None
+
+    def take_circuit(self, deployment: str) -> tuple[bool, Admission | None]:
+        """(whether the store was asked for `deployment`'s circuit, its verdict); once."""
+        prefetched = self.prefetched
+        if prefetched is None or prefetched.deployment != deployment or prefetched.circuit_taken:
+            return False, None
+        prefetched.circuit_taken = True
+        return True, prefetched.circuit
+
+    def take_rate(self, deployment: str) -> tuple[str, int, float] | None:
+        """The store's count of this call's send to `deployment`, if it made one; once."""
+        prefetched = self.prefetched
+        if prefetched is None or prefetched.deployment != deployment:
+            return None
+        rate, prefetched.rate = prefetched.rate, None
+        return rate
 
     def report_rate_limits(self, deployment: str, info: RateLimitInfo) -> bool:
         """Give the provider's headers to the limiter holding this call's permit.

@@ -36,6 +36,7 @@ from ..core.events import EventHub, RouterEvent
 from ..errors import QueueTimeoutError
 from ..types import Deployment
 from .queue import request_tokens
+from .shared_rates import POLL_S
 from .windows import ProviderView, SlidingWindow, Slot
 
 if TYPE_CHECKING:
@@ -250,21 +251,57 @@ class RateLimits:
 
     # -- taking and giving back -----------------------------------------------------------------
 
-    def try_acquire(self, name: str, tokens: int) -> Permit | None:
+    def shared_limits(
+        self, name: str, tokens: int
+    ) -> tuple[int | None, int | None, int | None] | None:
+        """(rpm, tpm, max_concurrency) to count one send of `tokens` in the fleet's windows,
+        when `name` has limits, state is shared and this process's own windows have room
+        now (for `StoreTrip`, which counts it in the call's one trip); else None."""
+        if self.shared is None:
+            return None
+        with self._lock:
+            state = self._states.get(name) or self._state(name)
+            if not (state.rpm or state.tpm or state.max_concurrency):
+                return None
+            if state.delay(self.clock.now(), tokens, 1) > 0.0:
+                return None
+            return state.rpm, state.tpm, state.max_concurrency
+
+    def discard(self, name: str, prefetched: tuple[str, int, float] | None) -> None:
+        """A send the store counted that will not go (the layer could not use it): free its
+        concurrency slot (its window count stays, erring on the safe side)."""
+        if prefetched is not None and prefetched[2] == 0.0 and self.shared is not None:
+            self.shared.release(name, prefetched[0], 0)
+
+    def try_acquire(
+        self, name: str, tokens: int, prefetched: tuple[str, int, float] | None = None
+    ) -> Permit | None:
         """Take capacity for one request of `tokens` now, or None if it must wait.
 
         With shared state, a deployment with limits also takes its share of the fleet's
         windows in the store (after the local check, so a local refusal costs no trip).
+        `prefetched` is the store's answer already had in the call's one trip (permit id,
+        tokens, wait; `admission.store_trip`): used instead of asking again.
         """
         with self._lock:
             state = self._states.get(name) or self._state(name)
             now = self.clock.now()
-            if state.delay(now, tokens, 1) > 0.0:
-                return None
+            waits = state.delay(now, tokens, 1) > 0.0
             limited = state.rpm or state.tpm or state.max_concurrency
+        if prefetched is not None and (waits or not limited or prefetched[1] != tokens):
+            self.discard(name, prefetched)
+            prefetched = None
+        if waits:
+            return None
         shared_id = None
         if self.shared is not None and limited:
-            verdict = self.shared.acquire(name, state.rpm, state.tpm, state.max_concurrency, tokens)
+            if prefetched is not None:
+                wait = POLL_S if math.isinf(prefetched[2]) else prefetched[2]
+                verdict: tuple[str, float] | None = (prefetched[0], wait)
+            else:
+                verdict = self.shared.acquire(
+                    name, state.rpm, state.tpm, state.max_concurrency, tokens
+                )
             if verdict is not None:
                 shared_id, wait = verdict
                 if wait > 0.0:
@@ -282,11 +319,17 @@ class RateLimits:
             state.provider_tokens.spend(tokens)
             return Permit(name, tokens, state.sends, state.tokens_sent, slot, shared_id=shared_id)
 
-    def release(self, permit: Permit, actual_tokens: int | None = None) -> None:
-        """Give back the concurrency slot; correct the charged tokens to `actual_tokens`."""
+    def release(
+        self, permit: Permit, actual_tokens: int | None = None, *, hand_over: bool = False
+    ) -> tuple[str, str, int] | None:
+        """Give back the concurrency slot; correct the charged tokens to `actual_tokens`.
+
+        `hand_over`: return the store's part (deployment, permit id, token delta) instead
+        of sending it, for the budget layer's settle to carry (one trip after a call).
+        """
         with self._lock:
             if permit.released:
-                return
+                return None
             permit.released = True
             state = self._states.get(permit.deployment) or self._state(permit.deployment)
             state.in_use -= 1
@@ -300,8 +343,12 @@ class RateLimits:
             )
         if shared_news and self.shared is not None and permit.shared_id is not None:
             delta = actual_tokens - permit.tokens if actual_tokens is not None else 0
+            if hand_over:
+                self._changed()
+                return permit.deployment, permit.shared_id, delta
             self.shared.release(permit.deployment, permit.shared_id, delta)
         self._changed()
+        return None
 
     # -- what the provider told us --------------------------------------------------------------
 

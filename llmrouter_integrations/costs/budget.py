@@ -18,111 +18,25 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
-from ..errors import BudgetExceededError, ConfigurationError, StateUnavailableError
+from ..errors import ConfigurationError, StateUnavailableError
 from ..types import ChatRequest, Deployment
-from .budget_rules import PERIOD_WORDS, Budget, period_bounds
+from .budget_account import BudgetAccount, BudgetRefusal
+from .budget_rules import Budget, period_bounds
 from .ledger import CostLedger, LedgerFilter, LedgerStore
-from .report import money
 
 if TYPE_CHECKING:
     from ..state.shared import Account, Settled
-    from .budget_shared import SharedBudgets
+    from .budget_shared import HoldVia, RateRelease, SharedBudgets
 
 __all__ = ["Budget", "BudgetManager", "BudgetRefusal", "BudgetStatus", "Reservation"]
 
 _ZERO = Decimal(0)
-
-
-@dataclass(slots=True)
-class _Account:
-    """One budget's running totals for one scope value (a user, a tag...) in one period."""
-
-    budget: Budget
-    scope_value: str
-    period_start: float
-    period_end: float
-    spent: Decimal = _ZERO
-    reserved: Decimal = _ZERO
-    alerted: set[float] = field(default_factory=set)
-
-    def roll(self, wall: float) -> None:
-        # Money still reserved by calls in flight stays reserved into the new period.
-        if wall >= self.period_end:
-            self.period_start, self.period_end = period_bounds(self.budget.period, wall)
-            self.spent = _ZERO
-            self.alerted.clear()
-
-    def fits(self, needed: Decimal) -> bool:
-        # A free call always fits, even in a budget already overspent by a bad estimate.
-        return not needed or self.spent + self.reserved + needed <= self.budget.limit
-
-    def left(self) -> Decimal:
-        return max(_ZERO, self.budget.limit - self.spent - self.reserved)
-
-    def shortfall(self, needed: Decimal) -> str:
-        """The planner's one-line reason: "would exceed budget 'daily': $x left, needs $y"."""
-        return f"would exceed budget {self.budget.name!r}: {money(self.left())} left, needs {money(needed)}"
-
-    def refusal(self, needed: Decimal) -> BudgetExceededError:
-        budget = self.budget
-        return _error(
-            self,
-            needed,
-            f"budget {budget.name!r} ({money(budget.limit)} {PERIOD_WORDS[budget.period]}) would "
-            f"be exceeded: {money(self.left())} left ({money(self.spent)} spent, "
-            f"{money(self.reserved)} held by calls in flight) and this call needs up to "
-            f"{money(needed)}. Nothing was sent.",
-        )
-
-    def unpriced(self, deployment: str) -> BudgetExceededError:
-        return _error(
-            self,
-            math.inf,
-            f"budget {self.budget.name!r} cannot bound a call to deployment {deployment!r}: no "
-            "price is known for its model (set Deployment(price={'input': ..., 'output': ...}) "
-            "in USD per million tokens). Nothing was sent.",
-        )
-
-    def crossed_thresholds(self) -> list[float]:
-        if not self.spent:
-            return []
-        levels = self.budget._alert_levels
-        crossed = [t for t, level in levels if self.spent >= level and t not in self.alerted]
-        self.alerted.update(crossed)
-        return crossed
-
-
-def _error(account: _Account, needed: Decimal | float, message: str) -> BudgetExceededError:
-    return BudgetExceededError(
-        message,
-        limit_usd=float(account.budget.limit),
-        spent_usd=float(account.spent),
-        needed_usd=float(needed),
-        budget=account.budget.name,
-    )
-
-
-class BudgetRefusal(str):
-    """`BudgetManager.check`'s reason: a plain string for a planner's route explanation, that
-    also carries the `BudgetExceededError` to raise if budgets leave no candidate at all.
-
-    >>> reasons = {name: r for name, r in planner_reasons.items()}
-    >>> if reasons and all(isinstance(r, BudgetRefusal) for r in reasons.values()):
-    ...     raise next(iter(reasons.values())).error
-    """
-
-    error: BudgetExceededError
-
-    def __new__(cls, reason: str, error: BudgetExceededError) -> BudgetRefusal:
-        refusal = super().__new__(cls, reason)
-        refusal.error = error
-        return refusal
 
 
 @dataclass(slots=True)
@@ -133,7 +47,7 @@ class Reservation:
     (`hold` None with `specs`: held locally while the store was down)."""
 
     amount: Decimal
-    accounts: tuple[_Account, ...] = ()
+    accounts: tuple[BudgetAccount, ...] = ()
     deployment: str = ""
     done: bool = False
     hold: str | None = None
@@ -191,7 +105,7 @@ class BudgetManager:
         self._clock = clock
         self._events = events
         self._lock = threading.Lock()
-        self._accounts: dict[tuple[int, str], _Account] = {}
+        self._accounts: dict[tuple[int, str], BudgetAccount] = {}
         self._loaded: list[tuple[float, dict[str, Decimal]]] = []
         if store is not None and self.budgets:
             self._load_spend(store.store if isinstance(store, CostLedger) else store)
@@ -213,12 +127,12 @@ class BudgetManager:
             spend = {("" if by is None else name): s.cost for name, s in groups.items()}
             self._loaded.append((start, spend))
 
-    def _account(self, index: int, scope_value: str, wall: float) -> _Account:
+    def _account(self, index: int, scope_value: str, wall: float) -> BudgetAccount:
         account = self._accounts.get((index, scope_value))
         if account is None:
             budget = self.budgets[index]
             start, end = period_bounds(budget.period, wall)
-            account = _Account(budget, scope_value, start, end)
+            account = BudgetAccount(budget, scope_value, start, end)
             if self._loaded and self._loaded[index][0] == start:
                 account.spent = self._loaded[index][1].get(scope_value, _ZERO)
                 # Thresholds passed before a restart were announced then.
@@ -228,7 +142,9 @@ class BudgetManager:
             account.roll(wall)
         return account
 
-    def _applicable(self, request: ChatRequest, deployment: str, wall: float) -> list[_Account]:
+    def _applicable(
+        self, request: ChatRequest, deployment: str, wall: float
+    ) -> list[BudgetAccount]:
         return [
             self._account(index, value, wall)
             for index, budget in enumerate(self.budgets)
@@ -241,9 +157,17 @@ class BudgetManager:
         return any(b.scope_values(request, name) for b in self.budgets)
 
     def reserve(
-        self, request: ChatRequest, deployment: Deployment | str, worst_case_usd: Decimal
+        self,
+        request: ChatRequest,
+        deployment: Deployment | str,
+        worst_case_usd: Decimal,
+        *,
+        via: HoldVia | None = None,
     ) -> Reservation:
-        """Hold `worst_case_usd` against every applicable budget, or raise BudgetExceededError."""
+        """Hold `worst_case_usd` against every applicable budget, or raise BudgetExceededError.
+
+        With shared state, `via` takes the hold in the store as part of the call's one trip
+        (`admission.store_trip`); without it the hold is a trip of its own."""
         name = deployment if isinstance(deployment, str) else deployment.key
         if not self.budgets:
             return Reservation(_ZERO, deployment=name)
@@ -256,7 +180,7 @@ class BudgetManager:
             deadline = request.deadline
             left = None if deadline is None else max(0.0, deadline - self._clock.now())
             reservation = self._reserve_shared(
-                self.shared, accounts, specs, needed, name, wall, left
+                self.shared, accounts, specs, needed, name, wall, left, via
             )
             if reservation is not None:
                 return reservation
@@ -268,7 +192,7 @@ class BudgetManager:
                 account.reserved += needed
         return Reservation(needed, tuple(accounts), name, specs=specs)
 
-    def _specs(self, accounts: list[_Account]) -> tuple[Account, ...]:
+    def _specs(self, accounts: list[BudgetAccount]) -> tuple[Account, ...]:
         from .budget_shared import account_spec
 
         specs = []
@@ -295,18 +219,19 @@ class BudgetManager:
     def _reserve_shared(
         self,
         shared: SharedBudgets,
-        accounts: list[_Account],
+        accounts: list[BudgetAccount],
         specs: tuple[Account, ...],
         needed: Decimal,
         name: str,
         wall: float,
         time_left_s: float | None,
+        via: HoldVia | None,
     ) -> Reservation | None:
         """Hold in the store; None: it is down and state_failure="local" (hold locally)."""
         from ..state.shared import StoreUnavailable, from_nano
 
         try:
-            outcome = shared.reserve(specs, needed, wall, time_left_s)
+            outcome = shared.reserve(specs, needed, wall, time_left_s, via)
         except StoreUnavailable:
             if self.state_failure == "local":
                 return None
@@ -322,7 +247,7 @@ class BudgetManager:
         with self._lock:
             account.spent = max(account.spent, from_nano(outcome.spent))
             account.crossed_thresholds()  # announced by whoever crossed them
-        fleet = _Account(
+        fleet = BudgetAccount(
             account.budget,
             account.scope_value,
             account.period_start,
@@ -363,8 +288,18 @@ class BudgetManager:
         if accounts:
             raise accounts[0].unpriced(name)
 
-    def settle(self, reservation: Reservation, actual_usd: Decimal | None) -> None:
-        """The call is over and cost `actual_usd` (None: unknown, so the reservation counts)."""
+    def settle(
+        self,
+        reservation: Reservation,
+        actual_usd: Decimal | None,
+        *,
+        rate: RateRelease | None = None,
+    ) -> None:
+        """The call is over and cost `actual_usd` (None: unknown, so the reservation counts).
+
+        `rate`: the call's rate-window release in the store, sent in the same trip."""
+        if reservation.done or not reservation.accounts or reservation.hold is None:
+            self._release_rate(rate)
         if reservation.done:
             return
         reservation.done = True
@@ -372,11 +307,11 @@ class BudgetManager:
             return
         actual = reservation.amount if actual_usd is None else Decimal(actual_usd)
         if reservation.hold is not None and self.shared is not None:
-            self._settle_shared(self.shared, reservation, actual)
+            self._settle_shared(self.shared, reservation, actual, rate)
             return
         if reservation.specs and self.shared is not None:  # held locally during an outage
             self.shared.keep_for_later(reservation.specs, actual)
-        alerts: list[tuple[_Account, float]] = []
+        alerts: list[tuple[BudgetAccount, float]] = []
         with self._lock:
             wall = self._clock.wall()
             for account in reservation.accounts:
@@ -387,20 +322,30 @@ class BudgetManager:
         for account, threshold in alerts:
             self._alert(account, threshold, reservation.deployment, wall)
 
+    def _release_rate(self, rate: RateRelease | None) -> None:
+        if rate is not None and self.shared is not None:
+            self.shared.release(None, (), self._clock.wall(), rate)
+
     def _settle_shared(
-        self, shared: SharedBudgets, reservation: Reservation, actual: Decimal
+        self,
+        shared: SharedBudgets,
+        reservation: Reservation,
+        actual: Decimal,
+        rate: RateRelease | None,
     ) -> None:
         from ..state.shared import from_nano
 
         wall = self._clock.wall()
-        settled: Settled | None = shared.settle(reservation.hold, reservation.specs, actual, wall)
+        settled: Settled | None = shared.settle(
+            reservation.hold, reservation.specs, actual, wall, rate
+        )
         if settled is None:  # the store went down: the local view counts it meanwhile
             with self._lock:
                 for account in reservation.accounts:
                     account.spent += actual
                     account.crossed_thresholds()
             return
-        alerts: list[tuple[_Account, float]] = []
+        alerts: list[tuple[BudgetAccount, float]] = []
         with self._lock:
             for account, spent in zip(reservation.accounts, settled.spent):
                 account.spent = from_nano(spent)  # the fleet's spend, for check() and outages
@@ -411,13 +356,16 @@ class BudgetManager:
         for account, threshold in alerts:
             self._alert(account, threshold, reservation.deployment, wall)
 
-    def release(self, reservation: Reservation) -> None:
-        """The call failed without being billed: give its reservation back."""
+    def release(self, reservation: Reservation, *, rate: RateRelease | None = None) -> None:
+        """The call failed without being billed: give its reservation back (and `rate`'s
+        slot, in the same trip)."""
+        if reservation.done or reservation.hold is None:
+            self._release_rate(rate)
         if reservation.done:
             return
         reservation.done = True
         if reservation.hold is not None and self.shared is not None:
-            self.shared.release(reservation.hold, reservation.specs, self._clock.wall())
+            self.shared.release(reservation.hold, reservation.specs, self._clock.wall(), rate)
             return
         with self._lock:
             for account in reservation.accounts:
@@ -465,7 +413,9 @@ class BudgetManager:
             )
         return result
 
-    def _alert(self, account: _Account, threshold: float, deployment: str, wall: float) -> None:
+    def _alert(
+        self, account: BudgetAccount, threshold: float, deployment: str, wall: float
+    ) -> None:
         if self._events is None:
             return
         budget = account.budget

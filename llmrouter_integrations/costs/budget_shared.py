@@ -16,13 +16,25 @@ import contextlib
 import math
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import ROUND_FLOOR, Decimal
 
 from ..state.guard import StateGuard
-from ..state.shared import Account, AccountState, Refusal, Settled, StoreUnavailable, to_nano
+from ..state.shared import (
+    Account,
+    AccountState,
+    HoldAsk,
+    Refusal,
+    Settled,
+    StoreUnavailable,
+    to_nano,
+)
 
-__all__ = ["SharedBudgets", "account_spec"]
+# Takes the hold in the store as part of a larger trip (`admission.store_trip.StoreTrip`).
+HoldVia = Callable[[HoldAsk], Refusal | None]
+RateRelease = tuple[str, str, int]  # (deployment, permit id, token delta) sent with a settle
+
+__all__ = ["HoldVia", "RateRelease", "SharedBudgets", "account_spec"]
 
 _NANO = Decimal("1e9")
 _LEASE_MARGIN_S = 30.0  # a hold outlives its call's deadline by this much
@@ -77,12 +89,14 @@ class SharedBudgets:
         needed: Decimal,
         wall: float,
         time_left_s: float | None = None,
+        via: HoldVia | None = None,
     ) -> Refusal | str:
         """Hold `needed` on every account: the hold id, or the store's `Refusal`.
 
         The hold's lease outlasts the call's own deadline (`time_left_s`, when it has one),
-        so a live call's money is never handed out twice. Raises `StoreUnavailable` when
-        the store cannot answer."""
+        so a live call's money is never handed out twice. `via` takes the hold as part of
+        the call's one trip to the store. Raises `StoreUnavailable` when the store cannot
+        answer."""
         if self._pending:
             self._push_pending(wall)
         hold = uuid.uuid4().hex
@@ -90,27 +104,45 @@ class SharedBudgets:
         lease = self.lease_s
         if time_left_s is not None:
             lease = max(lease, time_left_s + _LEASE_MARGIN_S)
-        refusal = self.guard.run(store.reserve, hold, specs, to_nano(needed), wall, lease)
+        if via is not None:
+            refusal = via(HoldAsk(hold, specs, to_nano(needed), lease))
+        else:
+            refusal = self.guard.run(store.reserve, hold, specs, to_nano(needed), wall, lease)
         return hold if refusal is None else refusal
 
     def settle(
-        self, hold: str | None, specs: tuple[Account, ...], actual: Decimal, wall: float
+        self,
+        hold: str | None,
+        specs: tuple[Account, ...],
+        actual: Decimal,
+        wall: float,
+        rate: RateRelease | None = None,
     ) -> Settled | None:
-        """Add the real cost (dropping the hold): None when the store is down (kept to push)."""
+        """Add the real cost (dropping the hold), and free `rate`'s slot, in one trip: None
+        when the store is down (the cost is kept to push; the slot's lease ends it)."""
         amount = to_nano(actual) if actual > 0 else 0
         hold = hold or uuid.uuid4().hex
         try:
-            return self.guard.run(self.guard.store.settle, hold, specs, amount, wall)
+            return self.guard.run(self.guard.store.finish_call, (hold, specs, amount), rate, wall)
         except StoreUnavailable:
             if amount:
                 with self._lock:
                     self._pending.append((hold, specs, amount))
             return None
 
-    def release(self, hold: str, specs: tuple[Account, ...], wall: float) -> None:
-        """Drop the hold; if the store is down its lease ends it instead."""
+    def release(
+        self, hold: str | None, specs: tuple[Account, ...], wall: float, rate: RateRelease | None
+    ) -> None:
+        """Drop the hold (and free `rate`'s slot); if the store is down, leases end them."""
+        if hold is None and rate is None:
+            return
         with contextlib.suppress(StoreUnavailable):
-            self.guard.run(self.guard.store.release, hold, specs, wall)
+            self.guard.run(
+                self.guard.store.finish_call,
+                None if hold is None else (hold, specs, None),
+                rate,
+                wall,
+            )
 
     def read(self, specs: Sequence[Account], wall: float) -> list[AccountState]:
         """Each account's fleet-wide state (raises `StoreUnavailable`)."""

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from ..core.backend import ChatBackend, closing_stream
 from ..costs.budget import BudgetManager, BudgetRefusal, Reservation
@@ -35,6 +36,11 @@ from ..costs.tokens import (
 )
 from ..errors import ProviderTimeoutError
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
+
+if TYPE_CHECKING:
+    from ..admission.call import CallAdmission
+    from ..admission.store_trip import StoreTrip
+    from ..costs.budget_shared import RateRelease
 
 __all__ = ["BudgetBackend"]
 
@@ -52,10 +58,12 @@ class BudgetBackend:
         prices_provider: str | None = None,
         local: bool = False,
         max_output_tokens: int | None = None,
+        trip: StoreTrip | None = None,
     ) -> None:
         self.inner = inner
         self.deployment = deployment
         self.manager = manager
+        self.trip = trip
         self._pricer = pricer
         self._prices_provider = prices_provider
         self._local = local
@@ -76,7 +84,14 @@ class BudgetBackend:
         kept = {key: value for key, value in extra.items() if key not in OUTPUT_CAP_KEYS}
         sent = dataclasses.replace(request, max_tokens=cap, extra_body=kept)
         sent._token_estimate = request._token_estimate  # same messages: the estimate holds
+        sent.admission = request.admission  # the same call
         return sent
+
+    def _sent(self, request: ChatRequest) -> ChatRequest:
+        """The request as this layer sends it: capped when a budget covers it."""
+        if self._local or not self.manager.applies(request, self.deployment):
+            return request
+        return self.capped(request)
 
     def check(self, request: ChatRequest) -> BudgetRefusal | None:
         """Why budgets would refuse this call on this deployment, or None (reserves nothing)."""
@@ -98,22 +113,34 @@ class BudgetBackend:
         if worst_case is None:
             self.manager.refuse_unpriced(request, self.deployment)
             return None  # no budget covers it: nothing to hold
-        return self.manager.reserve(request, self.deployment, worst_case)
+        # With shared state the hold rides on the call's one trip to the store, with the
+        # circuit's admission and the rate count (`admission.store_trip`).
+        trip = self.trip
+        via = None
+        if trip is not None and request.admission is not None:
+            via = trip.hold_via(request, self.deployment.key)
+        return self.manager.reserve(request, self.deployment, worst_case, via=via)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         if not self.manager.budgets:
             return await self.inner.chat(request)
+        request = self._sent(request)
         reservation = self._reserve(request)
-        if reservation is not None and reservation.accounts and not self._local:
-            request = self.capped(request)
+        admission = request.admission
+        # The limiter below leaves its store release for this layer's settle: one trip after.
+        finishing = reservation is not None and reservation.hold is not None
+        if finishing and admission is not None:
+            admission.finish_later = True
         try:
             response = await self.inner.chat(request)
         except BaseException as error:
             if reservation is not None:
-                self._settle_failure(reservation, error, request, produced=0)
+                rate = _rate_release(admission, finishing)
+                self._settle_failure(reservation, error, request, 0, rate)
             raise
         if reservation is not None:
-            self.manager.settle(reservation, decimal_cost(response.cost_detail, response.cost))
+            cost = decimal_cost(response.cost_detail, response.cost)
+            self.manager.settle(reservation, cost, rate=_rate_release(admission, finishing))
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -122,9 +149,8 @@ class BudgetBackend:
                 async for chunk in chunks:
                     yield chunk
             return
+        request = self._sent(request)
         reservation = self._reserve(request)
-        if reservation is not None and reservation.accounts and not self._local:
-            request = self.capped(request)
         produced = 0  # output tokens seen (estimated), to bill a stream that ends early
         try:
             async with closing_stream(self.inner.stream(request)) as chunks:
@@ -150,8 +176,10 @@ class BudgetBackend:
         error: BaseException | None,
         request: ChatRequest,
         produced: int,
+        rate: RateRelease | None = None,
     ) -> None:
         if reservation.done:
+            self.manager.release(reservation, rate=rate)  # only frees the rate slot, if any
             return
         billed = getattr(error, "usage", None)
         if isinstance(billed, Usage):
@@ -163,18 +191,31 @@ class BudgetBackend:
                     prices_provider=self._prices_provider,
                     local=self._local,
                 )
-            self.manager.settle(reservation, detail.total if detail is not None else None)
+            total = detail.total if detail is not None else None
+            self.manager.settle(reservation, total, rate=rate)
         elif produced:
-            self.manager.settle(reservation, self._price(estimate_input_tokens(request), produced))
+            cost = self._price(estimate_input_tokens(request), produced)
+            self.manager.settle(reservation, cost, rate=rate)
         elif isinstance(error, (ProviderTimeoutError, asyncio.CancelledError)):
             # Sent, then abandoned: the provider may still process and bill the prompt, so
             # charge its estimated input rather than nothing (a hard budget must fill up).
-            self.manager.settle(reservation, self._price(estimate_input_tokens(request), 0))
+            cost = self._price(estimate_input_tokens(request), 0)
+            self.manager.settle(reservation, cost, rate=rate)
         else:
-            self.manager.release(reservation)
+            self.manager.release(reservation, rate=rate)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _rate_release(admission: CallAdmission | None, finishing: bool) -> RateRelease | None:
+    """The limiter's store release left for this layer's settle (and the flag cleared: the
+    admission moves on to the next deployment if the call falls back)."""
+    if admission is None or not finishing:
+        return None
+    rate, admission.rate_release = admission.rate_release, None
+    admission.finish_later = False
+    return rate
 
 
 def _chunk_tokens(chunk: ChatChunk) -> int:

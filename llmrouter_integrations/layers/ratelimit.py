@@ -51,21 +51,21 @@ class RateLimitBackend(WrapperBackend):
         self.queue = queue or RequestQueue(limits, clock=limits.clock, events=limits.events)
         self.max_wait = max_wait
 
-    def _acquire_now(self, tokens: int, outer: Grant | None) -> Permit | None:
-        """The permit, if it can be had without waiting (the usual case)."""
+    def _acquire_now(
+        self, tokens: int, outer: Grant | None, prefetched: tuple[str, int, float] | None
+    ) -> Permit | None:
+        """The permit, if it can be had without waiting (the usual case). `prefetched`:
+        the store's count of this send from the call's one trip (`admission.store_trip`)."""
         name = self.deployment
         # A newcomer waits behind those already in line; one the line let through does not.
         if outer is not None or not self.queue.has_waiters(name):
-            permit = self.limits.try_acquire(name, tokens)
+            permit = self.limits.try_acquire(name, tokens, prefetched)
             if permit is not None:
                 self.queue.settle(outer)
                 return permit
+        else:
+            self.limits.discard(name, prefetched)
         return None
-
-    async def _acquire(self, request: ChatRequest, tokens: int, outer: Grant | None) -> Permit:
-        return self._acquire_now(tokens, outer) or await self._wait_for_permit(
-            request, tokens, outer
-        )
 
     async def _wait_for_permit(
         self, request: ChatRequest, tokens: int, outer: Grant | None
@@ -119,7 +119,8 @@ class RateLimitBackend(WrapperBackend):
         if owned:
             request, admission = admit(request)
         outer = admission.grant
-        permit = self._acquire_now(tokens, outer) or await self._wait_for_permit(
+        prefetched = admission.take_rate(self.deployment)
+        permit = self._acquire_now(tokens, outer, prefetched) or await self._wait_for_permit(
             request, tokens, outer
         )
         admission.grant = None  # settled with the permit taken
@@ -140,14 +141,22 @@ class RateLimitBackend(WrapperBackend):
             admission.permit = admission.limits = None
             if owned:
                 dismiss(request, admission)
-            self.limits.release(permit, actual)
+            # The budget layer above settles in the store: its trip carries this release.
+            hand_over = admission.finish_later and admission.rate_release is None
+            news = self.limits.release(permit, actual, hand_over=hand_over)
+            if news is not None:
+                admission.rate_release = news
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         admission = request.admission
         owned = admission is None  # no queue layer above: this layer admits the call
         if owned:
             request, admission = admit(request)
-        permit = await self._acquire(request, request_tokens(request), admission.grant)
+        tokens, outer = request_tokens(request), admission.grant
+        prefetched = admission.take_rate(self.deployment)
+        permit = self._acquire_now(tokens, outer, prefetched) or await self._wait_for_permit(
+            request, tokens, outer
+        )
         admission.grant = None
         actual: int | None = None
         iterator = aiter(self.inner.stream(request))

@@ -199,13 +199,14 @@ class HealthTracker:
                 health.queued = queued
 
     # ------------------------------------------------------------- calls
-    def begin(self, name: str, *, force: bool = False) -> CallTicket:
-        """Admit a call or raise `CircuitOpenError`; the ticket must then be ended.
-
-        `force` admits regardless (as a probe when half-open): for observations fed in.
-        """
+    def begin(
+        self, name: str, *, force: bool = False, asked: tuple[Admission | None] | None = None
+    ) -> CallTicket:
+        """Admit a call or raise `CircuitOpenError`; the ticket must then be ended. `force`
+        admits regardless (as a probe when half-open), for observations fed in; `asked` is
+        the fleet's verdict from the call's one trip to the store (`SharedCircuits.admit`)."""
         events: list[RouterEvent] = []
-        fleet = self.shared.admit(name) if self.shared is not None and not force else None
+        fleet = self.shared.admit(name, asked) if self.shared is not None and not force else None
         with self._lock:
             breaker = self._breakers[name]
             now = self.clock.now()
@@ -252,8 +253,7 @@ class HealthTracker:
 
     def record_failure(self, name: str, error: BaseException | None = None) -> None:
         """Feed one observed failure (a generic one when `error` is None)."""
-        failure = error or ProviderError("failure", deployment=name)
-        self.begin(name, force=True).failure(failure)
+        self.begin(name, force=True).failure(error or ProviderError("failure", deployment=name))
 
     def _record_ttft(self, ticket: CallTicket, ttft_s: float | None) -> None:
         value = ttft_s if ttft_s is not None else self.clock.now() - ticket.started

@@ -38,14 +38,22 @@ class SharedCircuits:
         # success here resets it (the others cost no store trip).
         self._counting: set[str] = set()
 
-    def admit(self, name: str) -> Admission | None:
-        """The fleet's verdict for one call to `name`, or None: decide locally."""
-        store = self.guard.store
-        try:
-            admission = self.guard.run(
-                store.admit_circuit, name, self.guard.clock.wall(), self.probe_lease_s
-            )
-        except StoreUnavailable:
+    def admit(self, name: str, asked: tuple[Admission | None] | None = None) -> Admission | None:
+        """The fleet's verdict for one call to `name`, or None: decide locally. `asked`: the
+        verdict already had in the call's one trip (`admission.store_trip`), used as is."""
+        if asked is not None:
+            admission = asked[0]
+        else:
+            try:
+                admission = self.guard.run(
+                    self.guard.store.admit_circuit,
+                    name,
+                    self.guard.clock.wall(),
+                    self.probe_lease_s,
+                )
+            except StoreUnavailable:
+                return None
+        if admission is None:
             return None
         if admission.failures:
             self._counting.add(name)

@@ -25,6 +25,10 @@ __all__ = [
     "Account",
     "AccountState",
     "Admission",
+    "CallPlan",
+    "CallVerdict",
+    "HoldAsk",
+    "RateAsk",
     "Refusal",
     "Settled",
     "SharedState",
@@ -111,6 +115,64 @@ class Settled:
     crossed: list[tuple[int, int]]
 
 
+@dataclass(frozen=True, slots=True)
+class RateAsk:
+    """One send to `name` to count in its windows (and a concurrency slot), as `acquire_rate`."""
+
+    name: str
+    permit_id: str
+    rpm: int | None
+    tpm: int | None
+    concurrency: int | None
+    tokens: int
+    lease_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HoldAsk:
+    """A budget hold of `amount` on every account, as `reserve`."""
+
+    hold_id: str
+    accounts: tuple[Account, ...]
+    amount: int
+    lease_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """What one call to one deployment needs from the store before it is sent: `admit_call`
+    asks for all of it in one round trip.
+
+    >>> CallPlan(circuit="openai/gpt-4o", rate=RateAsk("openai/gpt-4o", "p1", 500, None,
+    ...          None, 1200, 300.0), hold=HoldAsk("h1", (account,), 20_000_000, 300.0))
+    """
+
+    circuit: str | None = None  # the deployment whose circuit admits the call, if shared
+    probe_lease_s: float = 60.0
+    rate: RateAsk | None = None
+    hold: HoldAsk | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallVerdict:
+    """`admit_call`'s answer. All or nothing where it matters: a circuit that refuses ("open",
+    "busy") or a budget `refusal` means nothing was taken (no slot, no hold, no probe).
+    Otherwise the hold is held, the probe claimed, and `rate_wait` says whether the send
+    was counted (0.0), or how long to wait before asking `acquire_rate` again (nothing
+    counted; `math.inf`: every concurrency slot is busy). None where the plan asked nothing.
+    """
+
+    circuit: Admission | None = None
+    refusal: Refusal | None = None
+    rate_wait: float | None = None
+
+    @property
+    def admitted(self) -> bool:
+        """Whether the circuit and the budget let the call go (the hold, if asked, is held)."""
+        circuit = self.circuit
+        return self.refusal is None and (circuit is None or circuit.state in ("closed", "probe"))
+
+
 @runtime_checkable
 class SharedState(Protocol):
     """Every operation is atomic across the processes sharing the store.
@@ -192,6 +254,23 @@ class SharedState(Protocol):
 
     def reset_failures(self, name: str) -> None:
         """A call to `name` succeeded: its consecutive failures start again from 0."""
+        ...
+
+    # -- one call: everything before it, everything after it, one trip each -------------------
+    def admit_call(self, plan: CallPlan, now: float) -> CallVerdict:
+        """Circuit admission, rate count and budget hold for one call, atomically: the circuit
+        is looked at first, then the budget; a refusal of either takes nothing at all."""
+        ...
+
+    def finish_call(
+        self,
+        hold: tuple[str, Sequence[Account], int | None] | None,
+        rate: tuple[str, str, int] | None,
+        now: float,
+    ) -> Settled | None:
+        """After the call, in one trip: `hold` = (hold id, accounts, actual cost) settles it
+        as `settle` (actual None: `release`); `rate` = (name, permit id, token delta) as
+        `release_rate`. Returns the settle's result (None when nothing was settled)."""
         ...
 
     # -- in-flight locks ------------------------------------------------------------------------

@@ -22,6 +22,9 @@ from .shared import (
     Account,
     AccountState,
     Admission,
+    CallPlan,
+    CallVerdict,
+    RateAsk,
     Refusal,
     Settled,
     window_wait,
@@ -79,44 +82,61 @@ class MemoryState:
             account = self._accounts[spec.key] = _Account(spec.initial, crossed)
         return account
 
+    def _refusal(self, accounts: Sequence[Account], amount: int, now: float) -> Refusal | None:
+        for index, spec in enumerate(accounts):
+            account = self._account(spec)
+            reserved = account.expire(now)
+            if amount and account.spent + reserved + amount > spec.limit:
+                return Refusal(index, account.spent, reserved)
+        return None
+
+    def _hold(self, hold_id: str, accounts: Sequence[Account], amount: int, until: float) -> None:
+        for spec in accounts:
+            self._account(spec).holds[hold_id] = (amount, until)
+
     def reserve(
         self, hold_id: str, accounts: Sequence[Account], amount: int, now: float, lease_s: float
     ) -> Refusal | None:
         with self._lock:
-            states = [self._account(spec) for spec in accounts]
-            for index, (spec, account) in enumerate(zip(accounts, states)):
-                reserved = account.expire(now)
-                if amount and account.spent + reserved + amount > spec.limit:
-                    return Refusal(index, account.spent, reserved)
-            for account in states:
-                account.holds[hold_id] = (amount, now + lease_s)
-        return None
+            refusal = self._refusal(accounts, amount, now)
+            if refusal is None:
+                self._hold(hold_id, accounts, amount, now + lease_s)
+        return refusal
 
     def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
+        with self._lock:
+            return self._settle(hold_id, accounts, actual, now)
+
+    def _settle(
+        self, hold_id: str, accounts: Sequence[Account], actual: int, now: float
+    ) -> Settled:
+        # The caller holds the lock.
         crossed: list[tuple[int, int]] = []
         spent: list[int] = []
-        with self._lock:
-            for old in [h for h, until in self._settled.items() if until <= now]:
-                del self._settled[old]
-            fresh = hold_id not in self._settled
-            self._settled[hold_id] = now + SETTLED_TTL_S
-            for index, spec in enumerate(accounts):
-                account = self._account(spec)
-                account.holds.pop(hold_id, None)
-                if fresh:
-                    account.spent += actual
-                reached = sum(1 for level in spec.alerts if account.spent >= level)
-                crossed += [(index, a) for a in range(account.alerted, reached)]
-                account.alerted = max(account.alerted, reached)
-                spent.append(account.spent)
+        for old in [h for h, until in self._settled.items() if until <= now]:
+            del self._settled[old]
+        fresh = hold_id not in self._settled
+        self._settled[hold_id] = now + SETTLED_TTL_S
+        for index, spec in enumerate(accounts):
+            account = self._account(spec)
+            account.holds.pop(hold_id, None)
+            if fresh:
+                account.spent += actual
+            reached = sum(1 for level in spec.alerts if account.spent >= level)
+            crossed += [(index, a) for a in range(account.alerted, reached)]
+            account.alerted = max(account.alerted, reached)
+            spent.append(account.spent)
         return Settled(spent, crossed)
 
     def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
         with self._lock:
-            for spec in accounts:
-                account = self._accounts.get(spec.key)
-                if account is not None:
-                    account.holds.pop(hold_id, None)
+            self._release(hold_id, accounts)
+
+    def _release(self, hold_id: str, accounts: Sequence[Account]) -> None:
+        for spec in accounts:
+            account = self._accounts.get(spec.key)
+            if account is not None:
+                account.holds.pop(hold_id, None)
 
     def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
         with self._lock:
@@ -139,36 +159,47 @@ class MemoryState:
         now: float,
         lease_s: float,
     ) -> float:
+        ask = RateAsk(name, permit_id, rpm, tpm, concurrency, tokens, lease_s)
         with self._lock:
-            rate = self._rates.setdefault(name, _Rate())
-            since = now - WINDOW_S
-            for old in [i for i, spend in rate.spends.items() if spend[0] <= since]:
-                del rate.spends[old]
-            for expired in [p for p, until in rate.permits.items() if until <= now]:
-                del rate.permits[expired]
-            if concurrency is not None and len(rate.permits) >= concurrency:
-                return math.inf
-            wait = max(0.0, rate.paused_until - now)
-            if rpm is not None or tpm is not None:
-                spends = sorted(rate.spends.values())
-                wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
-            if wait > 0.0:
-                return wait
-            if rpm is not None or tpm is not None:
-                rate.spends[permit_id] = (now, 1, tokens if tpm is not None else 0)
-            if concurrency is not None:
-                rate.permits[permit_id] = now + lease_s
+            return self._acquire(ask, now)
+
+    def _acquire(self, ask: RateAsk, now: float) -> float:
+        name, permit_id, tokens, lease_s = ask.name, ask.permit_id, ask.tokens, ask.lease_s
+        rpm, tpm, concurrency = ask.rpm, ask.tpm, ask.concurrency
+        # The caller holds the lock.
+        rate = self._rates.setdefault(name, _Rate())
+        since = now - WINDOW_S
+        for old in [i for i, spend in rate.spends.items() if spend[0] <= since]:
+            del rate.spends[old]
+        for expired in [p for p, until in rate.permits.items() if until <= now]:
+            del rate.permits[expired]
+        if concurrency is not None and len(rate.permits) >= concurrency:
+            return math.inf
+        wait = max(0.0, rate.paused_until - now)
+        if rpm is not None or tpm is not None:
+            spends = sorted(rate.spends.values())
+            wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
+        if wait > 0.0:
+            return wait
+        if rpm is not None or tpm is not None:
+            rate.spends[permit_id] = (now, 1, tokens if tpm is not None else 0)
+        if concurrency is not None:
+            rate.permits[permit_id] = now + lease_s
         return 0.0
 
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
         with self._lock:
-            rate = self._rates.get(name)
-            if rate is None:
-                return
-            rate.permits.pop(permit_id, None)
-            spend = rate.spends.get(permit_id)
-            if spend is not None and token_delta:
-                rate.spends[permit_id] = (spend[0], spend[1], max(0, spend[2] + token_delta))
+            self._release_rate(name, permit_id, token_delta)
+
+    def _release_rate(self, name: str, permit_id: str, token_delta: int) -> None:
+        # The caller holds the lock.
+        rate = self._rates.get(name)
+        if rate is None:
+            return
+        rate.permits.pop(permit_id, None)
+        spend = rate.spends.get(permit_id)
+        if spend is not None and token_delta:
+            rate.spends[permit_id] = (spend[0], spend[1], max(0, spend[2] + token_delta))
 
     def pause_rate(self, name: str, until: float) -> None:
         with self._lock:
@@ -176,18 +207,59 @@ class MemoryState:
             rate.paused_until = max(rate.paused_until, until)
 
     # -- circuits -------------------------------------------------------------------------------
+    def _circuit(self, name: str, now: float) -> Admission:
+        """The verdict, without claiming the probe (the caller holds the lock)."""
+        circuit = self._circuits.get(name)
+        if circuit is None:
+            return Admission("closed", failures=self._failures.get(name, 0))
+        until, probe_until = circuit
+        if now < until:
+            return Admission("open", until)
+        if now < probe_until:
+            return Admission("busy")
+        return Admission("probe")
+
     def admit_circuit(self, name: str, now: float, probe_lease_s: float) -> Admission:
         with self._lock:
-            circuit = self._circuits.get(name)
-            if circuit is None:
-                return Admission("closed", failures=self._failures.get(name, 0))
-            until, probe_until = circuit
-            if now < until:
-                return Admission("open", until)
-            if now < probe_until:
-                return Admission("busy")
-            self._circuits[name] = (until, now + probe_lease_s)
-            return Admission("probe")
+            verdict = self._circuit(name, now)
+            if verdict.state == "probe":
+                self._circuits[name] = (self._circuits[name][0], now + probe_lease_s)
+            return verdict
+
+    # -- one call -------------------------------------------------------------------------------
+    def admit_call(self, plan: CallPlan, now: float) -> CallVerdict:
+        with self._lock:
+            circuit = None if plan.circuit is None else self._circuit(plan.circuit, now)
+            if circuit is not None and circuit.state in ("open", "busy"):
+                return CallVerdict(circuit)
+            hold = plan.hold
+            if hold is not None:
+                refusal = self._refusal(hold.accounts, hold.amount, now)
+                if refusal is not None:
+                    return CallVerdict(circuit, refusal)
+                self._hold(hold.hold_id, hold.accounts, hold.amount, now + hold.lease_s)
+            wait = None if plan.rate is None else self._acquire(plan.rate, now)
+            if plan.circuit is not None and circuit is not None and circuit.state == "probe":
+                until = self._circuits[plan.circuit][0]
+                self._circuits[plan.circuit] = (until, now + plan.probe_lease_s)
+            return CallVerdict(circuit, None, wait)
+
+    def finish_call(
+        self,
+        hold: tuple[str, Sequence[Account], int | None] | None,
+        rate: tuple[str, str, int] | None,
+        now: float,
+    ) -> Settled | None:
+        with self._lock:
+            if rate is not None:
+                self._release_rate(*rate)
+            if hold is None:
+                return None
+            hold_id, accounts, actual = hold
+            if actual is None:
+                self._release(hold_id, accounts)
+                return None
+            return self._settle(hold_id, accounts, actual, now)
 
     def open_circuit(self, name: str, until: float) -> None:
         with self._lock:

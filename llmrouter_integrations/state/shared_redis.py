@@ -24,10 +24,13 @@ from .shared import (
     Account,
     AccountState,
     Admission,
+    CallPlan,
+    CallVerdict,
     Refusal,
     Settled,
     StoreUnavailable,
 )
+from .shared_redis_call import CallScripts, parse_settled
 
 __all__ = ["RedisState"]
 
@@ -297,6 +300,7 @@ class RedisState:
         self._forget = self._client.register_script(_FORGET)
         self._lock = self._client.register_script(_LOCK)
         self._unlock = self._client.register_script(_UNLOCK)
+        self._calls = CallScripts(self._client)
 
     def __repr__(self) -> str:
         return f"RedisState(prefix={self.prefix!r})"  # the URL may hold a password
@@ -317,15 +321,23 @@ class RedisState:
         now: float,
         hold_end: float,
     ) -> Any:
-        keys: list[str] = []
+        keys = self._account_keys(accounts)
         args: list[Any] = [mode, hold_id, amount, _num(now), _num(hold_end), len(accounts)]
+        for spec in accounts:
+            expiry = 0 if math.isinf(spec.expires_at) else int(spec.expires_at * 1000)
+            args += [spec.limit, spec.initial, expiry, ",".join(map(str, spec.alerts))]
+        keys.append(self._settled_key(hold_id))
+        return self._call(self._budget, keys, args)
+
+    def _account_keys(self, accounts: Sequence[Account]) -> list[str]:
+        keys: list[str] = []
         for spec in accounts:
             base = f"{self._tag}:budget:{spec.key}"
             keys += [base, base + ":holds", base + ":amounts"]
-            expiry = 0 if math.isinf(spec.expires_at) else int(spec.expires_at * 1000)
-            args += [spec.limit, spec.initial, expiry, ",".join(map(str, spec.alerts))]
-        keys.append(f"{self._tag}:settled:{hold_id}")
-        return self._call(self._budget, keys, args)
+        return keys
+
+    def _settled_key(self, hold_id: str) -> str:
+        return f"{self._tag}:settled:{hold_id}"
 
     def reserve(
         self, hold_id: str, accounts: Sequence[Account], amount: int, now: float, lease_s: float
@@ -336,22 +348,9 @@ class RedisState:
         return Refusal(int(result[0]), int(result[1]), int(result[2]))
 
     def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
-        # A flat reply: each account's spend (a string), then its crossed alerts as pairs
-        # (-index - 1, alert), in account order.
         ttl_ms = SETTLED_TTL_S * 1000
         flat = self._budget_call("settle", hold_id, accounts, actual, now, ttl_ms)
-        spent: list[int] = []
-        crossed: list[tuple[int, int]] = []
-        position = 0
-        while position < len(flat):
-            item = flat[position]
-            if isinstance(item, int):
-                crossed.append((-item - 1, int(flat[position + 1])))
-                position += 2
-            else:
-                spent.append(int(item))
-                position += 1
-        return Settled(spent, crossed)
+        return parse_settled(flat)
 
     def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
         self._budget_call("release", hold_id, accounts, 0, now, now)
@@ -429,6 +428,18 @@ class RedisState:
 
     def reset_failures(self, name: str) -> None:
         self._call(self._forget, [self._failures_key(name)], [])
+
+    # -- one call (state/shared_redis_call.py) ------------------------------------------------
+    def admit_call(self, plan: CallPlan, now: float) -> CallVerdict:
+        return self._calls.admit(self, plan, now)
+
+    def finish_call(
+        self,
+        hold: tuple[str, Sequence[Account], int | None] | None,
+        rate: tuple[str, str, int] | None,
+        now: float,
+    ) -> Settled | None:
+        return self._calls.finish(self, hold, rate, now)
 
     # -- locks ----------------------------------------------------------------------------------
     def _lock_key(self, key: str) -> str:

@@ -24,6 +24,10 @@ from .shared import (
     Account,
     AccountState,
     Admission,
+    CallPlan,
+    CallVerdict,
+    HoldAsk,
+    RateAsk,
     Refusal,
     Settled,
     StoreUnavailable,
@@ -142,61 +146,71 @@ class SQLiteState:
     def reserve(
         self, hold_id: str, accounts: Sequence[Account], amount: int, now: float, lease_s: float
     ) -> Refusal | None:
-        def run(db: sqlite3.Connection) -> Refusal | None:
-            for index, spec in enumerate(accounts):
-                spent, reserved = self._account(db, spec, now)
-                if amount and spent + reserved + amount > spec.limit:
-                    return Refusal(index, spent, reserved)
-            db.executemany(
-                "INSERT OR REPLACE INTO budget_holds VALUES (?, ?, ?, ?)",
-                [(spec.key, hold_id, amount, now + lease_s) for spec in accounts],
-            )
-            return None
+        ask = HoldAsk(hold_id, tuple(accounts), amount, lease_s)
+        return self._run(lambda db: self._reserve(db, ask, now))
 
-        return self._run(run)
+    def _reserve(self, db: sqlite3.Connection, ask: HoldAsk, now: float) -> Refusal | None:
+        for index, spec in enumerate(ask.accounts):
+            spent, reserved = self._account(db, spec, now)
+            if ask.amount and spent + reserved + ask.amount > spec.limit:
+                return Refusal(index, spent, reserved)
+        db.executemany(
+            "INSERT OR REPLACE INTO budget_holds VALUES (?, ?, ?, ?)",
+            [(spec.key, ask.hold_id, ask.amount, now + ask.lease_s) for spec in ask.accounts],
+        )
+        return None
 
     def settle(self, hold_id: str, accounts: Sequence[Account], actual: int, now: float) -> Settled:
-        def run(db: sqlite3.Connection) -> Settled:
-            crossed: list[tuple[int, int]] = []
-            spends: list[int] = []
-            fresh = (
-                db.execute(
-                    "INSERT OR IGNORE INTO budget_settled VALUES (?, ?)",
-                    (hold_id, now + SETTLED_TTL_S),
-                ).rowcount
-                == 1
-            )
-            for index, spec in enumerate(accounts):
-                self._account(db, spec, now)
-                db.execute("DELETE FROM budget_holds WHERE key = ? AND id = ?", (spec.key, hold_id))
-                if fresh:
-                    db.execute(
-                        "UPDATE budget_accounts SET spent = spent + ? WHERE key = ?",
-                        (actual, spec.key),
-                    )
-                spent, alerted = db.execute(
-                    "SELECT spent, alerted FROM budget_accounts WHERE key = ?", (spec.key,)
-                ).fetchone()
-                spends.append(spent)
-                reached = sum(1 for level in spec.alerts if spent >= level)
-                if reached > alerted:
-                    crossed += [(index, a) for a in range(alerted, reached)]
-                    db.execute(
-                        "UPDATE budget_accounts SET alerted = ? WHERE key = ?", (reached, spec.key)
-                    )
-            if random.random() < 0.01:  # now and then, forget accounts of periods long over
-                db.execute("DELETE FROM budget_accounts WHERE expires < ?", (now,))
-                db.execute("DELETE FROM budget_settled WHERE expires < ?", (now,))
-            return Settled(spends, crossed)
+        return self._run(lambda db: self._settle(db, hold_id, accounts, actual, now))
 
-        return self._run(run)
+    def _settle(
+        self,
+        db: sqlite3.Connection,
+        hold_id: str,
+        accounts: Sequence[Account],
+        actual: int,
+        now: float,
+    ) -> Settled:
+        crossed: list[tuple[int, int]] = []
+        spends: list[int] = []
+        fresh = (
+            db.execute(
+                "INSERT OR IGNORE INTO budget_settled VALUES (?, ?)",
+                (hold_id, now + SETTLED_TTL_S),
+            ).rowcount
+            == 1
+        )
+        for index, spec in enumerate(accounts):
+            self._account(db, spec, now)
+            db.execute("DELETE FROM budget_holds WHERE key = ? AND id = ?", (spec.key, hold_id))
+            if fresh:
+                db.execute(
+                    "UPDATE budget_accounts SET spent = spent + ? WHERE key = ?",
+                    (actual, spec.key),
+                )
+            spent, alerted = db.execute(
+                "SELECT spent, alerted FROM budget_accounts WHERE key = ?", (spec.key,)
+            ).fetchone()
+            spends.append(spent)
+            reached = sum(1 for level in spec.alerts if spent >= level)
+            if reached > alerted:
+                crossed += [(index, a) for a in range(alerted, reached)]
+                db.execute(
+                    "UPDATE budget_accounts SET alerted = ? WHERE key = ?", (reached, spec.key)
+                )
+        if random.random() < 0.01:  # now and then, forget accounts of periods long over
+            db.execute("DELETE FROM budget_accounts WHERE expires < ?", (now,))
+            db.execute("DELETE FROM budget_settled WHERE expires < ?", (now,))
+        return Settled(spends, crossed)
 
     def release(self, hold_id: str, accounts: Sequence[Account], now: float) -> None:
-        self._run(
-            lambda db: db.executemany(
-                "DELETE FROM budget_holds WHERE key = ? AND id = ?",
-                [(spec.key, hold_id) for spec in accounts],
-            )
+        self._run(lambda db: self._release(db, hold_id, accounts))
+
+    @staticmethod
+    def _release(db: sqlite3.Connection, hold_id: str, accounts: Sequence[Account]) -> None:
+        db.executemany(
+            "DELETE FROM budget_holds WHERE key = ? AND id = ?",
+            [(spec.key, hold_id) for spec in accounts],
         )
 
     def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
@@ -218,88 +232,93 @@ class SQLiteState:
         now: float,
         lease_s: float,
     ) -> float:
-        def run(db: sqlite3.Connection) -> float:
-            # Running totals of the window, so a call costs the same however busy the
-            # minute was; the spends themselves are read only to say how long to wait.
-            since = now - WINDOW_S
-            gone, requests_gone, tokens_gone = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(requests), 0), COALESCE(SUM(tokens), 0) "
-                "FROM rate_spends WHERE name = ? AND t <= ?",
-                (name, since),
-            ).fetchone()
-            if gone:
-                db.execute("DELETE FROM rate_spends WHERE name = ? AND t <= ?", (name, since))
-                db.execute(
-                    "UPDATE rate_totals SET requests = requests - ?, tokens = tokens - ? "
-                    "WHERE name = ?",
-                    (requests_gone, tokens_gone, name),
-                )
-            if concurrency is not None:
-                db.execute("DELETE FROM rate_permits WHERE name = ? AND expires <= ?", (name, now))
-                (busy,) = db.execute(
-                    "SELECT COUNT(*) FROM rate_permits WHERE name = ?", (name,)
-                ).fetchone()
-                if busy >= concurrency:
-                    return math.inf
-            row = db.execute("SELECT until FROM rate_pauses WHERE name = ?", (name,)).fetchone()
-            wait = max(0.0, row[0] - now) if row else 0.0
-            counted = rpm is not None or tpm is not None
-            if counted:
-                totals = db.execute(
-                    "SELECT requests, tokens FROM rate_totals WHERE name = ?", (name,)
-                ).fetchone()
-                used_requests, used_tokens = totals if totals else (0, 0)
-                over = (rpm is not None and used_requests + 1 > rpm) or (
-                    tpm is not None and tokens > 0 and used_tokens + tokens > tpm
-                )
-                if over:
-                    spends = db.execute(
-                        "SELECT t, requests, tokens FROM rate_spends WHERE name = ? ORDER BY t",
-                        (name,),
-                    ).fetchall()
-                    wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
-            if wait > 0.0:
-                return wait
-            if counted:
-                charged = tokens if tpm is not None else 0
-                db.execute(
-                    "INSERT OR REPLACE INTO rate_spends VALUES (?, ?, ?, 1, ?)",
-                    (name, permit_id, now, charged),
-                )
-                db.execute(
-                    "INSERT INTO rate_totals VALUES (?, 1, ?) ON CONFLICT (name) DO UPDATE "
-                    "SET requests = requests + 1, tokens = tokens + excluded.tokens",
-                    (name, charged),
-                )
-            if concurrency is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO rate_permits VALUES (?, ?, ?)",
-                    (name, permit_id, now + lease_s),
-                )
-            return 0.0
+        ask = RateAsk(name, permit_id, rpm, tpm, concurrency, tokens, lease_s)
+        return self._run(lambda db: self._acquire(db, ask, now))
 
-        return self._run(run)
+    @staticmethod
+    def _acquire(db: sqlite3.Connection, ask: RateAsk, now: float) -> float:
+        name, permit_id, tokens, lease_s = ask.name, ask.permit_id, ask.tokens, ask.lease_s
+        rpm, tpm, concurrency = ask.rpm, ask.tpm, ask.concurrency
+        # Running totals of the window, so a call costs the same however busy the
+        # minute was; the spends themselves are read only to say how long to wait.
+        since = now - WINDOW_S
+        gone, requests_gone, tokens_gone = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(requests), 0), COALESCE(SUM(tokens), 0) "
+            "FROM rate_spends WHERE name = ? AND t <= ?",
+            (name, since),
+        ).fetchone()
+        if gone:
+            db.execute("DELETE FROM rate_spends WHERE name = ? AND t <= ?", (name, since))
+            db.execute(
+                "UPDATE rate_totals SET requests = requests - ?, tokens = tokens - ? "
+                "WHERE name = ?",
+                (requests_gone, tokens_gone, name),
+            )
+        if concurrency is not None:
+            db.execute("DELETE FROM rate_permits WHERE name = ? AND expires <= ?", (name, now))
+            (busy,) = db.execute(
+                "SELECT COUNT(*) FROM rate_permits WHERE name = ?", (name,)
+            ).fetchone()
+            if busy >= concurrency:
+                return math.inf
+        row = db.execute("SELECT until FROM rate_pauses WHERE name = ?", (name,)).fetchone()
+        wait = max(0.0, row[0] - now) if row else 0.0
+        counted = rpm is not None or tpm is not None
+        if counted:
+            totals = db.execute(
+                "SELECT requests, tokens FROM rate_totals WHERE name = ?", (name,)
+            ).fetchone()
+            used_requests, used_tokens = totals if totals else (0, 0)
+            over = (rpm is not None and used_requests + 1 > rpm) or (
+                tpm is not None and tokens > 0 and used_tokens + tokens > tpm
+            )
+            if over:
+                spends = db.execute(
+                    "SELECT t, requests, tokens FROM rate_spends WHERE name = ? ORDER BY t",
+                    (name,),
+                ).fetchall()
+                wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
+        if wait > 0.0:
+            return wait
+        if counted:
+            charged = tokens if tpm is not None else 0
+            db.execute(
+                "INSERT OR REPLACE INTO rate_spends VALUES (?, ?, ?, 1, ?)",
+                (name, permit_id, now, charged),
+            )
+            db.execute(
+                "INSERT INTO rate_totals VALUES (?, 1, ?) ON CONFLICT (name) DO UPDATE "
+                "SET requests = requests + 1, tokens = tokens + excluded.tokens",
+                (name, charged),
+            )
+        if concurrency is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO rate_permits VALUES (?, ?, ?)",
+                (name, permit_id, now + lease_s),
+            )
+        return 0.0
 
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
-        def run(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM rate_permits WHERE name = ? AND id = ?", (name, permit_id))
-            if not token_delta:
-                return
-            row = db.execute(
-                "SELECT tokens FROM rate_spends WHERE name = ? AND id = ?", (name, permit_id)
-            ).fetchone()
-            if row is not None:
-                new = max(0, row[0] + token_delta)
-                db.execute(
-                    "UPDATE rate_spends SET tokens = ? WHERE name = ? AND id = ?",
-                    (new, name, permit_id),
-                )
-                db.execute(
-                    "UPDATE rate_totals SET tokens = tokens + ? WHERE name = ?",
-                    (new - row[0], name),
-                )
+        self._run(lambda db: self._release_rate(db, name, permit_id, token_delta))
 
-        self._run(run)
+    @staticmethod
+    def _release_rate(db: sqlite3.Connection, name: str, permit_id: str, token_delta: int) -> None:
+        db.execute("DELETE FROM rate_permits WHERE name = ? AND id = ?", (name, permit_id))
+        if not token_delta:
+            return
+        row = db.execute(
+            "SELECT tokens FROM rate_spends WHERE name = ? AND id = ?", (name, permit_id)
+        ).fetchone()
+        if row is not None:
+            new = max(0, row[0] + token_delta)
+            db.execute(
+                "UPDATE rate_spends SET tokens = ? WHERE name = ? AND id = ?",
+                (new, name, permit_id),
+            )
+            db.execute(
+                "UPDATE rate_totals SET tokens = tokens + ? WHERE name = ?",
+                (new - row[0], name),
+            )
 
     def pause_rate(self, name: str, until: float) -> None:
         self._run(
@@ -311,22 +330,31 @@ class SQLiteState:
         )
 
     # -- circuits -------------------------------------------------------------------------------
+    @staticmethod
+    def _circuit(db: sqlite3.Connection, name: str, now: float) -> Admission:
+        """The verdict, without claiming the probe."""
+        row = db.execute(
+            "SELECT until, probe_until FROM circuits WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return Admission("closed", failures=SQLiteState._failures(db, name))
+        until, probe_until = row
+        if now < until:
+            return Admission("open", until)
+        if now < probe_until:
+            return Admission("busy")
+        return Admission("probe")
+
+    @staticmethod
+    def _claim_probe(db: sqlite3.Connection, name: str, until: float) -> None:
+        db.execute("UPDATE circuits SET probe_until = ? WHERE name = ?", (until, name))
+
     def admit_circuit(self, name: str, now: float, probe_lease_s: float) -> Admission:
         def run(db: sqlite3.Connection) -> Admission:
-            row = db.execute(
-                "SELECT until, probe_until FROM circuits WHERE name = ?", (name,)
-            ).fetchone()
-            if row is None:
-                return Admission("closed", failures=self._failures(db, name))
-            until, probe_until = row
-            if now < until:
-                return Admission("open", until)
-            if now < probe_until:
-                return Admission("busy")
-            db.execute(
-                "UPDATE circuits SET probe_until = ? WHERE name = ?", (now + probe_lease_s, name)
-            )
-            return Admission("probe")
+            verdict = self._circuit(db, name, now)
+            if verdict.state == "probe":
+                self._claim_probe(db, name, now + probe_lease_s)
+            return verdict
 
         # Read first without the write lock: a closed circuit (the usual case) costs one SELECT.
         opened, failures = self._run(
@@ -371,6 +399,42 @@ class SQLiteState:
 
     def reset_failures(self, name: str) -> None:
         self._run(lambda db: db.execute("DELETE FROM circuit_failures WHERE name = ?", (name,)))
+
+    # -- one call -------------------------------------------------------------------------------
+    def admit_call(self, plan: CallPlan, now: float) -> CallVerdict:
+        def run(db: sqlite3.Connection) -> CallVerdict:
+            circuit = None if plan.circuit is None else self._circuit(db, plan.circuit, now)
+            if circuit is not None and circuit.state in ("open", "busy"):
+                return CallVerdict(circuit)
+            if plan.hold is not None:
+                refusal = self._reserve(db, plan.hold, now)
+                if refusal is not None:
+                    return CallVerdict(circuit, refusal)
+            wait = None if plan.rate is None else self._acquire(db, plan.rate, now)
+            if plan.circuit is not None and circuit is not None and circuit.state == "probe":
+                self._claim_probe(db, plan.circuit, now + plan.probe_lease_s)
+            return CallVerdict(circuit, None, wait)
+
+        return self._run(run)
+
+    def finish_call(
+        self,
+        hold: tuple[str, Sequence[Account], int | None] | None,
+        rate: tuple[str, str, int] | None,
+        now: float,
+    ) -> Settled | None:
+        def run(db: sqlite3.Connection) -> Settled | None:
+            if rate is not None:
+                self._release_rate(db, *rate)
+            if hold is None:
+                return None
+            hold_id, accounts, actual = hold
+            if actual is None:
+                self._release(db, hold_id, accounts)
+                return None
+            return self._settle(db, hold_id, accounts, actual, now)
+
+        return self._run(run)
 
     # -- locks ----------------------------------------------------------------------------------
     def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:

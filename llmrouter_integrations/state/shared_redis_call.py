@@ -1,0 +1,333 @@
+"""One round trip before a call and one after it, on Redis: `RedisState.admit_call` and
+`finish_call` as two Lua scripts.
+
+`admit_call` looks at the circuit, checks every budget account, counts the send in the
+rate windows, takes the hold and claims the probe, in that order and atomically (a
+refused circuit or budget returns before anything is written). `finish_call` frees the
+concurrency slot, corrects the send's tokens and settles (or releases) the hold. The keys
+are `RedisState`'s own (one hash tag), so both scripts run on Redis Cluster too.
+
+    >>> scripts = CallScripts(client)
+    >>> verdict = scripts.admit(state, CallPlan(circuit="a", rate=ask), now=time.time())
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .shared import (
+    SETTLED_TTL_S,
+    WINDOW_S,
+    Account,
+    Admission,
+    CallPlan,
+    CallVerdict,
+    Refusal,
+    Settled,
+)
+
+__all__ = ["CallScripts"]
+
+# Budget accounts: created on first sight (spend from the ledger, alerts already passed
+# marked), holds whose lease ended dropped. `first` is the index of the account's first
+# ARGV (limit, initial spend, key expiry in ms, alert levels), `k` of its first KEY.
+_PREP = """
+local function prep(k, first, now)
+  local a, h, m = KEYS[k], KEYS[k+1], KEYS[k+2]
+  local kexp = tonumber(ARGV[first+2])
+  local levels = {}
+  for v in string.gmatch(ARGV[first+3], '[^,]+') do levels[#levels+1] = tonumber(v) end
+  if redis.call('EXISTS', a) == 0 then
+    local crossed = 0
+    for _, l in ipairs(levels) do if tonumber(ARGV[first+1]) >= l then crossed = crossed + 1 end end
+    redis.call('HSET', a, 'spent', ARGV[first+1], 'reserved', 0, 'alerted', crossed)
+    if kexp > 0 then redis.call('PEXPIREAT', a, kexp) end
+  end
+  local expired = redis.call('ZRANGEBYSCORE', h, '-inf', now)
+  for _, id in ipairs(expired) do
+    redis.call('HINCRBY', a, 'reserved', -tonumber(redis.call('HGET', m, id) or '0'))
+    redis.call('HDEL', m, id)
+  end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', h, '-inf', now) end
+  return a, h, m, tonumber(ARGV[first]), kexp, levels
+end
+"""
+
+# KEYS: circuit, its failure count, then the rate keys (spends, tokens, total, permits,
+# pause), then three per account. ARGV: now, circuit?, probe end, rate?, permit, rpm, tpm, concurrency, tokens,
+# permit lease end, window, hold id, amount, hold end, accounts, then four per account.
+# Returns {circuit state, open until, refused account (-1: none), its spent, its reserved,
+# rate wait ('' when not asked), the fleet's consecutive failures}.
+_ADMIT_CALL = (
+    _PREP
+    + """
+local now = tonumber(ARGV[1])
+local cstate = ''
+if ARGV[2] == '1' then
+  local ends = redis.call('HGET', KEYS[1], 'until')
+  if not ends then cstate = 'closed'
+  elseif now < tonumber(ends) then return {'open', ends, -1, '0', '0', '', '0'}
+  elseif now < tonumber(redis.call('HGET', KEYS[1], 'probe') or '0') then
+    return {'busy', '0', -1, '0', '0', '', '0'}
+  else cstate = 'probe' end
+end
+local failures = '0'
+if cstate == 'closed' then failures = redis.call('GET', KEYS[2]) or '0' end
+local n, need = tonumber(ARGV[15]), tonumber(ARGV[13])
+for i = 1, n do
+  local a, h, m, limit = prep(5 + 3*i, 12 + 4*i, now)
+  local spent = tonumber(redis.call('HGET', a, 'spent'))
+  local reserved = tonumber(redis.call('HGET', a, 'reserved'))
+  if need > 0 and spent + reserved + need > limit then
+    local spent_s, reserved_s = redis.call('HGET', a, 'spent'), redis.call('HGET', a, 'reserved')
+    return {cstate, '0', i - 1, spent_s, reserved_s, '', failures}
+  end
+end
+for i = 1, n do
+  local a, h, m = KEYS[5 + 3*i], KEYS[6 + 3*i], KEYS[7 + 3*i]
+  local kexp = tonumber(ARGV[12 + 4*i + 2])
+  redis.call('ZADD', h, ARGV[14], ARGV[12])
+  redis.call('HSET', m, ARGV[12], ARGV[13])
+  redis.call('HINCRBY', a, 'reserved', ARGV[13])
+  if kexp > 0 then
+    redis.call('PEXPIREAT', h, kexp)
+    redis.call('PEXPIREAT', m, kexp)
+  end
+end
+local wait = ''
+if ARGV[4] == '1' then
+  local s, st, total, c, p = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+  local id = ARGV[5]
+  local rpm, tpm, conc = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  local tokens, window = tonumber(ARGV[9]), tonumber(ARGV[11])
+  local since = now - window
+  local old = redis.call('ZRANGEBYSCORE', s, '-inf', since)
+  for _, o in ipairs(old) do
+    redis.call('DECRBY', total, tonumber(redis.call('HGET', st, o) or '0'))
+    redis.call('HDEL', st, o)
+  end
+  if #old > 0 then redis.call('ZREMRANGEBYSCORE', s, '-inf', since) end
+  local w = 0
+  if conc >= 0 then
+    redis.call('ZREMRANGEBYSCORE', c, '-inf', now)
+    if redis.call('ZCARD', c) >= conc then w = math.huge end
+  end
+  if w == 0 then
+    local pause = tonumber(redis.call('GET', p) or '0')
+    if pause > now then w = pause - now end
+    local count = redis.call('ZCARD', s)
+    if rpm >= 0 and count + 1 > rpm then
+      local idx = math.max(count - rpm, 0)
+      local oldest = redis.call('ZRANGE', s, idx, idx, 'WITHSCORES')
+      if #oldest == 0 then w = math.max(w, window)
+      else w = math.max(w, tonumber(oldest[2]) + window - now) end
+    end
+    if tpm >= 0 and tokens > 0 then
+      local used = tonumber(redis.call('GET', total) or '0')
+      if used + tokens > tpm and count > 0 then
+        local excess, freed = used + tokens - tpm, 0
+        local all = redis.call('ZRANGE', s, 0, -1, 'WITHSCORES')
+        local at = tonumber(all[#all])
+        for k = 1, #all, 2 do
+          freed = freed + tonumber(redis.call('HGET', st, all[k]) or '0')
+          if freed >= excess then at = tonumber(all[k+1]); break end
+        end
+        w = math.max(w, at + window - now)
+      end
+    end
+  end
+  if w == 0 then
+    if rpm >= 0 or tpm >= 0 then
+      local t = 0
+      if tpm >= 0 then t = tokens end
+      redis.call('ZADD', s, now, id)
+      redis.call('HSET', st, id, t)
+      redis.call('INCRBY', total, t)
+      for _, k in ipairs({s, st, total}) do redis.call('PEXPIRE', k, math.floor(window * 2000)) end
+    end
+    if conc >= 0 then
+      redis.call('ZADD', c, ARGV[10], id)
+      redis.call('PEXPIRE', c, math.floor(window * 2000))
+    end
+  end
+  if w == math.huge then wait = 'inf' else wait = tostring(w) end
+end
+if cstate == 'probe' then redis.call('HSET', KEYS[1], 'probe', ARGV[3]) end
+return {cstate, '0', -1, '0', '0', wait, failures}
+"""
+)
+
+# KEYS: the rate keys (spends, tokens, total, permits, pause), the hold's settled marker,
+# then three per account. ARGV: rate?, permit, token delta, hold mode ('settle', 'release'
+# or ''), hold id, actual, now, settled marker ttl ms, accounts, then four per account.
+# Returns as `settle` does: each account's spend (a string), then its crossed alerts as
+# pairs (-index - 1, alert).
+_FINISH_CALL = (
+    _PREP
+    + """
+if ARGV[1] == '1' then
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  local delta = tonumber(ARGV[3])
+  local held = redis.call('HGET', KEYS[2], ARGV[2])
+  if delta ~= 0 and held then
+    local new = math.max(0, tonumber(held) + delta)
+    redis.call('HSET', KEYS[2], ARGV[2], new)
+    redis.call('INCRBY', KEYS[3], new - tonumber(held))
+  end
+end
+local mode, hold, now, n = ARGV[4], ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[9])
+local out = {}
+if mode == '' then return out end
+local fresh = false
+if mode == 'settle' then
+  -- Once per hold: the marker says it was settled (a settle retried after a timeout).
+  fresh = redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[8])
+end
+for i = 1, n do
+  local a, h, m, limit, kexp, levels = KEYS[4 + 3*i], KEYS[5 + 3*i], KEYS[6 + 3*i]
+  if mode == 'settle' then a, h, m, limit, kexp, levels = prep(4 + 3*i, 6 + 4*i, now) end
+  local held = redis.call('HGET', m, hold)
+  if held then
+    redis.call('HINCRBY', a, 'reserved', -tonumber(held))
+    redis.call('HDEL', m, hold)
+    redis.call('ZREM', h, hold)
+  end
+  if mode == 'settle' then
+    local spent
+    if fresh then spent = redis.call('HINCRBY', a, 'spent', ARGV[6])
+    else spent = tonumber(redis.call('HGET', a, 'spent')) end
+    out[#out+1] = redis.call('HGET', a, 'spent')
+    local alerted = tonumber(redis.call('HGET', a, 'alerted'))
+    local reached = 0
+    for _, l in ipairs(levels) do if spent >= l then reached = reached + 1 end end
+    for j = alerted, reached - 1 do out[#out+1] = -(i - 1) - 1; out[#out+1] = j end
+    if reached > alerted then redis.call('HSET', a, 'alerted', reached) end
+  end
+end
+return out
+"""
+)
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _account_args(accounts: Sequence[Account]) -> list[Any]:
+    args: list[Any] = []
+    for spec in accounts:
+        expiry = 0 if math.isinf(spec.expires_at) else int(spec.expires_at * 1000)
+        args += [spec.limit, spec.initial, expiry, ",".join(map(str, spec.alerts))]
+    return args
+
+
+def parse_settled(flat: Sequence[Any]) -> Settled:
+    """A settle's flat reply: each account's spend (a string), then (-index - 1, alert) pairs."""
+    spent: list[int] = []
+    crossed: list[tuple[int, int]] = []
+    position = 0
+    while position < len(flat):
+        item = flat[position]
+        if isinstance(item, int):
+            crossed.append((-item - 1, int(flat[position + 1])))
+            position += 2
+        else:
+            spent.append(int(item))
+            position += 1
+    return Settled(spent, crossed)
+
+
+class KeySpace(Protocol):
+    """What the scripts need of `RedisState`: its keys and its guarded call."""
+
+    def _circuit_key(self, name: str) -> str: ...
+    def _failures_key(self, name: str) -> str: ...
+    def _rate_keys(self, name: str) -> list[str]: ...
+    def _account_keys(self, accounts: Sequence[Account]) -> list[str]: ...
+    def _settled_key(self, hold_id: str) -> str: ...
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+
+
+class CallScripts:
+    """The two per-call scripts, registered on one redis-py client.
+
+    >>> CallScripts(redis.Redis.from_url("redis://localhost:6379/0"))
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._admit = client.register_script(_ADMIT_CALL)
+        self._finish = client.register_script(_FINISH_CALL)
+
+    def admit(self, state: KeySpace, plan: CallPlan, now: float) -> CallVerdict:
+        rate, hold = plan.rate, plan.hold
+        name = plan.circuit or (rate.name if rate is not None else "")
+        keys = [
+            state._circuit_key(name),
+            state._failures_key(name),
+            *state._rate_keys(rate.name if rate else name),
+        ]
+        args: list[Any] = [_num(now), "1" if plan.circuit else "0", _num(now + plan.probe_lease_s)]
+        if rate is None:
+            args += ["0", "", -1, -1, -1, 0, "0", _num(WINDOW_S)]
+        else:
+            args += [
+                "1",
+                rate.permit_id,
+                _limit(rate.rpm),
+                _limit(rate.tpm),
+                _limit(rate.concurrency),
+                rate.tokens,
+                _num(now + rate.lease_s),
+                _num(WINDOW_S),
+            ]
+        if hold is None:
+            args += ["", 0, "0", 0]
+        else:
+            args += [hold.hold_id, hold.amount, _num(now + hold.lease_s), len(hold.accounts)]
+            keys += state._account_keys(hold.accounts)
+            args += _account_args(hold.accounts)
+        reply = state._call(self._admit, keys, args)
+        state_name, until, index, spent, reserved, wait, failures = reply
+        circuit = None
+        if plan.circuit:
+            circuit = Admission(_text(state_name), float(until), int(failures))
+        refusal = None
+        if int(index) >= 0:
+            refusal = Refusal(int(index), int(spent), int(reserved))
+        waited = _text(wait)
+        return CallVerdict(circuit, refusal, float(waited) if waited else None)
+
+    def finish(
+        self,
+        state: KeySpace,
+        hold: tuple[str, Sequence[Account], int | None] | None,
+        rate: tuple[str, str, int] | None,
+        now: float,
+    ) -> Settled | None:
+        keys = state._rate_keys(rate[0] if rate is not None else "")
+        args: list[Any] = ["0", "", 0] if rate is None else ["1", rate[1], rate[2]]
+        if hold is None:
+            keys.append(state._settled_key(""))
+            args += ["", "", 0, _num(now), 0, 0]
+        else:
+            hold_id, accounts, actual = hold
+            keys.append(state._settled_key(hold_id))
+            keys += state._account_keys(accounts)
+            mode = "release" if actual is None else "settle"
+            ttl_ms = int(SETTLED_TTL_S * 1000)
+            args += [mode, hold_id, actual or 0, _num(now), ttl_ms, len(accounts)]
+            args += _account_args(accounts)
+        flat = state._call(self._finish, keys, args)
+        if hold is None or hold[2] is None:
+            return None
+        return parse_settled(flat)

@@ -1,0 +1,245 @@
+"""`admit_call` and `finish_call`: a call's store work in one trip before it and one after it.
+
+Every store (memory, SQLite file, real redis-server) must give the same answers as the
+per-kind operations they replace, and be all-or-nothing where it matters: a refused
+circuit or budget takes no rate slot, no hold and no probe.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _redis import SERVER, SKIP_REASON, RedisServer
+
+from llmrouter_integrations import Budget, Deployment, Router
+from llmrouter_integrations.state.shared import (
+    Account,
+    AccountState,
+    Admission,
+    CallPlan,
+    HoldAsk,
+    RateAsk,
+    Refusal,
+    SharedState,
+)
+from llmrouter_integrations.state.shared_memory import MemoryState
+from llmrouter_integrations.state.shared_redis import RedisState
+from llmrouter_integrations.state.shared_sqlite import SQLiteState
+from llmrouter_integrations.testing import FakeProviderServer
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    if SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedState]:
+    made: SharedState
+    if request.param == "memory":
+        made = MemoryState()
+    elif request.param == "sqlite":
+        made = SQLiteState(str(tmp_path / "state.db"))
+    else:
+        server = request.getfixturevalue("redis_server")
+        made = RedisState(server.url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield made
+    made.close()
+
+
+def rate(permit: str, *, rpm: int | None = 1, concurrency: int | None = None) -> RateAsk:
+    return RateAsk("dep", permit, rpm, None, concurrency, 100, 300.0)
+
+
+def hold(hold_id: str, amount: int, *accounts: Account) -> HoldAsk:
+    return HoldAsk(hold_id, accounts, amount, 300.0)
+
+
+DAILY = Account("daily", limit=1000, alerts=(500,))
+USER = Account("user|bob", limit=300)
+
+
+def test_one_trip_admits_counts_and_holds(state: SharedState) -> None:
+    plan = CallPlan(circuit="dep", rate=rate("p1"), hold=hold("h1", 600, DAILY))
+    verdict = state.admit_call(plan, T0)
+    assert verdict.admitted
+    assert verdict.circuit == Admission("closed")
+    assert verdict.refusal is None and verdict.rate_wait == 0.0
+    assert state.read([DAILY], T0) == [AccountState(0, 600)]
+    # The send was counted: rpm=1 is used up for the minute.
+    assert state.acquire_rate(
+        "dep", "p2", rpm=1, tpm=None, concurrency=None, tokens=0, now=T0 + 1, lease_s=300
+    ) == pytest.approx(59.0)
+
+
+def test_a_refused_budget_takes_no_rate_slot_and_no_probe(state: SharedState) -> None:
+    state.open_circuit("dep", until=T0 - 1)  # the rest is over: the next call probes
+    assert state.admit_call(CallPlan(hold=hold("h0", 200, DAILY, USER)), T0) is not None
+    plan = CallPlan(circuit="dep", rate=rate("p1"), hold=hold("h1", 200, DAILY, USER))
+    verdict = state.admit_call(plan, T0)
+    assert not verdict.admitted
+    assert verdict.refusal == Refusal(1, 0, 200)
+    assert verdict.rate_wait is None
+    # Nothing taken: the daily account holds only h0, the minute is free, the probe is free.
+    assert state.read([DAILY, USER], T0) == [AccountState(0, 200), AccountState(0, 200)]
+    assert (
+        state.acquire_rate(
+            "dep", "p2", rpm=1, tpm=None, concurrency=None, tokens=0, now=T0, lease_s=300
+        )
+        == 0.0
+    )
+    assert state.admit_circuit("dep", T0, 60) == Admission("probe")
+
+
+@pytest.mark.parametrize("probing", [False, True])
+def test_a_refused_circuit_takes_nothing(state: SharedState, probing: bool) -> None:
+    if probing:  # half-open, and another process holds the probe
+        state.open_circuit("dep", until=T0 - 1)
+        assert state.admit_circuit("dep", T0, 60) == Admission("probe")
+        expected = Admission("busy")
+    else:
+        state.open_circuit("dep", until=T0 + 30)
+        expected = Admission("open", T0 + 30)
+    plan = CallPlan(circuit="dep", rate=rate("p1"), hold=hold("h1", 100, DAILY))
+    verdict = state.admit_call(plan, T0 + 1)
+    assert not verdict.admitted
+    assert verdict.circuit is not None and verdict.circuit.state == expected.state
+    if not probing:
+        assert verdict.circuit.until == pytest.approx(T0 + 30)
+    assert verdict.refusal is None and verdict.rate_wait is None
+    assert state.read([DAILY], T0 + 1) == [AccountState(0, 0)]
+    assert (
+        state.acquire_rate(
+            "dep", "p2", rpm=1, tpm=None, concurrency=None, tokens=0, now=T0 + 1, lease_s=300
+        )
+        == 0.0
+    )
+
+
+def test_the_probe_is_claimed_once_fleet_wide(state: SharedState) -> None:
+    state.open_circuit("dep", until=T0 - 1)
+    first = state.admit_call(CallPlan(circuit="dep", probe_lease_s=60), T0)
+    second = state.admit_call(CallPlan(circuit="dep", probe_lease_s=60), T0 + 1)
+    assert first.circuit == Admission("probe") and first.admitted
+    assert second.circuit == Admission("busy") and not second.admitted
+    # The probe's process died: after its lease another may probe.
+    assert state.admit_call(CallPlan(circuit="dep"), T0 + 61).circuit == Admission("probe")
+
+
+def test_a_rate_wait_keeps_the_hold_and_says_how_long(state: SharedState) -> None:
+    assert state.admit_call(CallPlan(rate=rate("p1")), T0).rate_wait == 0.0
+    verdict = state.admit_call(CallPlan(rate=rate("p2"), hold=hold("h2", 100, DAILY)), T0 + 10)
+    assert verdict.admitted
+    assert verdict.rate_wait == pytest.approx(50.0)
+    assert state.read([DAILY], T0 + 10) == [AccountState(0, 100)]
+    busy = CallPlan(rate=rate("c1", rpm=None, concurrency=1))
+    assert state.admit_call(busy, T0).rate_wait == 0.0
+    waiting = state.admit_call(CallPlan(rate=rate("c2", rpm=None, concurrency=1)), T0)
+    assert waiting.rate_wait == math.inf
+
+
+def test_finish_settles_and_frees_the_slot_in_one_trip(state: SharedState) -> None:
+    plan = CallPlan(rate=rate("c1", rpm=None, concurrency=1), hold=hold("h1", 600, DAILY))
+    assert state.admit_call(plan, T0).rate_wait == 0.0
+    settled = state.finish_call(("h1", [DAILY], 550), ("dep", "c1", -50), T0 + 1)
+    assert settled is not None
+    assert settled.spent == [550] and settled.crossed == [(0, 0)]
+    assert state.read([DAILY], T0 + 1) == [AccountState(550, 0)]
+    # The slot is free again, and the same settle sent twice counts once.
+    again = state.admit_call(CallPlan(rate=rate("c2", rpm=None, concurrency=1)), T0 + 1)
+    assert again.rate_wait == 0.0
+    repeat = state.finish_call(("h1", [DAILY], 550), None, T0 + 2)
+    assert repeat is not None and repeat.spent == [550] and repeat.crossed == []
+
+
+def test_finish_releases_a_hold_without_spending(state: SharedState) -> None:
+    assert state.admit_call(CallPlan(hold=hold("h1", 600, DAILY)), T0).admitted
+    assert state.finish_call(("h1", [DAILY], None), None, T0 + 1) is None
+    assert state.read([DAILY], T0 + 1) == [AccountState(0, 0)]
+    assert state.finish_call(None, ("dep", "unknown", 0), T0 + 1) is None
+
+
+def test_holds_of_a_dead_process_expire_in_the_one_trip_too(state: SharedState) -> None:
+    dead = HoldAsk("dead", (DAILY,), 900, 30.0)
+    assert state.admit_call(CallPlan(hold=dead), T0).admitted
+    refused = state.admit_call(CallPlan(hold=hold("h", 200, DAILY)), T0 + 29)
+    assert refused.refusal == Refusal(0, 0, 900)
+    assert state.admit_call(CallPlan(hold=hold("h", 200, DAILY)), T0 + 31).admitted
+
+
+
+# -- through the Router: what one call asks the store ----------------------------------------
+
+KEY = "sk-test-state-0123456789abcdef"
+
+
+class CountingStore:
+    """A store that counts the operations each call makes (a stand-in for round trips)."""
+
+    def __init__(self, inner: SharedState) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self.inner, name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls.append(name)
+            return value(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer(valid_keys=[KEY]) as server:
+        yield server
+
+
+def limited(fake: FakeProviderServer, **limits: int) -> Deployment:
+    return Deployment(
+        "openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url, **limits
+    )
+
+
+@pytest.mark.parametrize("budgeted", [True, False])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_is_one_store_trip_before_and_one_after(
+    state: SharedState, fake: FakeProviderServer, budgeted: bool, stream: bool
+) -> None:
+    store = CountingStore(state)
+    router = Router(
+        deployments=[limited(fake, rpm=1000, tpm=10_000_000, max_concurrency=50)],
+        budgets=[Budget(100.0, period="day")] if budgeted else [],
+        state=store,  # type: ignore[arg-type]
+    )
+    with router:
+        for _ in range(3):
+            store.calls.clear()
+            if stream:
+                chunks = list(router.stream("Say hi.", max_tokens=20))
+                assert chunks[-1].is_final
+            else:
+                assert router.complete("Say hi.", max_tokens=20).text
+            assert store.calls[0] == "admit_call"
+            if budgeted and not stream:
+                assert store.calls == ["admit_call", "finish_call"]
+            elif budgeted:  # a stream settles on its final chunk, then frees its slot
+                assert store.calls == ["admit_call", "finish_call", "release_rate"]
+            else:
+                assert store.calls == ["admit_call", "release_rate"]
+        status = router.budgets.status()
+    if budgeted:
+        assert status[0].spent_usd > 0 and status[0].reserved_usd == 0
