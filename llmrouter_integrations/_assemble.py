@@ -6,8 +6,8 @@ The stack, outermost first (each layer a `ChatBackend` wrapping the next):
         per deployment: Params → Budget → CircuitBreaker → Retry → RateLimit → HTTP
 
 With instrumentation, a request span wraps the whole stack and an attempt span sits just
-above RateLimit. The queue, rate-limit and HTTP layers talk through the request's
-`admission.CallAdmission`.
+above RateLimit (`set_instrumentation` adds or removes both on a built stack). The queue,
+rate-limit and HTTP layers talk through the request's `admission.CallAdmission`.
 
     >>> stack = build_stack(["openai/gpt-4o-mini"], environ={"OPENAI_API_KEY": "sk-..."})
     >>> response = await stack.backend.chat(request)
@@ -165,6 +165,10 @@ class Stack:
     owns_state: bool = False  # made here from a URL, so the router closes it
     trip: StoreTrip | None = None  # one store trip per call (state=), for the layers
     backend: ChatBackend = field(init=False)  # the outermost layer, set once the parts exist
+    # The outermost layer without telemetry, and per deployment its retry layer with what
+    # that wraps without telemetry: where `set_instrumentation` puts its layers.
+    plain_backend: ChatBackend = field(init=False)
+    retry_layers: dict[str, tuple[RetryBackend, ChatBackend]] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -342,9 +346,7 @@ def build_stack(
         raise ConfigurationError(f"prompt_cache must be None or 'auto', got {prompt_cache!r}")
     per_deployment = {
         d.key: ParamsBackend(
-            _deployment_stack(
-                stack, d, retry_policy, rate_limit_wait, clock, events, instrumentation
-            ),
+            _deployment_stack(stack, d, retry_policy, rate_limit_wait, clock, events),
             d,
             endpoint=stack.endpoints[d.key],
             reasons=_reasons(stack.catalog, d),
@@ -374,11 +376,29 @@ def build_stack(
             ttl_s=cache_ttl_s,
             flights=_shared_flights(guard, stack.cache_store),
         )
-    routed = LedgerBackend(routed, costs, clock=clock)
-    if instrumentation is not None:  # outermost: the request span covers every layer
-        routed = instrumentation.request_layer(routed)
-    stack.backend = routed
+    stack.plain_backend = LedgerBackend(routed, costs, clock=clock)
+    set_instrumentation(stack, instrumentation)
     return stack
+
+
+def set_instrumentation(stack: Stack, instrumentation: Instrumentation | None) -> None:
+    """Put `instrumentation`'s layers into a built stack (None: take them out): the request
+    span outermost, an attempt span under each retry layer. Requests already running
+    finish on the layers they started with; `stack.backend` is the new outermost layer.
+
+    >>> set_instrumentation(stack, telemetry)       # what instrument_all() does to a router
+    """
+    for deployment in stack.deployments:
+        retry, plain = stack.retry_layers[deployment.key]
+        retry.inner = (
+            plain
+            if instrumentation is None
+            else instrumentation.attempt_layer(plain, deployment, stack.base_urls[deployment.key])
+        )
+    backend = stack.plain_backend
+    if instrumentation is not None:  # outermost: the request span covers every layer
+        backend = instrumentation.request_layer(backend)
+    stack.backend = backend
 
 
 def _reasons(catalog: Catalog, deployment: Deployment) -> bool:
@@ -397,7 +417,6 @@ def _deployment_stack(
     rate_limit_wait: float | None,
     clock: Clock,
     events: EventHub,
-    instrumentation: Instrumentation | None = None,
 ) -> ChatBackend:
     """Budget → CircuitBreaker → Retry → RateLimit → HTTP, for one deployment."""
     from .layers.http import DeploymentBackend
@@ -420,13 +439,12 @@ def _deployment_stack(
         queue=stack.queue,
         max_wait=rate_limit_wait,
     )
-    if instrumentation is not None:  # one span per upstream try, retries included
-        backend = instrumentation.attempt_layer(backend, deployment, stack.base_urls[name])
-    backend = RetryBackend(backend, deployment=name, policy=retry, clock=clock, events=events)
+    retry_layer = RetryBackend(backend, deployment=name, policy=retry, clock=clock, events=events)
+    stack.retry_layers[name] = (retry_layer, backend)  # attempt spans go between these two
     # The outermost per-deployment layer with shared state makes the call's store trip:
     # the budget layer for a call a budget covers, else the breaker.
     backend = CircuitBreakerBackend(
-        backend, deployment=name, health=stack.health_tracker, trip=stack.trip
+        retry_layer, deployment=name, health=stack.health_tracker, trip=stack.trip
     )
     if stack.budgets.budgets:  # without budgets the layer would only cost time
         backend = BudgetBackend(

@@ -13,7 +13,13 @@ import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._assemble import DeploymentSpec, build_stack, deployments_from_env, parse_deployment
+from ._assemble import (
+    DeploymentSpec,
+    build_stack,
+    deployments_from_env,
+    parse_deployment,
+    set_instrumentation,
+)
 from ._inputs import MessagesInput, build_request
 from .core.clock import SYSTEM_CLOCK, Clock
 from .core.events import EventHandler, EventHub
@@ -26,7 +32,7 @@ from .routing.health import BreakerPolicy, DeploymentHealth
 from .routing.strategies import RoutingStrategy
 from .state.cache import CacheStore
 from .state.shared import SharedState
-from .telemetry import InstrumentationSettings, resolve_instrumentation
+from .telemetry import InstrumentationSettings, follow_default, resolve_instrumentation
 from .types import ChatChunk, ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
@@ -130,6 +136,29 @@ class Router:
         self._closed = False
         if self._telemetry is not None:
             self._telemetry.watch(self)  # circuit, budget and rate-limit gauges
+        if instrument is None:  # follows instrument_all(), now and later
+            current = follow_default(self._follow_default)
+            if current is not settings:  # changed while this router was being made
+                self._follow_default(current)
+
+    def _follow_default(self, settings: InstrumentationSettings | None) -> None:
+        """Swap this router's telemetry layers for the process default's (instrument_all)."""
+        if self._closed:
+            return
+        old = self._telemetry
+        telemetry = (
+            _make_telemetry(settings, self.clock, self.events, self._strategy_spec)
+            if settings is not None
+            else None
+        )
+        set_instrumentation(self._stack, telemetry)
+        self._telemetry = telemetry
+        self._backend = self._stack.backend
+        if old is not None:
+            old.close()
+            old.unwatch(self)
+        if telemetry is not None:
+            telemetry.watch(self)
 
     def model_info(self, name: str) -> ModelInfo:
         """What the catalog (and the deployment's overrides) say about deployment `name`:

@@ -14,7 +14,7 @@ Nothing here imports `opentelemetry` until a router is instrumented, so `import
 llmrouter_integrations` stays as light with or without the extra installed.
 
     >>> router = Router(deployments=[...], instrument=True)          # one router
-    >>> instrument_all()                          # every router made after this call
+    >>> instrument_all()              # every router without instrument=, made or to be made
     >>> router = Router(deployments=[...],
     ...                 instrument=InstrumentationSettings(capture_content=True))
 """
@@ -22,6 +22,8 @@ llmrouter_integrations` stays as light with or without the extra installed.
 from __future__ import annotations
 
 import threading
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .settings import SCHEMA_URL, SEMCONV_VERSION, InstrumentationSettings
@@ -35,6 +37,7 @@ __all__ = [
     "SCHEMA_URL",
     "SEMCONV_VERSION",
     "InstrumentationSettings",
+    "follow_default",
     "instrument_all",
     "make_router_telemetry",
     "resolve_instrumentation",
@@ -43,13 +46,18 @@ __all__ = [
 
 _lock = threading.Lock()
 _default: InstrumentationSettings | None = None
+# Routers made without `instrument=`, as weak references to their method that applies the
+# process default: instrument_all() reaches them without keeping one alive, and a router
+# that is collected leaves the set by itself.
+_followers: set[weakref.WeakMethod[Callable[[InstrumentationSettings | None], None]]] = set()
+# One instrument_all() applies at a time, so routers end on the last call's settings.
+_applying = threading.Lock()
 
 
 def instrument_all(settings: InstrumentationSettings | bool = True) -> None:
-    """Instrument every router made from now on that is not given `instrument=` itself.
-
-    Call it at startup, before making routers: a router's layers are assembled when it is
-    made, so routers made earlier keep what they had. `instrument_all(False)` turns it off.
+    """Instrument every router that is not given `instrument=` itself: those already made
+    (from now on; requests already running finish as they started) and those made later.
+    `instrument_all(False)` takes the instrumentation out of them again.
 
     >>> from llmrouter_integrations import instrument_all
     >>> instrument_all()                     # uses the global tracer and meter providers
@@ -58,8 +66,23 @@ def instrument_all(settings: InstrumentationSettings | bool = True) -> None:
     resolved = _as_settings(settings)
     if resolved is not None:
         _require_otel()
+    with _applying:
+        with _lock:
+            _default = resolved
+            apply = [ref() for ref in set(_followers)]
+        for follower in apply:
+            if follower is not None:
+                follower(resolved)
+
+
+def follow_default(
+    apply: Callable[[InstrumentationSettings | None], None],
+) -> InstrumentationSettings | None:
+    """Register a router's bound method that `instrument_all()` calls with new settings
+    (held weakly); returns the process default as it is now."""
     with _lock:
-        _default = resolved
+        _followers.add(weakref.WeakMethod(apply, _followers.discard))
+        return _default
 
 
 def resolve_instrumentation(

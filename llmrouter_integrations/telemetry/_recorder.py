@@ -27,7 +27,6 @@ from ._attributes import (
     output_messages,
     provider_name,
     request_attributes,
-    response_attributes,
     server_attributes,
     usage_attributes,
 )
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["RouterTelemetry"]
 
 _MAX_DESCRIPTION = 500
+_MAX_ALIKE = 1024
 
 
 class RouterTelemetry:
@@ -75,11 +75,16 @@ class RouterTelemetry:
         self.models: dict[str, tuple[str, str]] = {}
         self.servers: dict[str, dict[str, Any]] = {}
         self._secrets: list[str] = []
+        self._alikes: dict[tuple[str | None, ...], _Alike] = {}
         self._unsubscribe = events.subscribe(self._on_event)
 
     def watch(self, router: WatchedRouter) -> None:
         """Report `router`'s circuits, budgets and rate-limit headroom as gauges (weakly held)."""
         self.metrics.routers.add(router)
+
+    def unwatch(self, router: WatchedRouter) -> None:
+        """Stop reporting `router`'s gauges (its instrumentation was taken out)."""
+        self.metrics.routers.discard(router)
 
     def close(self) -> None:
         """Stop listening to the router's events."""
@@ -201,26 +206,90 @@ class RouterTelemetry:
         served = (
             answer.deployment if answer is not None else (state.tried[-1] if state.tried else None)
         )
-        provider, model = self.models.get(served or "", ("", request.model or ""))
-        model = request.model or model
-        attributes: dict[str, Any] = {"llmrouter.attempts": state.attempts}
-        metric_attributes: dict[str, Any] = {"gen_ai.operation.name": OPERATION}
-        if provider:
-            attributes["gen_ai.provider.name"] = metric_attributes["gen_ai.provider.name"] = (
-                provider
+        error_kind = error_type(error) if error is not None else None
+        if error_kind is not None:
+            outcome = "error"
+        elif answer is not None and answer.cached:
+            outcome = "cache_hit"
+        else:
+            outcome = "success"
+        alike = self._alike(
+            served, request.model, answer.model if answer is not None else None, outcome, error_kind
+        )
+        usage = answer.usage if answer is not None and not answer.cached else None
+        cost = None
+        if answer is not None:
+            cost = 0.0 if answer.cached else answer.cost
+        if recording:
+            self._annotate(
+                span,
+                alike,
+                state,
+                request,
+                answer,
+                error,
+                served,
+                cost,
+                first_chunk_s,
+                streamed_text,
+                closed_early,
             )
-        if model:
-            attributes["gen_ai.request.model"] = metric_attributes["gen_ai.request.model"] = model
-            if recording:
-                span.update_name(f"{OPERATION} {model}")
-        if served:
-            attributes["llmrouter.deployment"] = metric_attributes["llmrouter.deployment"] = served
-            attributes.update(self.servers.get(served, ()))
+        span.end()
+        metrics = self.metrics
+        metrics.duration.record(elapsed, alike.metric)
+        if first_chunk_s is not None:
+            metrics.time_to_first_chunk.record(first_chunk_s, alike.metric)
+        metrics.add("llmrouter.requests", alike.requests)
+        if usage is not None:
+            metrics.token_usage.record(usage.input_tokens, alike.input_tokens)
+            metrics.token_usage.record(usage.output_tokens, alike.output_tokens)
+        if answer is not None and not answer.cached and answer.cost:
+            metrics.add("llmrouter.cost.usd", alike.cost, answer.cost)
+        if log.isEnabledFor(logging.INFO):
+            context = span.get_span_context()
+            log_request(
+                {
+                    "outcome": outcome,
+                    "deployment": served,
+                    "provider": alike.provider or None,
+                    "model": alike.model or None,
+                    "response_model": answer.model if answer is not None else None,
+                    "input_tokens": usage.input_tokens if usage else None,
+                    "output_tokens": usage.output_tokens if usage else None,
+                    "cost_usd": cost,
+                    "latency_s": elapsed,
+                    "ttft_s": first_chunk_s,
+                    "attempts": state.attempts,
+                    "cached": outcome == "cache_hit",
+                    "error_type": error_kind,
+                    "trace_id": format(context.trace_id, "032x"),
+                    "span_id": format(context.span_id, "016x"),
+                }
+            )
+
+    def _annotate(
+        self,
+        span: Span,
+        alike: _Alike,
+        state: RequestState,
+        request: ChatRequest,
+        answer: ChatResponse | ChatChunk | None,
+        error: BaseException | None,
+        served: str | None,
+        cost: float | None,
+        first_chunk_s: float | None,
+        streamed_text: list[str] | None,
+        closed_early: bool,
+    ) -> None:
+        """Everything the request span says that was not known when it started (one
+        `set_attributes`: the SDK validates and locks once per call, not per attribute)."""
+        attributes = dict(alike.span)
+        attributes["llmrouter.attempts"] = state.attempts
         earlier = answer.attempts if answer is not None else getattr(error, "attempts", None) or []
         attributes["llmrouter.fallback"] = len(state.tried) > 1 or any(
             a.deployment != served for a in earlier
         )
-        for attempt in earlier if recording else ():
+        for attempt in earlier:
             if isinstance(attempt.error, (CircuitOpenError, BudgetExceededError)):
                 span.add_event(
                     "llmrouter.deployment_skipped",
@@ -231,23 +300,20 @@ class RouterTelemetry:
                 )
         if first_chunk_s is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = first_chunk_s
-        outcome = "success"
         if answer is not None:
-            cached = answer.cached
-            attributes.update(response_attributes(answer))
-            attributes["llmrouter.cached"] = cached
-            if answer.model:
-                metric_attributes["gen_ai.response.model"] = answer.model
-            if cached:
-                outcome = "cache_hit"
-                attributes["llmrouter.cost_usd"] = 0.0
+            if answer.id:
+                attributes["gen_ai.response.id"] = answer.id
+            if answer.finish_reason:
+                attributes["gen_ai.response.finish_reasons"] = (answer.finish_reason,)
+            attributes["llmrouter.cached"] = answer.cached
+            if answer.cached:
                 if answer.original_cost is not None:
                     attributes["llmrouter.saved_usd"] = answer.original_cost
             else:
                 attributes.update(usage_attributes(answer.usage))
-                if answer.cost is not None:
-                    attributes["llmrouter.cost_usd"] = answer.cost
-            if self.capture_content and recording:
+            if cost is not None:
+                attributes["llmrouter.cost_usd"] = cost
+            if self.capture_content:
                 message = answer.message if isinstance(answer, ChatResponse) else None
                 text = "".join(streamed_text or ())
                 attributes["gen_ai.output.messages"] = self.scrub(
@@ -255,77 +321,92 @@ class RouterTelemetry:
                 )
         if closed_early:
             attributes["llmrouter.stream.closed_early"] = True
-        error_kind = None
         if error is not None:
-            outcome = "error"
-            error_kind = error_type(error)
-            attributes["error.type"] = metric_attributes["error.type"] = error_kind
-            if recording:
-                span.set_status(Status(StatusCode.ERROR, self.describe_error(error)))
-        if recording:
-            span.set_attributes(attributes)
-        span.end()
-        self._record(answer, outcome, error_kind, elapsed, first_chunk_s, metric_attributes, served)
-        if log.isEnabledFor(logging.INFO):
-            usage = answer.usage if answer is not None and not answer.cached else None
-            log_request(
-                {
-                    "outcome": outcome,
-                    "deployment": served,
-                    "provider": provider or None,
-                    "model": model or None,
-                    "response_model": answer.model if answer is not None else None,
-                    "input_tokens": usage.input_tokens if usage else None,
-                    "output_tokens": usage.output_tokens if usage else None,
-                    "cost_usd": attributes.get("llmrouter.cost_usd"),
-                    "latency_s": elapsed,
-                    "ttft_s": first_chunk_s,
-                    "attempts": state.attempts,
-                    "cached": bool(answer is not None and answer.cached),
-                    "error_type": error_kind,
-                    "trace_id": format(span.get_span_context().trace_id, "032x"),
-                    "span_id": format(span.get_span_context().span_id, "016x"),
-                }
-            )
+            span.set_status(Status(StatusCode.ERROR, self.describe_error(error)))
+        if alike.model and alike.model != request.model:
+            span.update_name(f"{OPERATION} {alike.model}")
+        span.set_attributes(attributes)
 
-    def _record(
+    def _alike(
         self,
-        answer: ChatResponse | ChatChunk | None,
+        served: str | None,
+        requested: str | None,
+        response_model: str | None,
         outcome: str,
         error_kind: str | None,
-        elapsed: float,
-        first_chunk_s: float | None,
-        attributes: dict[str, Any],
-        served: str | None,
-    ) -> None:
-        metrics = self.metrics
-        metrics.duration.record(elapsed, attributes)
-        if first_chunk_s is not None:
-            metrics.time_to_first_chunk.record(first_chunk_s, attributes)
-        key: tuple[tuple[str, Any], ...] = (("llmrouter.outcome", outcome),)
-        if served:
-            key += (("llmrouter.deployment", served),)
-        if error_kind:
-            key += (("error.type", error_kind),)
-        metrics.add("llmrouter.requests", key)
-        if answer is None or answer.cached:
-            return
-        usage = answer.usage
-        if usage is not None:
-            metrics.token_usage.record(
-                usage.input_tokens, {**attributes, "gen_ai.token.type": "input"}
-            )
-            metrics.token_usage.record(
-                usage.output_tokens, {**attributes, "gen_ai.token.type": "output"}
-            )
-        if answer.cost:
+    ) -> _Alike:
+        """The attribute sets shared by every request served alike, built once: the SDK
+        copies what it keeps, so one frozen dict serves every record."""
+        key = (served, requested, response_model, outcome, error_kind)
+        alike = self._alikes.get(key)
+        if alike is None:
+            if len(self._alikes) >= _MAX_ALIKE:  # odd response models must not grow it forever
+                self._alikes.clear()
             provider, model = self.models.get(served or "", ("", ""))
-            metrics.add(
-                "llmrouter.cost.usd",
-                (
-                    ("llmrouter.deployment", served or ""),
-                    ("gen_ai.provider.name", provider),
-                    ("gen_ai.request.model", model),
-                ),
-                answer.cost,
+            alike = _Alike(
+                provider,
+                requested or model,
+                served,
+                response_model,
+                outcome,
+                error_kind,
+                self.servers.get(served or "", {}),
             )
+            self._alikes[key] = alike
+        return alike
+
+
+class _Alike:
+    """Span and metric attributes of requests with the same deployment, models and outcome."""
+
+    __slots__ = (
+        "cost",
+        "input_tokens",
+        "metric",
+        "model",
+        "output_tokens",
+        "provider",
+        "requests",
+        "span",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        served: str | None,
+        response_model: str | None,
+        outcome: str,
+        error_kind: str | None,
+        server: dict[str, Any],
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        metric: dict[str, Any] = {"gen_ai.operation.name": OPERATION}
+        span: dict[str, Any] = {}
+        if provider:
+            metric["gen_ai.provider.name"] = span["gen_ai.provider.name"] = provider
+        if model:
+            metric["gen_ai.request.model"] = span["gen_ai.request.model"] = model
+        if served:
+            metric["llmrouter.deployment"] = span["llmrouter.deployment"] = served
+            span.update(server)
+        if response_model:
+            metric["gen_ai.response.model"] = span["gen_ai.response.model"] = response_model
+        if error_kind:
+            metric["error.type"] = span["error.type"] = error_kind
+        self.metric = metric
+        self.span = span
+        self.input_tokens = {**metric, "gen_ai.token.type": "input"}
+        self.output_tokens = {**metric, "gen_ai.token.type": "output"}
+        requests: tuple[tuple[str, Any], ...] = (("llmrouter.outcome", outcome),)
+        if served:
+            requests += (("llmrouter.deployment", served),)
+        if error_kind:
+            requests += (("error.type", error_kind),)
+        self.requests = requests
+        self.cost = (
+            ("llmrouter.deployment", served or ""),
+            ("gen_ai.provider.name", provider),
+            ("gen_ai.request.model", model),
+        )
