@@ -253,6 +253,7 @@ class Router:
             await self.cache_store.aclose()
         self.queue.close()
         self.costs.close()
+        self.budgets.close()
         if self.state is not None and self._stack.owns_state:
             self.state.close()
 

@@ -8,7 +8,8 @@ Prints one JSON line with what happened (counts, cost) and exits. Modes:
 - rpm: `calls` concurrent calls to a deployment with `rpm`; counts sent and refused.
 - breaker: `calls` sequential calls; reports the circuit state it ends with.
 - cache: one call, all workers at once (each waits for a line on stdin).
-- outage: `calls` calls, a line on stdin (the parent stops the store), `calls` more.
+- outage: `calls` calls, a line on stdin (the parent stops the store), `outage_calls` (or
+  `calls`) more; with `after`: a line on stdin (the store is back), `after` more.
 - turns: one call per line on stdin (the parent takes the workers in turn); prints, after
   each, the deployment that answered and the first deployment's circuit; "" ends it.
 """
@@ -43,7 +44,8 @@ PROMPT = "Explain shared budgets in one line."
 def store(spec: dict[str, Any]) -> Any:
     url, lease = spec["state"], float(spec.get("lease_s", 300.0))
     if url.startswith("sqlite:///"):
-        return SQLiteState(url[len("sqlite:///") :], lease_s=lease, timeout_s=2.0)
+        timeout = float(spec.get("timeout_s", 2.0))
+        return SQLiteState(url[len("sqlite:///") :], lease_s=lease, timeout_s=timeout)
     return RedisState(url, lease_s=lease, timeout_s=float(spec.get("timeout_s", 2.0)))
 
 
@@ -66,6 +68,8 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         cache=spec.get("cache"),
         breaker=BreakerPolicy(failure_threshold=spec.get("threshold", 5), cooldown_s=600),
     )
+    if router.state_guard is not None and "retry_s" in spec:
+        router.state_guard.retry_s = spec["retry_s"]  # 0: try the store on every call
     outcomes: dict[str, int] = {}
     async with router:
         if spec["mode"] == "hold":
@@ -104,11 +108,17 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
             sys.stdin.readline()
             outcomes.clear()
             slowest = 0.0
-            for _ in range(spec["calls"]):
+            for _ in range(spec.get("outage_calls", spec["calls"])):
                 started = time.monotonic()
                 await call()
                 slowest = max(slowest, time.monotonic() - started)
-            return {"outcomes": outcomes, "slowest_s": slowest}
+            if spec.get("after"):  # the parent brings the store back; calls that push the spend
+                print(json.dumps({"outcomes": outcomes, "cost": str(router.costs.total)}), flush=True)
+                sys.stdin.readline()
+                outcomes.clear()
+                for _ in range(spec["after"]):
+                    await call()
+            return {"outcomes": outcomes, "slowest_s": slowest, "cost": str(router.costs.total)}
         if spec["mode"] == "turns":
             while sys.stdin.readline().strip():
                 answer = await router.achat(PROMPT, max_tokens=60)

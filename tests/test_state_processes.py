@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from _redis import SERVER, SKIP_REASON, RedisServer
 from llmrouter_integrations import Budget, BudgetExceededError, Deployment, ManualClock, Router
 from llmrouter_integrations.costs.pricing import Pricer
 from llmrouter_integrations.costs.tokens import estimate_input_tokens
+from llmrouter_integrations.state.shared import Account, from_nano
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.state.shared_sqlite import SQLiteState
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
@@ -280,3 +282,67 @@ def test_failures_in_four_processes_add_up_to_one_threshold(
     assert fake.request_count("gpt-4o") == 12
     assert [log[1]["circuit"] for log in seen] == ["open"] * 4  # all see it from round two
     assert all(entry["deployment"] == "openai/gpt-4o" for log in seen for entry in log)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_four_processes_spending_through_an_outage_stay_within_the_budget(
+    fake: FakeProviderServer, backend: str, tmp_path: Path
+) -> None:
+    if backend == "redis" and SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer.start() if backend == "redis" else None  # its own: this test stops it
+    url = server.url if server is not None else f"sqlite:///{tmp_path / 'state.db'}"
+    limit = worst_case() * 100
+    base = {"mode": "outage", "state": url, "base_url": fake.openai_base_url, "limit": str(limit),
+            "state_failure": "local", "calls": 5, "outage_calls": 25, "after": 1,
+            "timeout_s": 0.1, "retry_s": 0.0}
+    locker: sqlite3.Connection | None = None
+    workers = [spawn(base) for _ in range(4)]
+    try:
+        for worker in workers:  # 20 calls while the store answers: most of the budget left
+            assert worker.stdout is not None
+            assert json.loads(worker.stdout.readline()) == {"ok": 5}
+        before = fake.request_count()
+        if server is not None:
+            server.pause()  # frozen: every store call times out
+        else:  # another process holds the file's write lock: every hold times out
+            locker = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        # A process started during the outage never reached the store: it holds no allowance.
+        (late,) = results([spawn({**base, "mode": "budget", "calls": 10})])
+        during = [json.loads(w.stdout.readline()) for w in workers if w.stdout is not None]
+        sent_during = fake.request_count() - before
+        if server is not None:
+            server.resume()
+        elif locker is not None:
+            locker.execute("ROLLBACK")
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        after = results(workers)
+        store = open_store(url)
+        (fleet,) = store.read([Account("daily|global|||" + str(int(time.time() // 86_400
+                                                                   * 86_400)), 0)], time.time())
+        store.close()
+    finally:
+        if locker is not None:
+            locker.close()
+        if server is not None:
+            server.stop()
+    served = sum(d["outcomes"].get("ok", 0) for d in during)
+    assert served == sent_during > 0, during  # each process spent some of its allowance...
+    assert all(set(d["outcomes"]) <= {"ok", "refused", "StateUnavailableError"} for d in during)
+    # ...and then was refused: together they stayed within the one budget (each process
+    # alone would have spent what was left, four times over).
+    spent = sum(Decimal(r["cost"]) for r in after)
+    assert spent <= limit, (spent, limit, during)
+    assert late["outcomes"] == {"StateUnavailableError": 10} and Decimal(late["cost"]) == 0
+    assert fake.request_count() == 20 + served + 4  # every call sent was one the fleet paid for
+    # What was spent during the outage reached the store with the first calls after it.
+    # Each process gave its allowance back when it closed.
+    assert from_nano(fleet.spent) == spent and fleet.reserved == 0

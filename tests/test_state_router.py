@@ -199,29 +199,36 @@ async def test_local_fallback_spends_then_pushes_to_the_store(
     async with router(fake, url, limit) as reader:
         (status,) = reader.budgets.status()
     assert status.spent_usd == pytest.approx(float(writer.costs.total + local.costs.total))
+    assert status.reserved_usd == 0  # the allowance was given back at close
 
 
-async def test_local_fallback_still_enforces_the_limit_it_last_saw(
+async def test_local_fallback_spends_only_the_allowance_it_holds(
     fake: FakeProviderServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.db"
-    limit = worst_case() * 3
+    limit = worst_case() * 10
     async with router(fake, f"sqlite:///{path}", limit, state_failure="local") as local:
         await local.achat(MESSAGES, max_tokens=60)
-        await local.achat(MESSAGES, max_tokens=60)
+        # Alone in the fleet, it holds a quarter of what was free beside its call in flight.
+        (status,) = local.budgets.status()
+        allowance = (limit - worst_case()) / 4
+        assert Decimal(str(status.reserved_usd)) == pytest.approx(allowance, rel=Decimal("1e-6"))
         path.unlink()
         path.mkdir()  # the file is gone and cannot come back: the store is down
         assert local.state_guard is not None
         local.state_guard.store.close()
-        served = 0
+        outcomes = []
         for _ in range(3):
             try:
                 await local.achat(MESSAGES, max_tokens=60)
-                served += 1
-            except BudgetExceededError:
-                pass
-        assert served == 1 and local.state_guard.down
-    assert local.costs.total <= limit
+                outcomes.append("ok")
+            except BudgetExceededError as error:
+                assert "outage allowance" in str(error) and "Nothing was sent" in str(error)
+                outcomes.append("refused")
+        # 2.25 worst cases: two calls fit, the third does not (though the budget had room).
+        assert outcomes == ["ok", "ok", "refused"] and local.state_guard.down
+        assert fake.request_count() == 3
+    assert local.costs.total <= worst_case() + allowance
 
 
 def test_bad_state_settings_are_clear(fake: FakeProviderServer) -> None:

@@ -230,6 +230,15 @@ def test_consecutive_failures_are_counted_fleet_wide(make_state: Factory) -> Non
     assert one.admit_circuit("e", T0 + 1, 10).failures == 1
 
 
+def test_members_are_counted_while_their_lease_lasts(make_state: Factory) -> None:
+    one, other = make_state(), make_state()
+    assert one.join("p1", T0, 10) == 1
+    assert other.join("p2", T0 + 1, 10) == 2
+    assert one.join("p1", T0 + 5, 10) == 2  # a heartbeat: still two
+    assert other.join("p2", T0 + 14, 10) == 2
+    assert other.join("p2", T0 + 15, 10) == 1  # p1 stopped saying so: its lease ended
+
+
 def test_locks_have_an_owner_and_a_lease(make_state: Factory) -> None:
     one, other = make_state(), make_state()
     assert one.acquire_lock("k", "a", T0, 10)

@@ -26,9 +26,10 @@ from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
 from ..errors import ConfigurationError, StateUnavailableError
 from ..types import ChatRequest, Deployment
-from .budget_account import BudgetAccount, BudgetRefusal
+from .budget_account import BudgetAccount, BudgetRefusal, _error
 from .budget_rules import Budget, period_bounds
 from .ledger import CostLedger, LedgerFilter, LedgerStore
+from .report import money
 
 if TYPE_CHECKING:
     from ..state.shared import Account, Settled
@@ -52,6 +53,7 @@ class Reservation:
     done: bool = False
     hold: str | None = None
     specs: tuple[Account, ...] = ()
+    allowance: bool = False  # held from this process's outage allowance
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +77,8 @@ class BudgetManager:
     within this process only. With `shared` (the router's `state=`), every hold and spend
     is in the shared store, so all the processes using it together stay within the limit;
     when the store cannot answer, `state_failure="closed"` refuses budgeted calls with
-    `StateUnavailableError` and `"local"` spends from this process's view of the
-    accounts (the fleet's spend it last saw, plus its own since).
+    `StateUnavailableError` and `"local"` spends from the allowance this process holds in
+    the store for outages (costs/budget_allowance.py), so the fleet cannot overshoot.
 
     >>> manager = BudgetManager([Budget(10, period="day")], clock=clock, events=hub, store=ledger)
     >>> reservation = manager.reserve(request, "openai/gpt-4o-mini", Decimal("0.01"))
@@ -102,6 +104,10 @@ class BudgetManager:
             )
         self.shared = shared
         self.state_failure = state_failure
+        if shared is not None and state_failure == "local":
+            from .budget_allowance import OutageAllowance
+
+            shared.allowance = OutageAllowance(shared.guard, lease_s=shared.lease_s)
         self._clock = clock
         self._events = events
         self._lock = threading.Lock()
@@ -179,11 +185,7 @@ class BudgetManager:
         if specs and self.shared is not None:
             deadline = request.deadline
             left = None if deadline is None else max(0.0, deadline - self._clock.now())
-            reservation = self._reserve_shared(
-                self.shared, accounts, specs, needed, name, wall, left, via
-            )
-            if reservation is not None:
-                return reservation
+            return self._reserve_shared(self.shared, accounts, specs, needed, name, wall, left, via)
         with self._lock:
             for account in accounts:
                 if not account.fits(needed):
@@ -226,19 +228,32 @@ class BudgetManager:
         wall: float,
         time_left_s: float | None,
         via: HoldVia | None,
-    ) -> Reservation | None:
-        """Hold in the store; None: it is down and state_failure="local" (hold locally)."""
-        from ..state.shared import StoreUnavailable, from_nano
+    ) -> Reservation:
+        """Hold in the store, or (it is down, state_failure="local") in the outage allowance."""
+        from ..state.shared import StoreUnavailable, from_nano, to_nano
 
         try:
             outcome = shared.reserve(specs, needed, wall, time_left_s, via)
         except StoreUnavailable:
-            if self.state_failure == "local":
-                return None
+            why = "Router(state_failure='local') spends from a per-process allowance instead"
+            if shared.allowance is not None:
+                short = shared.allowance.take(specs, to_nano(needed), wall)
+                if short is None:
+                    with self._lock:
+                        for account in accounts:
+                            account.reserved += needed
+                    return Reservation(needed, tuple(accounts), name, specs=specs, allowance=True)
+                if short.left is not None:  # a smaller call, or a cheaper deployment, may fit
+                    raise _error(
+                        accounts[0],
+                        needed,
+                        f"shared state ({shared.backend}) did not answer and this call needs up "
+                        f"to {money(needed)}, but {short.reason}. Nothing was sent.",
+                    ) from None
+                why = short.reason
             raise StateUnavailableError(
                 f"shared state ({shared.backend}) did not answer, and a budget covers this "
-                "call, so it was not sent (Router(state_failure='local') spends from a "
-                "per-process allowance instead)",
+                f"call, so it was not sent ({why})",
                 backend=shared.backend,
             ) from None
         if isinstance(outcome, str):
@@ -309,8 +324,11 @@ class BudgetManager:
         if reservation.hold is not None and self.shared is not None:
             self._settle_shared(self.shared, reservation, actual, rate)
             return
-        if reservation.specs and self.shared is not None:  # held locally during an outage
-            self.shared.keep_for_later(reservation.specs, actual)
+        if reservation.allowance and self.shared is not None and self.shared.allowance:
+            from ..state.shared import to_nano
+
+            amount, spent = to_nano(reservation.amount), to_nano(actual) if actual > 0 else 0
+            self.shared.allowance.settle(reservation.specs, amount, spent)
         alerts: list[tuple[BudgetAccount, float]] = []
         with self._lock:
             wall = self._clock.wall()
@@ -367,9 +385,19 @@ class BudgetManager:
         if reservation.hold is not None and self.shared is not None:
             self.shared.release(reservation.hold, reservation.specs, self._clock.wall(), rate)
             return
+        if reservation.allowance and self.shared is not None and self.shared.allowance:
+            from ..state.shared import to_nano
+
+            self.shared.allowance.release(reservation.specs, to_nano(reservation.amount))
         with self._lock:
             for account in reservation.accounts:
                 account.reserved = max(_ZERO, account.reserved - reservation.amount)
+
+    def close(self) -> None:
+        """Push costs the store has not seen yet and give back the outage allowance (best
+        effort: if the store is down, the allowance's lease ends it)."""
+        if self.shared is not None:
+            self.shared.close(self._clock.wall())
 
     def status(self) -> list[BudgetStatus]:
         """Every account with activity: spent and reserved in its current period.

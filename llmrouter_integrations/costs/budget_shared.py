@@ -2,9 +2,10 @@
 
 A call's worst case is held atomically on every applicable account in the store, with a
 lease; settling adds the real cost and reports the alerts crossed first fleet-wide. The
-fleet's spend seen on each settle is mirrored into the manager's local accounts, so the
-planner's check and, with `state_failure="local"`, an outage start from it. Costs settled
-while the store was down are pushed to it when it is back.
+fleet's spend seen on each settle is mirrored into the manager's local accounts, for the
+planner's check. Costs of held calls settled while the store was down are pushed to it
+when it is back; with `state_failure="local"`, so is what was spent from the process's
+outage allowance (costs/budget_allowance.py).
 
     >>> shared = SharedBudgets(guard, lease_s=300)
     >>> hold = shared.reserve(specs, Decimal("0.02"), wall)   # a Refusal, or the hold id
@@ -29,6 +30,7 @@ from ..state.shared import (
     StoreUnavailable,
     to_nano,
 )
+from .budget_allowance import OutageAllowance
 
 # Takes the hold in the store as part of a larger trip (`admission.store_trip.StoreTrip`).
 HoldVia = Callable[[HoldAsk], Refusal | None]
@@ -74,10 +76,13 @@ class SharedBudgets:
     def __init__(self, guard: StateGuard, *, lease_s: float = 300.0) -> None:
         self.guard = guard
         self.lease_s = lease_s
+        # Set by BudgetManager for state_failure="local": what an outage may spend.
+        self.allowance: OutageAllowance | None = None
         self._lock = threading.Lock()
         # (hold id, accounts, cost) settled while the store was down: pushed when it is back,
         # under the same hold id, so a settle the store did carry out is not counted twice.
         self._pending: list[tuple[str, tuple[Account, ...], int]] = []
+        self._orphans: list[tuple[str, tuple[Account, ...]]] = []  # holds that timed out
 
     @property
     def backend(self) -> str:
@@ -99,16 +104,51 @@ class SharedBudgets:
         answer."""
         if self._pending:
             self._push_pending(wall)
+        if self._orphans:
+            self._release_orphans(wall)
+        allowance = self.allowance
+        if allowance is not None and allowance.pending:
+            allowance.push(wall)
         hold = uuid.uuid4().hex
-        store = self.guard.store
         lease = self.lease_s
         if time_left_s is not None:
             lease = max(lease, time_left_s + _LEASE_MARGIN_S)
-        if via is not None:
-            refusal = via(HoldAsk(hold, specs, to_nano(needed), lease))
-        else:
-            refusal = self.guard.run(store.reserve, hold, specs, to_nano(needed), wall, lease)
+        refusal = self._hold(HoldAsk(hold, specs, to_nano(needed), lease), wall, via)
+        # This process's own allowance may be what is in the way: free it and try once more
+        # (the refused trip took nothing, so it may be made again).
+        if refusal is not None and allowance and allowance.make_room(specs[refusal.index], wall):
+            refusal = self._hold(HoldAsk(hold, specs, to_nano(needed), lease), wall, via)
+        if refusal is None and allowance is not None:
+            allowance.refresh(specs, wall)  # a heartbeat on a call the process makes anyway
         return hold if refusal is None else refusal
+
+    def _hold(self, ask: HoldAsk, wall: float, via: HoldVia | None) -> Refusal | None:
+        tried = not self.guard.down
+        try:
+            if via is not None:
+                return via(ask)
+            store = self.guard.store
+            return self.guard.run(
+                store.reserve, ask.hold_id, ask.accounts, ask.amount, wall, ask.lease_s
+            )
+        except StoreUnavailable:
+            # A hold that timed out may still be carried out by the store (a frozen server
+            # answering late): release it once the store answers, rather than after its lease.
+            if tried:
+                with self._lock:
+                    self._orphans.append((ask.hold_id, ask.accounts))
+            raise
+
+    def _release_orphans(self, wall: float) -> None:
+        with self._lock:
+            orphans, self._orphans = self._orphans, []
+        for index, (hold, specs) in enumerate(orphans):
+            try:
+                self.guard.run(self.guard.store.release, hold, specs, wall)
+            except StoreUnavailable:
+                with self._lock:
+                    self._orphans[:0] = orphans[index:]
+                raise
 
     def settle(
         self,
@@ -148,11 +188,15 @@ class SharedBudgets:
         """Each account's fleet-wide state (raises `StoreUnavailable`)."""
         return self.guard.run(self.guard.store.read, specs, wall)
 
-    def keep_for_later(self, specs: tuple[Account, ...], actual: Decimal) -> None:
-        """A cost settled locally during an outage: push it to the store once it is back."""
-        if actual > 0:
-            with self._lock:
-                self._pending.append((uuid.uuid4().hex, specs, to_nano(actual)))
+    def close(self, wall: float) -> None:
+        """Push what the store has not seen yet, and give back the outage allowance."""
+        with contextlib.suppress(StoreUnavailable):
+            if self._pending:
+                self._push_pending(wall)
+            if self._orphans:
+                self._release_orphans(wall)
+            if self.allowance is not None:
+                self.allowance.close(wall)
 
     def _push_pending(self, wall: float) -> None:
         with self._lock:

@@ -209,6 +209,10 @@ class SharedState(Protocol):
         """Each account's spend and live holds now."""
         ...
 
+    def join(self, member: str, now: float, lease_s: float) -> int:
+        """Say that process `member` is alive until `now + lease_s`: how many are alive now."""
+        ...
+
     # -- rate windows ---------------------------------------------------------------------------
     def acquire_rate(
         self,

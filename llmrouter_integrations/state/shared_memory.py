@@ -70,6 +70,7 @@ class MemoryState:
         self._failures: dict[str, int] = {}  # name -> consecutive failures, fleet-wide
         self._locks: dict[str, tuple[str, float]] = {}
         self._settled: dict[str, float] = {}  # hold id -> when to forget it was settled
+        self._members: dict[str, float] = {}  # process id -> lease end
 
     def __repr__(self) -> str:
         return "MemoryState()"
@@ -145,6 +146,13 @@ class MemoryState:
                 account = self._account(spec)
                 result.append(AccountState(account.spent, account.expire(now)))
             return result
+
+    def join(self, member: str, now: float, lease_s: float) -> int:
+        with self._lock:
+            for gone in [m for m, until in self._members.items() if until <= now]:
+                del self._members[gone]
+            self._members[member] = now + lease_s
+            return len(self._members)
 
     # -- rate windows ---------------------------------------------------------------------------
     def acquire_rate(

@@ -229,6 +229,13 @@ for _, key in ipairs(KEYS) do redis.call('DEL', key) end
 return 0
 """
 
+_JOIN = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZCARD', KEYS[1])
+"""
+
 _LOCK = """
 local owner, expires = redis.call('HGET', KEYS[1], 'owner'), redis.call('HGET', KEYS[1], 'expires')
 if owner and owner ~= ARGV[1] and tonumber(expires) > tonumber(ARGV[2]) then return 0 end
@@ -298,6 +305,7 @@ class RedisState:
         self._open = self._client.register_script(_OPEN)
         self._fail = self._client.register_script(_FAIL)
         self._forget = self._client.register_script(_FORGET)
+        self._join = self._client.register_script(_JOIN)
         self._lock = self._client.register_script(_LOCK)
         self._unlock = self._client.register_script(_UNLOCK)
         self._calls = CallScripts(self._client)
@@ -358,6 +366,10 @@ class RedisState:
     def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
         flat = self._budget_call("read", "", accounts, 0, now, now)
         return [AccountState(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def join(self, member: str, now: float, lease_s: float) -> int:
+        args = [member, _num(now), _num(now + lease_s), max(1, int(lease_s * 2000))]
+        return int(self._call(self._join, [f"{self._tag}:members"], args))
 
     # -- rate windows ---------------------------------------------------------------------------
     def _rate_keys(self, name: str) -> list[str]:

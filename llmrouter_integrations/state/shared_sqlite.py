@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS circuits (
     name TEXT PRIMARY KEY, until REAL NOT NULL, probe_until REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS circuit_failures (name TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS members (id TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 """
 
@@ -216,6 +217,14 @@ class SQLiteState:
     def read(self, accounts: Sequence[Account], now: float) -> list[AccountState]:
         def run(db: sqlite3.Connection) -> list[AccountState]:
             return [AccountState(*self._account(db, spec, now)) for spec in accounts]
+
+        return self._run(run)
+
+    def join(self, member: str, now: float, lease_s: float) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM members WHERE expires <= ?", (now,))
+            db.execute("INSERT OR REPLACE INTO members VALUES (?, ?)", (member, now + lease_s))
+            return int(db.execute("SELECT COUNT(*) FROM members").fetchone()[0])
 
         return self._run(run)
 
