@@ -350,6 +350,29 @@ async def test_failures_in_different_routers_add_up_to_open_the_circuit(
         assert fake.request_count("gpt-4o-mini") == 9
 
 
+async def test_store_down_breakers_count_per_process_and_warn_once(
+    fake: FakeProviderServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmrouter_integrations.routing.health import BreakerPolicy
+
+    caplog.set_level(logging.WARNING, logger="llmrouter_integrations")
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
+    backup = Deployment("openai", "gpt-4o", api_key=KEY, base_url=fake.openai_base_url)
+    async with Router(
+        deployments=[deployment(fake), backup],
+        strategy="priority",
+        retry=NO_RETRY,
+        breaker=BreakerPolicy(failure_threshold=2, cooldown_s=30),
+        state=f"redis://127.0.0.1:{free_port()}/0",
+    ) as alone:
+        for _ in range(4):
+            assert (await alone.achat(MESSAGES, max_tokens=20)).deployment == "openai/gpt-4o"
+        # Its own two failures opened the circuit, as without state=.
+        assert alone.health()["openai/gpt-4o-mini"].circuit == "open"
+    assert fake.request_count("gpt-4o-mini") == 2
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+
+
 async def test_the_day_rolls_over_at_the_same_instant_for_every_router(
     fake: FakeProviderServer, tmp_path: Path
 ) -> None:
