@@ -42,7 +42,7 @@ from llmrouter_integrations import (
 )
 from llmrouter_integrations.routing.health import BreakerPolicy
 from llmrouter_integrations.state import RedisCacheStore, parse_store_url
-from llmrouter_integrations.state.shared import Account
+from llmrouter_integrations.state.shared import Account, StoreUnavailable
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.state.url import parse_redis_url, redact_url
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
@@ -392,6 +392,15 @@ async def test_the_cluster_node_holding_the_state_lost_and_back(
             clock=clock,
         ) as router:
             await router.achat(PROMPT, max_tokens=60)
+            holder.pause()  # frozen: connections stay open, nothing answers
+            try:
+                started = time.monotonic()
+                with pytest.raises(StateUnavailableError):
+                    await router.achat(PROMPT, max_tokens=60)
+                assert time.monotonic() - started < 1.5  # one 0.25 s timeout, not a hang
+            finally:
+                holder.resume()
+            clock.advance(2.5)  # past the guard's pause
             holder.stop()
             for _ in range(3):  # the store is down: budgeted calls fail fast, send nothing
                 started = time.monotonic()
@@ -420,6 +429,42 @@ async def test_the_cluster_node_holding_the_state_lost_and_back(
             assert recovered and fake.request_count() == 2
     finally:
         cluster.stop()
+
+
+async def test_a_frozen_cache_server_is_a_miss_not_a_hang(fake: FakeProviderServer) -> None:
+    if SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer.start()  # its own: this test freezes it
+    try:
+        async with Router(deployments=[deployment(fake)], cache=server.url) as router:
+            await router.achat(PROMPT, max_tokens=20)
+            assert (await router.achat(PROMPT, max_tokens=20)).cached
+            server.pause()
+            try:
+                started = time.monotonic()
+                answer = await router.achat("a new question", max_tokens=20)
+                # A read that times out (1 s) is a miss; the write after it times out too.
+                assert answer.text and not answer.cached
+                assert time.monotonic() - started < 4.0
+            finally:
+                server.resume()
+    finally:
+        server.stop()
+    assert fake.request_count() == 2
+
+
+def test_a_frozen_sentinel_costs_one_timeout(redis_sentinel: SentinelSet) -> None:
+    redis_sentinel.sentinel.pause()  # the master is fine, but nobody can say where it is
+    try:
+        store = RedisState(redis_sentinel.url(db=7), timeout_s=0.25)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.read([Account("a", limit=10)], time.time())
+        assert time.monotonic() - started < 1.0
+    finally:
+        redis_sentinel.sentinel.resume()
+    assert store.read([Account("a", limit=10)], time.time())  # asks again, and is answered
+    store.close()
 
 
 # -- Sentinel failover ------------------------------------------------------------------------
