@@ -482,13 +482,20 @@ async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
         limit = worst_case() * 10
         budgets = [Budget(limit, period="day", name="daily")]
 
+        stores: list[RedisState] = []
+
         def make(**kw: Any) -> Router:
-            return Router(deployments=[deployment(fake)], budgets=budgets, state=url,
+            # 1 s, not 0.25 s, per store call: a busy machine must not fake an outage before
+            # the real one (a dead master refuses at once, so failing stays fast).
+            stores.append(RedisState(url, timeout_s=1.0))
+            return Router(deployments=[deployment(fake)], budgets=budgets, state=stores[-1],
                           cache=url, retry=NO_RETRY, clock=clock, **kw)  # fmt: skip
 
         async with make() as closed, make(state_failure="local") as local:
             await closed.achat(PROMPT, max_tokens=60)
             await local.achat("a question of its own", max_tokens=60)
+            # That call also took the local router's outage allowance (a hold in the store).
+            assert local.budgets.status()[0].reserved_usd > 0
             spent_before = closed.costs.total + local.costs.total
             # Make sure the replica has both writes before the master dies.
             watched.master.client().execute_command("WAIT", 1, 2000)
@@ -519,6 +526,8 @@ async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
             # The cache lives on the new master: what was cached before the switch, and since.
             assert (await closed.achat(PROMPT, max_tokens=60)).cached
             assert (await closed.achat("after the switch", max_tokens=60)).cached
+        for store in stores:
+            store.close()
         # One warning when the store went, one when it came back, from each router.
         states = [r.getMessage().split(" (")[0] + r.getMessage()[-6:] for r in caplog.records
                   if r.getMessage().startswith("shared state")]  # fmt: skip

@@ -168,6 +168,8 @@ class _LazyCluster:
             self._client.close()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy/pickle/introspection probes must not connect
+            raise AttributeError(name)
         client = self._client
         if client is None:
             with self._lock:

@@ -30,7 +30,7 @@ BACKENDS: tuple[Backend, ...] = ("memory", "sqlite", "redis")
 _EXAMPLES = {
     "memory": "'memory'",
     "sqlite": "'sqlite:///path.db'",
-    "redis": "'redis://host:6379/0'",
+    "redis": "'redis://host:6379/0' (or redis+cluster://, redis+sentinel://)",
 }
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Several seed nodes or sentinels in one URL: the spelling of the Redis-Sentinel-Url package,
