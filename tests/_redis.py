@@ -30,11 +30,14 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process on 127.0.0.1 without persistence."""
 
-    def __init__(self, port: int, *extra: str, config: Path | None = None) -> None:
+    def __init__(
+        self, port: int, *extra: str, config: Path | None = None, tls: Path | None = None
+    ) -> None:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self.extra = extra  # more redis-server options, e.g. cluster mode
         self.config = config  # a config file first (a sentinel needs one it can rewrite)
+        self.tls = tls  # a certificate (make_certificate): `port` then speaks only TLS
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -46,17 +49,25 @@ class RedisServer:
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls)} if self.tls else {}
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=5, decode_responses=True, **tls
+        )
 
     def restart(self) -> None:
         assert SERVER is not None, SKIP_REASON
         config = [str(self.config)] if self.config is not None else []
+        port = ["--port", str(self.port)]
+        if self.tls is not None:
+            cert = str(self.tls)
+            port = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert,
+                    "--tls-key-file", cert.replace("cert.pem", "key.pem"),
+                    "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]  # fmt: skip
         self.process = subprocess.Popen(
             [
                 SERVER,
                 *config,
-                "--port",
-                str(self.port),
+                *port,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -136,7 +147,7 @@ class RedisClusterServers:
         self.url = f"redis+cluster://{seeds}"
 
     @classmethod
-    def start(cls, directory: Path) -> RedisClusterServers:
+    def start(cls, directory: Path, tls: Path | None = None) -> RedisClusterServers:
         nodes = []
         for _ in range(3):
             port = _cluster_port()
@@ -146,10 +157,14 @@ class RedisClusterServers:
                 "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
                 "--cluster-node-timeout", "1000",
                 "--dir", str(directory),
+                *(("--tls-cluster", "yes") if tls else ()),
+                tls=tls,
             )  # fmt: skip
             node.restart()
             nodes.append(node)
         cluster = cls(nodes)
+        if tls is not None:
+            cluster.url = cluster.url.replace("redis+", "rediss+") + f"?ssl_ca_certs={tls}"
         try:
             clients = [node.client() for node in nodes]
             bounds = [0, 5461, 10923, 16384]
@@ -195,15 +210,21 @@ class SentinelSet:
 
     def url(self, db: int = 0, service: str = "mymaster") -> str:
         sentinels = f"127.0.0.1:{self.dead_port},127.0.0.1:{self.sentinel.port}"
+        if self.sentinel.tls is not None:
+            return f"rediss+sentinel://{sentinels}/{service}/{db}?ssl_ca_certs={self.sentinel.tls}"
         return f"redis+sentinel://{sentinels}/{service}/{db}"
 
     @classmethod
-    def start(cls, directory: Path, down_after_ms: int = 1000) -> SentinelSet:
+    def start(
+        cls, directory: Path, down_after_ms: int = 1000, tls: Path | None = None
+    ) -> SentinelSet:
         # A replica saves the copy it syncs to a file in its --dir: keep that in `directory`.
-        here = ("--dir", str(directory))
-        master = RedisServer(free_port(), "--repl-diskless-sync-delay", "0", *here)
+        here = ("--dir", str(directory), *(("--tls-replication", "yes") if tls else ()))
+        master = RedisServer(free_port(), "--repl-diskless-sync-delay", "0", *here, tls=tls)
         master.restart()
-        replica = RedisServer(free_port(), "--replicaof", "127.0.0.1", str(master.port), *here)
+        replica = RedisServer(
+            free_port(), "--replicaof", "127.0.0.1", str(master.port), *here, tls=tls
+        )
         replica.restart()
         config = directory / "sentinel.conf"
         config.write_text(
@@ -211,7 +232,7 @@ class SentinelSet:
             f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
             "sentinel failover-timeout mymaster 5000\n"
         )
-        sentinel = RedisServer(free_port(), "--sentinel", "--dir", str(directory), config=config)
+        sentinel = RedisServer(free_port(), "--sentinel", *here, config=config, tls=tls)
         watched = cls(master, replica, sentinel)
         try:
             sentinel.restart()
@@ -235,3 +256,19 @@ class SentinelSet:
     def stop(self) -> None:
         for server in (self.sentinel, self.replica, self.master):
             server.stop()
+
+
+OPENSSL = shutil.which("openssl")
+
+
+def make_certificate(directory: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (`cert.pem`, its key in `key.pem`)."""
+    assert OPENSSL is not None
+    cert = directory / "cert.pem"
+    subprocess.run(
+        [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(directory / "key.pem"), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert

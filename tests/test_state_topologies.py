@@ -21,11 +21,13 @@ from typing import Any
 
 import pytest
 from _redis import (
+    OPENSSL,
     SERVER,
     SKIP_REASON,
     RedisClusterServers,
     RedisServer,
     SentinelSet,
+    make_certificate,
     wait_until,
 )
 from test_state_processes import results, spawn, worst_case
@@ -235,6 +237,42 @@ async def test_cache_and_single_flight_through_routers(
         assert sorted(a.cached for a in answers) == [False, True, True, True]
         later = await other.achat(PROMPT, max_tokens=20)  # from the store's cache
         assert later.cached and later.text == answers[0].text
+    assert fake.request_count() == 1
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+async def test_tls_to_every_node(fake: FakeProviderServer, tmp_path: Path, topology: str) -> None:
+    if SERVER is None or OPENSSL is None:
+        pytest.skip(f"{SKIP_REASON}; and openssl for a certificate")
+    cert = make_certificate(tmp_path)
+    if topology == "cluster":  # nodes, cluster bus and clients on TLS only
+        servers: RedisClusterServers | SentinelSet = RedisClusterServers.start(tmp_path, tls=cert)
+        url = servers.url
+    else:  # master, replica, sentinel and the replication between them on TLS only
+        servers = SentinelSet.start(tmp_path, tls=cert)
+        url = servers.url(db=0)
+    assert url.startswith("rediss+") and "ssl_ca_certs=" in url
+    try:
+        async with Router(
+            deployments=[deployment(fake)],
+            budgets=[Budget(1, period="day", name="daily")],
+            state=url,
+            cache=url,
+            retry=NO_RETRY,
+        ) as router:
+            first = await router.achat(PROMPT, max_tokens=20)
+            assert (await router.achat(PROMPT, max_tokens=20)).cached
+            (status,) = router.budgets.status()
+            assert status.spent_usd == pytest.approx(float(first.cost or 0))
+        # Without the CA the certificate is not trusted: the store is unavailable, not used.
+        untrusted = url.split("?")[0]
+        async with Router(
+            deployments=[deployment(fake)], budgets=[Budget(1)], state=untrusted, retry=NO_RETRY
+        ) as router:
+            with pytest.raises(StateUnavailableError):
+                await router.achat("another question", max_tokens=20)
+    finally:
+        servers.stop()
     assert fake.request_count() == 1
 
 

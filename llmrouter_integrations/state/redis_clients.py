@@ -62,7 +62,7 @@ def sync_client(url: str, *, timeout_s: float, setting: str = "state") -> Any:
         return _LazyCluster(connect)
     sentinel = _module("redis.sentinel", setting).Sentinel(
         list(where.nodes),
-        sentinel_kwargs={**_sentinel_auth(where), **timeouts, "retry": no_retry()},
+        sentinel_kwargs={**_sentinel_auth(where, options), **timeouts, "retry": no_retry()},
     )
     return sentinel.master_for(
         where.service, retry=no_retry(), retry_on_timeout=False, health_check_interval=0, **options
@@ -95,7 +95,7 @@ def async_client(url: str, *, timeout_s: float, setting: str = "cache") -> Any:
         return cluster.RedisCluster(startup_nodes=nodes, retry=no_retry(), **options)
     sentinel = _module("redis.asyncio.sentinel", setting).Sentinel(
         list(where.nodes),
-        sentinel_kwargs={**_sentinel_auth(where), **timeouts, "retry": no_retry()},
+        sentinel_kwargs={**_sentinel_auth(where, options), **timeouts, "retry": no_retry()},
     )
     return sentinel.master_for(
         where.service, retry=no_retry(), retry_on_timeout=False, health_check_interval=0, **options
@@ -134,10 +134,11 @@ def _typed_options(where: RedisURL, setting: str) -> dict[str, Any]:
     return options
 
 
-def _sentinel_auth(where: RedisURL) -> dict[str, Any]:
+def _sentinel_auth(where: RedisURL, options: dict[str, Any]) -> dict[str, Any]:
     # The sentinels have their own credentials (`sentinel_password=`), if any: a sentinel
     # without `requirepass` refuses an AUTH, so the data nodes' password is not reused.
-    auth: dict[str, Any] = {"ssl": True} if where.tls else {}
+    # TLS settings (`ssl_ca_certs=`...) are shared: one private CA covers the whole set.
+    auth: dict[str, Any] = {k: v for k, v in options.items() if k.startswith("ssl")}
     if where.sentinel_username is not None:
         auth["username"] = where.sentinel_username
     if where.sentinel_password is not None:
