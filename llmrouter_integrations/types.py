@@ -14,6 +14,7 @@ from typing import Any, Literal, cast
 
 from pydantic import SecretStr
 
+from ._secrets import mask_url
 from ._validate import check_deployment
 
 __all__ = [
@@ -43,13 +44,8 @@ ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 PartType = Literal["text", "image", "file", "audio", "provider"]
 
 # Spellings of the two audio formats every provider with audio input takes.
-_AUDIO_FORMATS = {
-    "audio/wav": "wav",
-    "audio/x-wav": "wav",
-    "audio/wave": "wav",
-    "audio/mpeg": "mp3",
-    "audio/mp3": "mp3",
-}
+_AUDIO_FORMATS = dict.fromkeys(("audio/wav", "audio/x-wav", "audio/wave"), "wav")
+_AUDIO_FORMATS |= dict.fromkeys(("audio/mpeg", "audio/mp3"), "mp3")
 
 
 @dataclass(slots=True)
@@ -396,11 +392,12 @@ class Deployment:
         return self.name or f"{self.provider}/{self.model}"
 
     def __repr__(self) -> str:
-        # Spelled out so a key can never reach a repr, whatever SecretStr does.
+        # Spelled out so a key (or a password in base_url) can never reach a repr.
         key = "'**********'" if self.api_key is not None else "None"
+        url = mask_url(self.base_url) if self.base_url is not None else None
         return (
             f"Deployment(provider={self.provider!r}, model={self.model!r}, name={self.name!r}, "
-            f"base_url={self.base_url!r}, api_key={key})"
+            f"base_url={url!r}, api_key={key})"
         )
 
 

@@ -1,7 +1,8 @@
 """ChatLLMRouter configuration: the Router it builds, and its description as keyless data.
 
 What is serialised or hashed (LangChain's `dumpd`, `_identifying_params`, cache keys)
-never holds an API key or an auth header; keys come back from the environment.
+never holds an API key, an auth header or a URL's password; keys come back from the
+environment.
 
     >>> public_deployment(Deployment("openai", "gpt-4o-mini", api_key="sk-..."))
     {'provider': 'openai', 'model': 'gpt-4o-mini'}
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .._secrets import mask_url
 from ..types import Deployment
 
 __all__ = [
@@ -75,6 +77,8 @@ def public_deployment(deployment: Deployment) -> dict[str, Any]:
         value = getattr(deployment, field.name)
         if value is not None and value != defaults[field.name] and value != ():
             data[field.name] = list(value) if isinstance(value, tuple) else value
+    if deployment.base_url:  # a password in it stays behind: pass it again after loading
+        data["base_url"] = mask_url(deployment.base_url)
     headers = {
         name: value
         for name, value in deployment.headers.items()
@@ -86,8 +90,9 @@ def public_deployment(deployment: Deployment) -> dict[str, Any]:
 
 
 def deployment_identity(deployment: Deployment) -> str:
-    """`name=provider/model@base_url`: what a cache key must tell apart."""
-    base_url = f"@{deployment.base_url}" if deployment.base_url else ""
+    """`name=provider/model@base_url`: what a cache key must tell apart (credentials in the
+    URL masked: LangChain's cache stores this string)."""
+    base_url = f"@{mask_url(deployment.base_url)}" if deployment.base_url else ""
     return f"{deployment.key}={deployment.provider}/{deployment.model}{base_url}"
 
 

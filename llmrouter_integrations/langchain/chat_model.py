@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from .._secrets import mask_url
 from ..costs.tokens import estimate_input_tokens, estimate_text_tokens
 from ..router import Router, parse_deployment
 from ..types import ChatRequest, Deployment
@@ -84,7 +85,7 @@ class ChatLLMRouter(RemembersCallConfig):
     retry: Any = Field(default=None, exclude=True)
     """A `RetryPolicy`; defaults from `max_retries` when that is set."""
     budgets: list[Any] | None = Field(default=None, exclude=True)
-    ledger: Any = Field(default=None, exclude=True)
+    ledger: Any = Field(default=None, exclude=True, repr=False)  # a URL may hold a password
     router_cache: Any = Field(default=None, exclude=True, repr=False)  # a URL may hold a password
     """The router's own cache (`"memory"`, `"sqlite:///path.db"`...); see `cache` below."""
     state: Any = Field(default=None, exclude=True, repr=False)
@@ -262,7 +263,7 @@ class ChatLLMRouter(RemembersCallConfig):
             ("ledger", self.ledger),
             ("router_cache", self.router_cache),
         ):
-            if isinstance(value, str) and "@" not in value.partition("://")[2]:
+            if isinstance(value, str) and mask_url(value) == value:
                 attributes[name] = value
         return attributes
 

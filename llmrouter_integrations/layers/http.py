@@ -16,16 +16,28 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from .._secrets import (
+    mask_url,
+    scrub_error,
+    secret_forms,
+    split_url_credentials,
+    url_secrets,
+)
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..costs.tokens import estimate_input_tokens, estimate_text_tokens
-from ..errors import ProviderError, ProviderTimeoutError, ResponseDecodeError
+from ..errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderTimeoutError,
+    ResponseDecodeError,
+)
 from ..transport.base import HTTPRequest, Transport
 from ..transport.sse import SSEDecoder
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
-from ._secrets import scrub_error, secret_forms
 
 if TYPE_CHECKING:
     from ..costs.pricing import Pricer
@@ -126,7 +138,9 @@ class DeploymentBackend:
         self._name = deployment.key  # the name the router's layers know it by
         self.endpoint = endpoint
         self.dialect: Dialect = get_dialect(endpoint.dialect)
-        self.url = base_url.rstrip("/") + self.dialect.path
+        _check_url(base_url, self._name)
+        url, basic_auth = split_url_credentials(base_url)
+        self.url = _endpoint_url(url, self.dialect.path)
         self._transport = transport
         self._clock = clock
         self._pricer = pricer
@@ -138,14 +152,22 @@ class DeploymentBackend:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         headers = self.dialect.build_headers(key, endpoint)
         headers.update(deployment.headers)
+        if basic_auth is not None:
+            if any(header.lower() == "authorization" for header in headers):
+                raise ConfigurationError(
+                    f"deployment {self._name!r}: base_url holds user:password credentials but "
+                    "the Authorization header already carries the API key; put the proxy's "
+                    "credentials in headers= under another name, or drop the key"
+                )
+            headers["Authorization"] = basic_auth
         self._headers = headers
         # Providers sometimes echo the key in an error; the dialect redacts known key shapes,
-        # and every error leaving this layer is scrubbed of this exact key (any length, any
-        # shape, in its usual encodings), its exception chain included.
-        self._secret_forms = secret_forms(key)
+        # and every error leaving this layer is scrubbed of this exact key and of the URL's
+        # credentials (any length, any shape, in their usual encodings), chain included.
+        self._secret_forms = secret_forms(key, *url_secrets(base_url))
 
     def __repr__(self) -> str:
-        return f"DeploymentBackend({self.deployment.key!r}, url={self.url!r})"
+        return f"DeploymentBackend({self.deployment.key!r}, url={mask_url(self.url)!r})"
 
     async def aclose(self) -> None:
         """Nothing of its own to close; the transport belongs to the router."""
@@ -438,3 +460,27 @@ def _remember_output(chunk: ChatChunk, produced: list[str]) -> None:
 def _excerpt(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
+
+
+def _endpoint_url(base_url: str, path: str) -> str:
+    """The dialect's path appended to the base URL's path, before any query it has."""
+    url, question, query = base_url.partition("?")
+    return url.rstrip("/") + path + question + query
+
+
+def _check_url(url: str, name: str) -> None:
+    """Refuse at construction a base URL no HTTP library can send to (an unescaped `#`, `/`
+    or `?` in a password makes the rest of it a port); say so without showing the URL's
+    credentials, not even the fragment a parser took for a port."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (it raises for a port that is not a number)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigurationError(
+            f"deployment {name!r}: base_url {mask_url(url)!r} is not an http(s) URL with a "
+            "host and a numeric port; percent-encode a password's reserved characters "
+            "(# as %23, / as %2F, ? as %3F, @ as %40)"
+        )

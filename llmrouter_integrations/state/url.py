@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
 
+from .._secrets import mask_url
 from ..errors import ConfigurationError
 
 __all__ = ["BACKENDS", "RedisURL", "StoreURL", "parse_redis_url", "parse_store_url", "redact_url"]
@@ -59,16 +60,15 @@ class StoreURL:
 
 
 def redact_url(url: str) -> str:
-    """`url` with any user:password part hidden.
+    """`url` with any user:password part and secret-looking query value hidden.
 
     >>> redact_url("redis://:hunter2@cache:6379/0")
     'redis://***@cache:6379/0'
+    >>> redact_url("redis://cache:6379/0?password=hunter2")
+    'redis://cache:6379/0?password=***'
     """
-    url = _SECRET_OPTION.sub(r"\1***", url)  # ?sentinel_password=... too
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
+    # ?sentinel_password=... too; mask_url hides user:password@ and any secret-looking value
+    return mask_url(_SECRET_OPTION.sub(r"\1***", url))
 
 
 def parse_store_url(

@@ -25,6 +25,8 @@ __all__ = [
     "RecordedRequest",
     "key_tail",
     "mask_key",
+    "masked_headers",
+    "masked_query",
 ]
 
 # Limits reported in rate-limit headers when a model sets none (generous, like a paid tier).
@@ -155,6 +157,7 @@ class RecordedRequest:
     status: int | None = None
     api_key_tail: str | None = None
     outcome: str = "pending"
+    query: dict[str, str] = field(default_factory=dict)  # secret-looking values masked
 
     @property
     def retry_count(self) -> int | None:
@@ -172,6 +175,28 @@ def mask_key(key: str) -> str:
     if len(key) < 16:
         return "***"
     return f"{key[:3]}...{key[-4:]}"
+
+
+_SECRET_HEADERS = ("authorization", "x-api-key")
+_SECRET_QUERY_NAMES = ("key", "token", "secret", "pass", "sig", "auth")
+
+
+def masked_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """Request headers for the record, each credential masked as `mask_key` does."""
+    masked = CIMultiDict(headers)
+    for name in _SECRET_HEADERS:
+        if name in masked:
+            scheme, _, secret = masked[name].rpartition(" ")
+            masked[name] = f"{scheme} {mask_key(secret)}".lstrip()
+    return masked
+
+
+def masked_query(query: Mapping[str, str]) -> dict[str, str]:
+    """Query parameters for the record, a value under a secret-looking name masked."""
+    return {
+        name: mask_key(value) if any(s in name.lower() for s in _SECRET_QUERY_NAMES) else value
+        for name, value in query.items()
+    }
 
 
 def key_tail(key: str) -> str | None:

@@ -22,7 +22,6 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from ._fake_behavior import (
     ModelBehavior,
@@ -30,7 +29,8 @@ from ._fake_behavior import (
     RateLimitWindow,
     RecordedRequest,
     key_tail,
-    mask_key,
+    masked_headers,
+    masked_query,
 )
 from ._fake_errors import (
     HTML_502,
@@ -85,7 +85,6 @@ _MODEL_ROUTES: dict[str, Flavor] = {
     "/openai/v1/models": "groq",
     "/api/v1/models": "openrouter",
 }
-_SECRET_HEADERS = ("authorization", "x-api-key")
 _DEFAULT = ModelBehavior()
 
 
@@ -227,17 +226,14 @@ class FakeProviderServer(LoopbackServer):
         flavor = _CHAT_ROUTES.get(request.path) if request.method == "POST" else None
         if flavor is None:
             return await self._other_route(request)
-        headers = CIMultiDict(request.headers)
-        for name in _SECRET_HEADERS:
-            if name in headers:
-                scheme, _, secret = headers[name].rpartition(" ")
-                headers[name] = f"{scheme} {mask_key(secret)}".lstrip()
+        headers = masked_headers(request.headers)
         with self._lock:
             self._seq += 1
             seq = self._seq
             record = RecordedRequest(
                 request.path, request.method, headers, None, None, False, time.monotonic(), flavor
             )
+            record.query = masked_query(request.query)
             self._requests.append(record)
         self._enter(None)
         model_key: str | None = None

@@ -10,7 +10,9 @@ and its whole __cause__/__context__ chain and group members, formatted traceback
 log records of every logger at DEBUG, router events, LangChain callbacks (on_llm_error
 included), LlamaIndex instrumentation events, OpenTelemetry spans (content capture on),
 the SQLite ledger and cache
-files, health(), and the reprs of Router, Deployment and both framework models.
+files, health(), the reprs of Router, Deployment and both framework models, LangChain's
+dumps()/identifying params/llm string and LlamaIndex's metadata/to_json(). The same secret
+also rides in each deployment's base URL (a proxy password, or an `?api_key=` query value).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def forms(key: str) -> list[str]:
         quote_plus(key, safe=""),
         base64.b64encode(key.encode()).decode(),
         base64.b64encode(f"Bearer {key}".encode()).decode(),
+        base64.b64encode(f"sweep:{key}".encode()).decode(),  # Basic auth from the URL
     }
     return sorted(found, key=len, reverse=True)
 
@@ -143,7 +146,13 @@ def fake() -> Iterator[FakeProviderServer]:
 
 def _deployments(fake: FakeProviderServer, flavor: str, key: str, fault: str) -> list[Deployment]:
     provider, url_attribute = FLAVORS[flavor]
+    # The same secret rides in the URL: as the password of a proxy in front (Anthropic's key
+    # has its own header, so Basic auth fits beside it) or as a query parameter.
     base = getattr(fake, url_attribute)
+    if flavor == "anthropic":
+        base = base.replace("http://", f"http://sweep:{quote(key, safe='')}@", 1)
+    else:
+        base += f"?api_key={quote(key, safe='')}&api-version=1"
     echo_model = f"echo-{flavor}-{fault}"
     if fault == "401":
         behavior = ModelBehavior(raw_body=echo_body(flavor, key), raw_status=401)
@@ -184,6 +193,7 @@ async def test_no_key_in_any_channel(
     fake: FakeProviderServer, flavor: str, fault: str, tmp_path: Path
 ) -> None:
     from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.load import dumps
     from llama_index.core.base.llms.types import ChatMessage
     from llama_index.core.instrumentation.event_handlers import BaseEventHandler
     from llama_index_instrumentation import get_dispatcher
@@ -243,6 +253,8 @@ async def test_no_key_in_any_channel(
                 chat = ChatLLMRouter(router=only_echo, callbacks=[Everything()])
                 llm = LLMRouter(router=only_echo)
                 capture.texts += [repr(router), repr(chat), repr(llm), repr(router.health())]
+                capture.texts += [dumps(chat), repr(chat._identifying_params)]
+                capture.texts += [chat._get_llm_string(), repr(llm.metadata), llm.to_json()]
                 for call in (
                     chat.ainvoke("hi"),
                     _collect(chat.astream("hi")),
