@@ -404,3 +404,70 @@ def test_snapshot_shows_limits_and_what_is_left() -> None:
     assert limits.snapshot(NAME)["remaining_tokens"] == 900
     limits.on_rate_limited(NAME, None)
     assert limits.snapshot(NAME)["paused_for_s"] == pytest.approx(limits.default_pause_s)
+
+
+async def _held(backend: RateLimitBackend) -> AsyncIterator[ChatChunk]:
+    """A stream that has taken the only permit (concurrency 1) and keeps it."""
+    stream = backend.stream(ask())
+    await anext(stream)
+    return stream
+
+
+async def test_a_deadline_that_cuts_the_wait_short_is_named_with_the_time_waited() -> None:
+    # Before: "no capacity within 10.0s" after a 2 s wait cut short by the deadline.
+    clock = ManualClock()
+    inner = ScriptedBackend(NAME, ["one two"], clock=clock)
+    backend, _ = stack(inner, clock, max_concurrency=1, max_wait=10.0)
+    stream = await _held(backend)
+    request = ask()
+    request.deadline = clock.now() + 2.0
+
+    with pytest.raises(RateLimitWaitError) as caught:
+        await backend.chat(request)
+
+    message = str(caught.value)
+    assert clock.now() == pytest.approx(2.0)
+    assert "before the request's deadline" in message and "waited 2s" in message
+    assert "10" not in message
+    await stream.aclose()
+
+
+async def test_the_wait_limit_reached_says_how_long_it_waited() -> None:
+    clock = ManualClock()
+    inner = ScriptedBackend(NAME, ["one two"], clock=clock)
+    backend, _ = stack(inner, clock, max_concurrency=1, max_wait=3.0)
+    stream = await _held(backend)
+    request = ask()
+    request.deadline = clock.now() + 50.0  # further away than the wait limit
+
+    with pytest.raises(RateLimitWaitError) as caught:
+        await backend.chat(request)
+
+    assert (
+        str(caught.value)
+        == f"[{NAME}] at its rate limit: no capacity before the 3s rate-limit wait; waited 3s"
+    )
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("deadline_s", [5.0, None])
+async def test_giving_up_at_once_names_the_limit_that_is_too_close(
+    deadline_s: float | None,
+) -> None:
+    # The next slot is 60 s away: nothing is waited, and the message says which limit
+    # (the deadline or the wait) ends before it, and that nothing was waited.
+    clock = ManualClock()
+    backend, _ = stack(ScriptedBackend(NAME, ["ok"], clock=clock), clock, rpm=1, max_wait=30.0)
+    await backend.chat(ask())
+    request = ask()
+    if deadline_s is not None:
+        request.deadline = clock.now() + deadline_s
+
+    with pytest.raises(RateLimitWaitError) as caught:
+        await backend.chat(request)
+
+    bound = "the request's deadline" if deadline_s is not None else "the 30s rate-limit wait"
+    assert str(caught.value) == (
+        f"[{NAME}] at its rate limit: next capacity in 60s, after {bound}; gave up after 0s"
+    )
+    assert clock.now() == 0.0 and caught.value.delay_s == 60.0

@@ -85,20 +85,35 @@ class RateLimitBackend(WrapperBackend):
                     give_up_early=True,
                 )
             except QueueTimeoutError as error:
-                delay = self.limits.delay(name, tokens)
-                raise RateLimitWaitError(
-                    f"[{name}] at its rate limit: no capacity within "
-                    f"{self.max_wait if self.max_wait is not None else 'the deadline'}s"
-                    + (f" (next in {delay:.3g}s)" if math.isfinite(delay) else ""),
-                    deployment=name,
-                    delay_s=delay if math.isfinite(delay) else None,
-                ) from error
+                raise self._wait_error(request, tokens, started) from error
             permit = self.limits.try_acquire(name, tokens)
             self.queue.settle(grant)
             if permit is not None:
                 self.queue.settle(outer)
                 self._emit_waited(clock.now() - started)
                 return permit
+
+    def _wait_error(self, request: ChatRequest, tokens: int, started: float) -> RateLimitWaitError:
+        """Why the wait ended, with the time really waited: the rate-limit wait or the
+        request's deadline, whichever ends first, reached or known to end before the refill."""
+        name = self.deployment
+        waited = self.limits.clock.now() - started
+        delay = self.limits.delay(name, tokens)
+        limit_at = math.inf if self.max_wait is None else started + self.max_wait
+        if request.deadline is not None and request.deadline < limit_at:
+            bound, ends_at = "the request's deadline", request.deadline
+        else:
+            bound, ends_at = f"the {self.max_wait or 0:g}s rate-limit wait", limit_at
+        if math.isfinite(delay) and ends_at - started - waited > 1e-3:  # gave up early
+            why = f"next capacity in {delay:.3g}s, after {bound}; gave up after {waited:.3g}s"
+        else:
+            later = f" (next in {delay:.3g}s)" if math.isfinite(delay) else ""
+            why = f"no capacity before {bound}; waited {waited:.3g}s{later}"
+        return RateLimitWaitError(
+            f"[{name}] at its rate limit: {why}",
+            deployment=name,
+            delay_s=delay if math.isfinite(delay) else None,
+        )
 
     def _emit_waited(self, waited: float) -> None:
         events = self.limits.events
