@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import SecretStr
@@ -22,10 +22,13 @@ from ..types import Deployment
 
 __all__ = [
     "API_KEY_ENV",
+    "PLAIN_OPTIONS",
+    "ROUTER_OPTIONS",
     "deployment_identity",
     "describe_strategy",
     "public_deployment",
     "router_arguments",
+    "router_options",
     "secret_from_env",
 ]
 
@@ -37,6 +40,47 @@ def secret_from_env() -> SecretStr | None:
     """The LLMROUTER_API_KEY environment variable, if set."""
     value = os.environ.get(API_KEY_ENV)
     return SecretStr(value) if value else None
+
+
+# ChatLLMRouter fields that are Router(...) options of the same name (`router_cache` is
+# Router's `cache`); PLAIN_OPTIONS are plain values, kept when the model is serialised.
+ROUTER_OPTIONS = (
+    "strategy",
+    "retry",
+    "breaker",
+    "budgets",
+    "ledger",
+    "router_cache",
+    "cache_ttl_s",
+    "state",
+    "state_failure",
+    "fallback_on",
+    "on_event",
+    "instrument",
+    "max_queue_wait",
+    "rate_limit_wait",
+    "strict_params",
+    "prompt_cache",
+)
+PLAIN_OPTIONS = (
+    "cache_ttl_s",
+    "max_queue_wait",
+    "rate_limit_wait",
+    "strict_params",
+    "prompt_cache",
+)
+_NONE_MEANS_NO_LIMIT = ("max_queue_wait", "rate_limit_wait")
+
+
+def router_options(model: Any, fields_set: Collection[str]) -> dict[str, Any]:
+    """The Router options a ChatLLMRouter was given: those set explicitly, by Router's names
+    (None left out, except where it means "no limit")."""
+    options = {}
+    for name in ROUTER_OPTIONS:
+        value = getattr(model, name)
+        if name in fields_set and (value is not None or name in _NONE_MEANS_NO_LIMIT):
+            options["cache" if name == "router_cache" else name] = value
+    return options
 
 
 def router_arguments(
@@ -57,7 +101,7 @@ def router_arguments(
             copy.api_key = api_key
         copies.append(copy)
     arguments: dict[str, Any] = {"deployments": copies, **router_kwargs}
-    arguments.update({key: value for key, value in options.items() if value is not None})
+    arguments.update(options)
     if "retry" not in arguments and max_retries is not None:
         from ..layers.retry import RetryPolicy
 

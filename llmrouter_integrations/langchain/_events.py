@@ -22,8 +22,11 @@ from uuid import uuid4
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
+    Callbacks,
 )
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import (
@@ -56,9 +59,15 @@ class EventForwarder:
         self,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         config: RunnableConfig | None,
+        model_callbacks: Callbacks = None,
     ) -> None:
         self._run_manager = run_manager
         self._config = config
+        # A run manager already holds the model's own handlers; a config holds only the
+        # caller's, so the model's (`ChatLLMRouter(callbacks=[...])`) are added to it.
+        if isinstance(model_callbacks, BaseCallbackManager):
+            model_callbacks = model_callbacks.handlers
+        self._model_handlers: list[BaseCallbackHandler] = list(model_callbacks or ())
         # Filled from the router's loop thread on sync calls; deque appends are atomic.
         self._pending: deque[RouterEvent] = deque()
 
@@ -117,6 +126,8 @@ class EventForwarder:
         if self._config is None:
             return None, None
         from_config = get_callback_manager_for_config(self._config)
+        for handler in self._model_handlers:
+            from_config.add_handler(handler, inherit=False)
         return from_config, self._config_run_id() or from_config.parent_run_id or uuid4()
 
     def _async_target(self) -> tuple[AsyncCallbackManager | None, Any]:
@@ -129,6 +140,8 @@ class EventForwarder:
         if self._config is None:
             return None, None
         from_config = get_async_callback_manager_for_config(self._config)
+        for handler in self._model_handlers:
+            from_config.add_handler(handler, inherit=False)
         return from_config, self._config_run_id() or from_config.parent_run_id or uuid4()
 
     def _config_run_id(self) -> Any:

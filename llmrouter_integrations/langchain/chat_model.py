@@ -26,10 +26,12 @@ from ..costs.tokens import estimate_input_tokens, estimate_text_tokens
 from ..router import Router, parse_deployment
 from ..types import ChatRequest, Deployment
 from ._config import (
+    PLAIN_OPTIONS,
     deployment_identity,
     describe_strategy,
     public_deployment,
     router_arguments,
+    router_options,
     secret_from_env,
 )
 from ._context import RemembersCallConfig, current_call_config
@@ -96,6 +98,17 @@ class ChatLLMRouter(RemembersCallConfig):
     on_event: Any = Field(default=None, exclude=True, repr=False)
     instrument: Any = Field(default=None, exclude=True, repr=False)
     """`True` or `InstrumentationSettings(...)`: OpenTelemetry spans and metrics (`Router(instrument=)`)."""
+    breaker: Any = Field(default=None, exclude=True)
+    """A `BreakerPolicy`: when a failing deployment is taken out of rotation, and for how long."""
+    cache_ttl_s: float | None = Field(default=None, exclude=True)
+    max_queue_wait: float | None = Field(default=60.0, exclude=True)
+    """Seconds a request may wait for capacity on any deployment (None: no limit)."""
+    rate_limit_wait: float | None = Field(default=10.0, exclude=True)
+    """Seconds to wait for one deployment's rate limit before falling back (None: no limit)."""
+    strict_params: bool = Field(default=False, exclude=True)
+    """Raise instead of dropping (with a warning) an option a deployment does not take."""
+    prompt_cache: str | None = Field(default=None, exclude=True)
+    """`"auto"`: place Anthropic prompt-cache breakpoints automatically."""
     router_kwargs: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
     """Any other `Router(...)` argument (clock, transport, http_client, environ...)."""
     api_key: SecretStr | None = Field(default_factory=secret_from_env)
@@ -164,27 +177,13 @@ class ChatLLMRouter(RemembersCallConfig):
     def _get_router(self) -> Router:
         if self._router is not None:
             return self._router
+        options = router_options(self, self.model_fields_set)
         if self.router is not None:
-            given = {
-                name: getattr(self, name)
-                for name in (
-                    "deployments",
-                    "retry",
-                    "budgets",
-                    "ledger",
-                    "router_cache",
-                    "state",
-                    "state_failure",
-                    "instrument",
-                )
-                if getattr(self, name) is not None
-            }
-            if self.strategy is not None:
-                given["strategy"] = self.strategy
-            if given or self.router_kwargs or self.fallback_on or self.on_event:
+            if options or self.router_kwargs or self.deployments:
+                given = sorted(options) + (["deployments"] if self.deployments else [])
                 raise ValueError(
                     "pass either router=... or router options, not both "
-                    f"(got router and {sorted(given) or 'router_kwargs'})"
+                    f"(got router and {given or 'router_kwargs'})"
                 )
             self._router, self._owns_router = self.router, False
             return self._router
@@ -192,18 +191,6 @@ class ChatLLMRouter(RemembersCallConfig):
             raise ValueError(
                 "ChatLLMRouter needs deployments=[...] (e.g. ['openai/gpt-4o-mini']) or router=..."
             )
-        options = {
-            "strategy": self.strategy,
-            "retry": self.retry,
-            "budgets": self.budgets,
-            "ledger": self.ledger,
-            "cache": self.router_cache,
-            "state": self.state,
-            "state_failure": self.state_failure,
-            "fallback_on": self.fallback_on,
-            "on_event": self.on_event,
-            "instrument": self.instrument,
-        }
         arguments = router_arguments(
             [parse_deployment(spec) for spec in self.deployments],
             api_key=self.api_key,
@@ -265,6 +252,9 @@ class ChatLLMRouter(RemembersCallConfig):
         ):
             if isinstance(value, str) and mask_url(value) == value:
                 attributes[name] = value
+        for name in PLAIN_OPTIONS:  # numbers, flags and names, as given
+            if name in self.model_fields_set:
+                attributes[name] = getattr(self, name)
         return attributes
 
     @property
@@ -317,6 +307,12 @@ class ChatLLMRouter(RemembersCallConfig):
         return call_options(self, stop, run_manager, kwargs)
 
     # --------------------------------------------------------- generation
+    def _forwarder(
+        self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+    ) -> EventForwarder:
+        config = None if run_manager else current_call_config()  # stream paths get no run
+        return EventForwarder(run_manager, config, self.callbacks)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -326,7 +322,7 @@ class ChatLLMRouter(RemembersCallConfig):
     ) -> ChatResult:
         router = self._get_router()
         options = self._request_options(stop, run_manager, kwargs)
-        forwarder = EventForwarder(run_manager, None if run_manager else current_call_config())
+        forwarder = self._forwarder(run_manager)
         try:
             with forwarder.listening():
                 response = router.chat(to_router_messages(messages), **options)
@@ -343,7 +339,7 @@ class ChatLLMRouter(RemembersCallConfig):
     ) -> ChatResult:
         router = self._get_router()
         options = self._request_options(stop, run_manager, kwargs)
-        forwarder = EventForwarder(run_manager, None if run_manager else current_call_config())
+        forwarder = self._forwarder(run_manager)
         try:
             with forwarder.listening():
                 response = await router.achat(to_router_messages(messages), **options)
@@ -360,7 +356,7 @@ class ChatLLMRouter(RemembersCallConfig):
     ) -> Iterator[ChatGenerationChunk]:
         router = self._get_router()
         options = self._request_options(stop, run_manager, kwargs)
-        forwarder = EventForwarder(run_manager, None if run_manager else current_call_config())
+        forwarder = self._forwarder(run_manager)
         chunks = router.stream(to_router_messages(messages), **options)
         try:
             while True:
@@ -391,7 +387,7 @@ class ChatLLMRouter(RemembersCallConfig):
     ) -> AsyncIterator[ChatGenerationChunk]:
         router = self._get_router()
         options = self._request_options(stop, run_manager, kwargs)
-        forwarder = EventForwarder(run_manager, None if run_manager else current_call_config())
+        forwarder = self._forwarder(run_manager)
         chunks = router.astream(to_router_messages(messages), **options)
         try:
             while True:

@@ -431,3 +431,41 @@ async def test_astream_events_custom_events_carry_the_model_run_id(
         elif event["event"] == "on_custom_event":
             custom.append(event["run_id"])
     assert len(starts) == 1 and custom and set(custom) == set(starts)
+
+
+@pytest.mark.parametrize(
+    "call", ["invoke", "ainvoke", "stream", "astream", "batch", "abatch", "chain_astream"]
+)
+async def test_model_level_callbacks_get_router_events_on_every_path(
+    fake: FakeProviderServer, call: str
+) -> None:
+    # ChatLLMRouter(callbacks=[handler]): LangChain hands `_stream` no run manager, and the
+    # call's config holds only the caller's handlers; the model's own must hear events too.
+    down(fake)
+    handler = _RunIds()
+    model = make_model(fake, callbacks=[handler])
+    if call == "invoke":
+        model.invoke("hi")
+    elif call == "ainvoke":
+        await model.ainvoke("hi")
+    elif call == "stream":
+        assert list(model.stream("hi"))
+    elif call == "astream":
+        assert [c async for c in model.astream("hi")]
+    elif call == "batch":
+        assert len(model.batch(["hi", "ho"])) == 2
+    elif call == "abatch":
+        assert len(await model.abatch(["hi", "ho"])) == 2
+    else:
+        assert [c async for c in _chain(model).astream({"topic": "owls"})]
+    calls = 2 if call in ("batch", "abatch") else 1
+    assert [name for name, _ in handler.custom] == ["llmrouter.fallback"] * calls
+    assert sorted(run for _, run in handler.custom) == sorted(handler.started)
+
+
+def test_a_handler_given_twice_hears_each_event_once(fake: FakeProviderServer) -> None:
+    down(fake)
+    handler = _RunIds()
+    model = make_model(fake, callbacks=[handler])
+    assert list(model.stream("hi", config={"callbacks": [handler]}))
+    assert [name for name, _ in handler.custom] == ["llmrouter.fallback"]
