@@ -426,3 +426,64 @@ async def test_broken_and_abandoned_streams_are_recorded_as_failures() -> None:
         break  # the caller stops reading
     await stream.aclose()  # type: ignore[attr-defined]
     assert [row.error_type for row in ledger.entries()] == ["ResponseDecodeError", "Cancelled"]
+
+
+def test_the_default_memory_ledger_stays_flat_over_100k_requests_with_every_view_exact() -> None:
+    # A long-running process: 100k rows in one (UTC) day across deployments, users and
+    # tags. Rows past the newest 10k are folded into per-day totals, so the traced memory
+    # after 100k rows is what it was after 20k, and every view still adds up exactly.
+    import tracemalloc
+    from collections import Counter, defaultdict
+
+    ledger = CostLedger()  # the Router's default: MemoryLedgerStore()
+    expected: dict[str, defaultdict[str, Decimal]] = {
+        by: defaultdict(Decimal) for by in ("provider", "model", "deployment", "user", "tag")
+    }
+    counts: dict[str, Counter[str]] = {by: Counter() for by in expected}
+    tokens = 0
+    tracemalloc.start()
+    try:
+        for i in range(100_000):
+            provider = ("openai", "anthropic", "groq")[i % 3]
+            fields = {
+                "provider": provider,
+                "model": f"{provider}-m{i % 2}",
+                "deployment": f"{provider}/m{i % 2}",
+                "user": f"user-{i % 7}",
+                "tag": f"tag-{i % 4}",
+            }
+            cost = Decimal(i % 97 + 1) / 1_000_000
+            ledger.record(
+                LedgerEntry(
+                    time=NOV_1 + i * 0.5, deployment=fields["deployment"], provider=provider,
+                    model=fields["model"], user=fields["user"], tags=(fields["tag"],),
+                    cost=cost, input_tokens=i % 50, output_tokens=3,
+                )
+            )  # fmt: skip
+            for by, key in fields.items():
+                expected[by][key] += cost
+                counts[by][key] += 1
+            tokens += i % 50
+            if i == 19_999:
+                assert ledger.requests == 20_000  # reads fold pending rows too
+                settled, _ = tracemalloc.get_traced_memory()
+        grown = tracemalloc.get_traced_memory()[0] - settled
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"memory grew {grown} bytes over 80k rows"
+    assert ledger.requests == 100_000
+    assert ledger.total == sum(expected["provider"].values())
+    assert ledger.summary().input_tokens == tokens
+    views = {
+        "provider": ledger.by_provider(),
+        "model": ledger.by_model(),
+        "deployment": ledger.by_deployment(),
+        "user": ledger.by_user(),
+        "tag": ledger.by_tag(),
+    }
+    for by, view in views.items():
+        assert {k: s.cost for k, s in view.items()} == dict(expected[by]), by
+        assert {k: s.requests for k, s in view.items()} == dict(counts[by]), by
+    assert {d: s.requests for d, s in ledger.by_day().items()} == {"2026-11-01": 100_000}
+    assert ledger.where(user="user-3").requests == counts["user"]["user-3"]
+    assert len(ledger.entries()) == 10_000  # the newest rows are kept whole
