@@ -234,6 +234,7 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, written for an hour (Anthropic)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -244,6 +245,7 @@ class Usage:
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
             self.estimated or other.estimated,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
 

@@ -302,6 +302,34 @@ def test_anthropic_cache_breakpoint_writes_then_reads(
     assert third.cache_read_input_tokens == 0 and third.cache_creation_input_tokens > 0
 
 
+def test_anthropic_one_hour_writes_are_reported_apart(
+    claude: anthropic.Anthropic, clock: ManualClock
+) -> None:
+    # The system prompt cached for an hour, a long document for 5 minutes (longer TTLs
+    # first, as Anthropic requires): the write splits in usage.cache_creation, adding up.
+    hourly = {"type": "ephemeral", "ttl": "1h"}
+    system: Any = [{"type": "text", "text": LONG_RULES, "cache_control": hourly}]
+    document = {"type": "text", "text": "Notes. " * 3000, "cache_control": {"type": "ephemeral"}}
+    question = {"type": "text", "text": "hourly question"}
+    request: Any = {
+        "model": CLAUDE, "max_tokens": 50, "system": system,
+        "messages": [{"role": "user", "content": [document, question]}],
+    }  # fmt: skip
+    first = claude.messages.create(**request).usage
+    assert first.cache_creation is not None
+    hour = first.cache_creation.ephemeral_1h_input_tokens
+    five = first.cache_creation.ephemeral_5m_input_tokens
+    assert hour > 1024 and five > 1024 and hour + five == first.cache_creation_input_tokens
+    clock.advance(301)  # the 5-minute entry expired, the hour's did not: only it is read
+    with claude.messages.stream(**request) as stream:
+        again = stream.get_final_message().usage
+    assert again.cache_read_input_tokens == hour
+    assert again.cache_creation_input_tokens == five
+    assert again.cache_creation is not None
+    assert again.cache_creation.ephemeral_1h_input_tokens == 0
+    assert again.cache_creation.ephemeral_5m_input_tokens == five
+
+
 def test_anthropic_short_prefix_is_not_cached(claude: anthropic.Anthropic) -> None:
     system: Any = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
     usage = claude.messages.create(

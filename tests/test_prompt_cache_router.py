@@ -178,3 +178,60 @@ async def test_openrouter_passes_marks_on_to_the_model_openai_does_not(
     assert sent[0]["content"] == [{"type": "text", "text": RULES, "cache_control": EPHEMERAL}]
     assert sent[1]["content"] == "hi"
     assert fake.requests_for("gpt-4o-mini")[-1].body["messages"][0]["content"] == RULES
+
+
+async def test_one_hour_cache_writes_are_priced_at_the_one_hour_rate(
+    fake: FakeProviderServer,
+) -> None:
+    # Before: every write was priced as a 5-minute one (1.25x input), the 1-hour part too.
+    hourly = {"type": "ephemeral", "ttl": "1h"}
+    system = Message("system", RULES, cache_control=hourly)
+    document = ContentPart(type="text", text="Notes. " * 3000, cache_control=EPHEMERAL)
+    question = ContentPart(type="text", text="a question")
+    async with Router([claude(fake)]) as router:
+        whole = await router.achat([system, Message("user", [document, question])])
+        other = Message("system", "Other rules. " * 1500, cache_control=hourly)
+        streamed = [c async for c in router.astream([other, Message("user", [document])])]
+    usage, detail = whole.usage, whole.cost_detail
+    assert usage is not None and detail is not None
+    hour, written = usage.cache_write_1h_tokens, usage.cache_write_tokens
+    assert 1024 < hour < written  # the system prompt for an hour, the document for 5 minutes
+    rate = detail.input / (usage.input_tokens - written)  # USD per uncached input token
+    # Anthropic's published multipliers: 2x input for an hour, 1.25x for 5 minutes.
+    expected = hour * rate * 2 + (written - hour) * rate * Decimal("1.25")
+    assert detail.cache_write == pytest.approx(expected)
+    assert detail.total == pytest.approx(_genai_prices_total(usage))
+    # A stream reports the split in message_start, and is priced the same way.
+    final = streamed[-1]
+    assert final.usage is not None
+    assert 1024 < final.usage.cache_write_1h_tokens < final.usage.cache_write_tokens
+    assert final.cost == pytest.approx(float(_genai_prices_total(final.usage)))
+
+
+def _genai_prices_total(usage: Any) -> Decimal:
+    from genai_prices import Usage as PriceUsage
+    from genai_prices import calc_price
+
+    split = PriceUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+    )
+    price = calc_price(split, model_ref="claude-sonnet-4-5", provider_id="anthropic")
+    return Decimal(price.total_price)
+
+
+async def test_a_deployment_price_can_set_the_one_hour_write_rate(fake: FakeProviderServer) -> None:
+    price = {"input": 1.0, "output": 2.0, "cache_write": 1.25, "cache_write_1h": 2.0}
+    deployment = Deployment(
+        "anthropic", "claude-sonnet-4-5", api_key=KEY, base_url=fake.anthropic_base_url,
+        price=price,
+    )  # fmt: skip
+    system = Message("system", RULES, cache_control={"type": "ephemeral", "ttl": "1h"})
+    async with Router([deployment]) as router:
+        response = await router.achat([system, Message("user", "hi")])
+    assert response.usage is not None and response.cost_detail is not None
+    hour = response.usage.cache_write_1h_tokens
+    assert hour == response.usage.cache_write_tokens > 1024
+    assert response.cost_detail.cache_write == Decimal(hour) * 2 / 1_000_000

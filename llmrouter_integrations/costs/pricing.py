@@ -29,16 +29,22 @@ _ZERO = Decimal(0)
 
 # genai-prices price keys we can evaluate ourselves from our token counts. Prices for the
 # keys in _ZERO_COUNT_KEYS apply to usage we never report (audio, images, web searches,
-# cache-write TTL splits), so genai-prices counts 0 of them for our usage too. Any other key
+# 5-minute cache writes apart from the rest), so genai-prices counts 0 of them for our usage too. Any other key
 # (per-request fees, citations...) or a date-dependent price sends the model down the slow,
 # exact path: genai-prices' own calc_price on every call.
 _TOKEN_KEYS = frozenset(
-    {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok"}
+    {
+        "input_mtok",
+        "output_mtok",
+        "cache_read_mtok",
+        "cache_write_mtok",
+        "cache_write_1h_mtok",
+        "output_reasoning_mtok",
+    }
 )
 _ZERO_COUNT_KEYS = frozenset(
     {
         "cache_write_5m_mtok",
-        "cache_write_1h_mtok",
         "input_audio_mtok",
         "output_audio_mtok",
         "cache_audio_read_mtok",
@@ -55,7 +61,8 @@ _ZERO_COUNT_KEYS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class UnitPrices:
-    """USD per million tokens.
+    """USD per million tokens. `cache_write_1h` prices Anthropic's one-hour cache writes
+    (default: `cache_write`, else `input`).
 
     >>> UnitPrices.from_mapping({"input": 0.15, "output": 0.6}).input
     Decimal('0.15')
@@ -65,6 +72,7 @@ class UnitPrices:
     output: Decimal
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
 
     @classmethod
     def from_mapping(cls, price: dict[str, float]) -> UnitPrices:
@@ -77,20 +85,28 @@ class UnitPrices:
             output=dec("output") or _ZERO,
             cached_input=dec("cached_input"),
             cache_write=dec("cache_write"),
+            cache_write_1h=dec("cache_write_1h"),
         )
 
     def cost(self, usage: Usage, source: str) -> CostDetail:
         _, cached, written, _ = _clamped(usage)
         plain = usage.input_tokens - cached - written
+        hour = _hour_writes(usage, written)
         cached_rate = self.cached_input if self.cached_input is not None else self.input
         write_rate = self.cache_write if self.cache_write is not None else self.input
+        hour_rate = self.cache_write_1h if self.cache_write_1h is not None else write_rate
         return CostDetail(
             input=plain * self.input / _MILLION,
             output=usage.output_tokens * self.output / _MILLION,
             cached_input=cached * cached_rate / _MILLION,
-            cache_write=written * write_rate / _MILLION,
+            cache_write=((written - hour) * write_rate + hour * hour_rate) / _MILLION,
             source=source,
         )
+
+
+def _hour_writes(usage: Usage, written: int) -> int:
+    """The part of `written` (clamped cache writes) written for an hour."""
+    return min(max(0, usage.cache_write_1h_tokens), written)
 
 
 def _clamped(usage: Usage) -> tuple[int, int, int, int]:
@@ -135,6 +151,7 @@ class _ModelPrices:
     output: Any = None
     cache_read: Any = None
     cache_write: Any = None
+    cache_write_1h: Any = None
     reasoning: Any = None
 
     def split(self, usage: Usage) -> CostDetail:
@@ -147,7 +164,10 @@ class _ModelPrices:
             cached_part = _rate(self.cache_read, total_input) * cached / _MILLION
         if self.cache_write is not None and written:
             plain_input -= written
-            write_part = _rate(self.cache_write, total_input) * written / _MILLION
+            hour = _hour_writes(usage, written) if self.cache_write_1h is not None else 0
+            write_part = _rate(self.cache_write, total_input) * (written - hour) / _MILLION
+            if hour:
+                write_part += _rate(self.cache_write_1h, total_input) * hour / _MILLION
         price = self.input
         if price is not None and plain_input:
             rate = price if type(price) is Decimal else _rate(price, total_input)
@@ -198,6 +218,7 @@ def _model_prices(
         output=get("output_mtok"),
         cache_read=get("cache_read_mtok"),
         cache_write=get("cache_write_mtok"),
+        cache_write_1h=get("cache_write_1h_mtok"),
         reasoning=get("output_reasoning_mtok"),
     )
 
@@ -363,6 +384,7 @@ class Pricer:
                 output_tokens=max(0, usage.output_tokens),
                 cache_read_tokens=cached or None,
                 cache_write_tokens=written or None,
+                cache_write_1h_tokens=_hour_writes(usage, written) or None,
                 output_reasoning_tokens=reasoning or None,
             ),
             model_ref=model,

@@ -257,6 +257,7 @@ def usage_dict(usage: Usage) -> dict[str, int]:
         "total_tokens": usage.total_tokens or usage.input_tokens + usage.output_tokens,
         "cached_input_tokens": usage.cached_input_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
         "reasoning_tokens": usage.reasoning_tokens,
         "estimated": usage.estimated,
     }

@@ -34,11 +34,24 @@ def stop_reason(raw: Any) -> FinishReason | None:
 count = token_count
 
 
+# The usage fields a stream reports, merged as they come (message_start, then message_delta).
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation",
+    "output_tokens_details",
+)
+
+
 def usage_from_wire(data: Mapping[str, Any]) -> Usage:
     """Our convention: input counts every prompt token, so cache reads and writes are added."""
     fresh = count(data.get("input_tokens"))
     cache_read = count(data.get("cache_read_input_tokens"))
     cache_write = count(data.get("cache_creation_input_tokens"))
+    split = data.get("cache_creation")  # {"ephemeral_5m_input_tokens", "ephemeral_1h_..."}
+    hour = count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, dict) else 0
     output = count(data.get("output_tokens"))
     details = data.get("output_tokens_details")
     thinking = count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
@@ -50,6 +63,7 @@ def usage_from_wire(data: Mapping[str, Any]) -> Usage:
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=thinking,
+        cache_write_1h_tokens=min(hour, cache_write),
     )
 
 

@@ -67,13 +67,6 @@ _TYPE_STATUS = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-_USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "output_tokens_details",
-)
 
 
 class AnthropicMessagesDialect:
@@ -413,7 +406,7 @@ class AnthropicMessagesStream:
         if not isinstance(usage, dict):
             return
         running = self._usage if self._usage is not None else {}
-        for key in _USAGE_FIELDS:
+        for key in wire.USAGE_FIELDS:
             if usage.get(key) is not None:
                 running[key] = usage[key]
         self._usage = running

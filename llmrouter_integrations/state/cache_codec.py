@@ -62,7 +62,8 @@ _USAGE_FIELDS = (
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
-    "estimated",  # last, so entries stored before it existed still load
+    "estimated",  # from here on last, so entries stored before a field existed still load
+    "cache_write_1h_tokens",
 )
 
 

@@ -64,7 +64,8 @@ class ModelBehavior:
     `raw_stream` a stream's SSE bytes, verbatim (str or bytes), for hostile or garbled output.
     Limits: `rate_limit` requests per `rate_limit_window_s`, `tokens_per_minute`, and
     `context_window` (prompt tokens). `usage` overrides reported usage with any of
-    `input` (every prompt token, cache included), `output`, `cached`, `cache_write`,
+    `input` (every prompt token, cache included), `output`, `cached`, `cache_write`
+    (`cache_write_1h`: the part of it written with Anthropic's `"ttl": "1h"`),
     `reasoning`, `cost` (OpenRouter's `usage.cost`). `null_content_error` refuses a message
     with `"content": null` as llama.cpp's server (500) or Ollama (400) do.
     Capabilities (None = decided from the model name, see `_fake_thinking` and

@@ -2,9 +2,9 @@
 
     >>> cache = PromptCache()
     >>> cache.account("anthropic", "claude-sonnet-4-5", body, ModelBehavior(), now=0.0)
-    (0, 1500)      # first call: 1500 tokens written at the cache_control breakpoint
+    (0, 1500, 0)   # first call: 1500 tokens written at the cache_control breakpoint
     >>> cache.account("anthropic", "claude-sonnet-4-5", body, ModelBehavior(), now=1.0)
-    (1500, 0)      # the same prefix again: read from the cache
+    (1500, 0, 0)   # the same prefix again: read from the cache
 
 Anthropic: explicit `cache_control` breakpoints (on tools, system blocks and message
 blocks, plus the top-level `cache_control` that marks the last block); at most 4 (a 400
@@ -12,7 +12,9 @@ past that); a prefix shorter than the model's minimum (1024 tokens; 2048 for Hai
 4096 for Haiku 4.5) is not cached; entries live 5 minutes (`"ttl": "1h"`: an hour) and a
 hit refreshes them. A prefix is tools, then system, then messages, block by block; a hit
 is the longest cached prefix ending at or before the last breakpoint, and the write is
-what lies between it and the last breakpoint.
+what lies between it and the last breakpoint; the part of the write up to the last
+`"ttl": "1h"` breakpoint is reported as written for an hour (`cache_creation.
+ephemeral_1h_input_tokens`), the rest as written for 5 minutes, as Anthropic bills them.
 OpenAI: automatic for prompts of 1024+ tokens: `cached_tokens` is the longest prefix
 (tools, then whole messages) seen in the last 10 minutes, in steps of 128 past 1024.
 Blocks count as in the prompt (`_fake_replies`: text by its length; media by size; other
@@ -136,18 +138,19 @@ class PromptCache:
 
     def account(
         self, flavor: Flavor, model: str, body: dict[str, Any], behavior: ModelBehavior, now: float
-    ) -> tuple[int, int]:
-        """(tokens read from the cache, tokens written to it) for this request, and remember it."""
+    ) -> tuple[int, int, int]:
+        """(tokens read from the cache, tokens written to it, the part of those written for
+        an hour) for this request, and remember it."""
         if len(self._expires) > 50_000:  # a long-running fake must not grow forever
             self._expires = {k: t for k, t in self._expires.items() if t > now}
         enabled = behavior.prompt_cache
         if enabled is None:
             enabled = flavor in ("openai", "anthropic")
         if not enabled:
-            return 0, 0
+            return 0, 0, 0
         if flavor == "anthropic":
             return self._anthropic(model, body, behavior, now)
-        return self._openai(flavor, model, body, now), 0
+        return self._openai(flavor, model, body, now), 0, 0
 
     def _prefixes(self, scope: str, units: list[Unit]) -> list[tuple[str, int]]:
         """(key, cumulative tokens) at the end of each unit."""
@@ -162,11 +165,11 @@ class PromptCache:
 
     def _anthropic(
         self, model: str, body: dict[str, Any], behavior: ModelBehavior, now: float
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, int]:
         units = _anthropic_units(body)
         marks = [i for i, (_, _, ttl) in enumerate(units) if ttl is not None]
         if not marks:
-            return 0, 0
+            return 0, 0, 0
         prefixes = self._prefixes(f"anthropic/{model}", units)
         last = marks[-1]
         read = 0
@@ -180,12 +183,14 @@ class PromptCache:
         minimum = _anthropic_minimum(model, behavior)
         end = prefixes[last][1]
         write = end - read if end >= minimum and end > read else 0
+        hour_marks = [prefixes[i][1] for i in marks if (units[i][2] or 0.0) > 300.0]
+        write_1h = min(write, max(0, hour_marks[-1] - read)) if hour_marks and write else 0
         for index in marks:
             key, tokens = prefixes[index]
             mark_ttl = units[index][2] or 0.0
             if tokens >= minimum:
                 self._expires[key] = max(self._expires.get(key, 0.0), now + mark_ttl)
-        return read, write
+        return read, write, write_1h
 
     def _openai(self, flavor: Flavor, model: str, body: dict[str, Any], now: float) -> int:
         units = [_unit("tool", tool) for tool in body.get("tools") or ()]

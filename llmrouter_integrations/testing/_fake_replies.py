@@ -92,13 +92,15 @@ class Usage:
     cache_write: int = 0
     reasoning: int = 0
     cost: float | None = None
+    cache_write_1h: int = 0  # the part of `cache_write` written for an hour (Anthropic)
 
-    def set_cache(self, read: int, write: int, *, overrides: Any = None) -> None:
+    def set_cache(self, read: int, write: int, write_1h: int = 0, *, overrides: Any = None) -> None:
         """Report simulated prompt-cache traffic, unless the script fixed these numbers."""
         if overrides and ("cached" in overrides or "cache_write" in overrides):
             return
         self.cached = min(read, self.input)
         self.cache_write = min(write, self.input - self.cached)
+        self.cache_write_1h = min(write_1h, self.cache_write)
 
 
 @dataclass
@@ -350,7 +352,7 @@ def _as_object(value: Any) -> dict[str, Any]:
 def _usage(prompt_tokens: int, output_tokens: int, behavior: ModelBehavior) -> Usage:
     usage = Usage(input=prompt_tokens, output=output_tokens)
     overrides = behavior.usage or {}
-    for name in ("input", "output", "cached", "cache_write", "reasoning"):
+    for name in ("input", "output", "cached", "cache_write", "cache_write_1h", "reasoning"):
         if name in overrides:
             setattr(usage, name, int(overrides[name]))
     if "cost" in overrides:
@@ -358,6 +360,7 @@ def _usage(prompt_tokens: int, output_tokens: int, behavior: ModelBehavior) -> U
     # A prompt always holds at least its cached and cache-written tokens.
     usage.input = max(usage.input, usage.cached + usage.cache_write)
     usage.output = max(usage.output, usage.reasoning)
+    usage.cache_write_1h = min(usage.cache_write_1h, usage.cache_write)
     return usage
 
 

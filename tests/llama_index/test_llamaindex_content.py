@@ -101,6 +101,7 @@ def test_raw_usage_has_cache_and_reasoning_tokens() -> None:
         "total_tokens": 1250,
         "cached_input_tokens": 1000,
         "cache_write_tokens": 100,
+        "cache_write_1h_tokens": 0,
         "reasoning_tokens": 30,
         "estimated": False,
     }

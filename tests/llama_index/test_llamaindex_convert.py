@@ -386,6 +386,7 @@ def test_stream_accumulates_text_and_tool_calls_across_chunks() -> None:
         "total_tokens": 27,
         "cached_input_tokens": 0,
         "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
         "reasoning_tokens": 0,
         "estimated": False,
     }
