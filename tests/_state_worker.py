@@ -41,21 +41,41 @@ KEY = "sk-test-state-0123456789abcdef"
 PROMPT = "Explain shared budgets in one line."
 
 
+TRIPS = [0]  # SQLite transactions (each one round trip to the file) this process made
+
+
 def store(spec: dict[str, Any]) -> Any:
     url, lease = spec["state"], float(spec.get("lease_s", 300.0))
     if url.startswith("sqlite:///"):
         timeout = float(spec.get("timeout_s", 2.0))
-        return SQLiteState(url[len("sqlite:///") :], lease_s=lease, timeout_s=timeout)
+        state = SQLiteState(url[len("sqlite:///") :], lease_s=lease, timeout_s=timeout)
+        run = state._run
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            TRIPS[0] += 1
+            return run(*args, **kwargs)
+
+        state._run = counted  # type: ignore[method-assign]
+        return state
     return RedisState(url, lease_s=lease, timeout_s=float(spec.get("timeout_s", 2.0)))
 
 
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
     deployments = [
-        Deployment("openai", model, api_key=KEY, base_url=spec["base_url"], rpm=spec.get("rpm"))
+        Deployment(
+            "openai",
+            model,
+            api_key=KEY,
+            base_url=spec["base_url"],
+            rpm=spec.get("rpm"),
+            max_concurrency=spec.get("max_concurrency"),
+        )
         for model in spec.get("models", ["gpt-4o-mini"])
     ]
     deployment = deployments[0]
-    budgets = [Budget(Decimal(spec["limit"]), period="day", name="daily")] if "limit" in spec else []
+    budgets = (
+        [Budget(Decimal(spec["limit"]), period="day", name="daily")] if "limit" in spec else []
+    )
     router = Router(
         deployments=deployments,
         strategy="priority",
@@ -131,7 +151,12 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             await asyncio.gather(*(call() for _ in range(spec["calls"])))
         circuit = router.health()[deployment.key].circuit
-    return {"outcomes": outcomes, "cost": str(router.costs.total), "circuit": circuit}
+    return {
+        "outcomes": outcomes,
+        "cost": str(router.costs.total),
+        "circuit": circuit,
+        "trips": TRIPS[0],
+    }
 
 
 if __name__ == "__main__":

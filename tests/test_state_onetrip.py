@@ -21,8 +21,10 @@ from llmrouter_integrations.state.shared import (
     AccountState,
     Admission,
     CallPlan,
+    Headroom,
     HoldAsk,
     RateAsk,
+    RateDone,
     Refusal,
     SharedState,
 )
@@ -151,7 +153,7 @@ def test_a_rate_wait_keeps_the_hold_and_says_how_long(state: SharedState) -> Non
 def test_finish_settles_and_frees_the_slot_in_one_trip(state: SharedState) -> None:
     plan = CallPlan(rate=rate("c1", rpm=None, concurrency=1), hold=hold("h1", 600, DAILY))
     assert state.admit_call(plan, T0).rate_wait == 0.0
-    settled = state.finish_call(("h1", [DAILY], 550), ("dep", "c1", -50), T0 + 1)
+    settled = state.finish_call(("h1", [DAILY], 550), RateDone("dep", "c1", -50), T0 + 1)
     assert settled is not None
     assert settled.spent == [550] and settled.crossed == [(0, 0)]
     assert state.read([DAILY], T0 + 1) == [AccountState(550, 0)]
@@ -166,7 +168,7 @@ def test_finish_releases_a_hold_without_spending(state: SharedState) -> None:
     assert state.admit_call(CallPlan(hold=hold("h1", 600, DAILY)), T0).admitted
     assert state.finish_call(("h1", [DAILY], None), None, T0 + 1) is None
     assert state.read([DAILY], T0 + 1) == [AccountState(0, 0)]
-    assert state.finish_call(None, ("dep", "unknown", 0), T0 + 1) is None
+    assert state.finish_call(None, RateDone("dep", "unknown"), T0 + 1) is None
 
 
 def test_holds_of_a_dead_process_expire_in_the_one_trip_too(state: SharedState) -> None:
@@ -175,7 +177,6 @@ def test_holds_of_a_dead_process_expire_in_the_one_trip_too(state: SharedState) 
     refused = state.admit_call(CallPlan(hold=hold("h", 200, DAILY)), T0 + 29)
     assert refused.refusal == Refusal(0, 0, 900)
     assert state.admit_call(CallPlan(hold=hold("h", 200, DAILY)), T0 + 31).admitted
-
 
 
 # -- through the Router: what one call asks the store ----------------------------------------
@@ -209,9 +210,7 @@ def fake() -> Iterator[FakeProviderServer]:
 
 
 def limited(fake: FakeProviderServer, **limits: int) -> Deployment:
-    return Deployment(
-        "openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url, **limits
-    )
+    return Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url, **limits)
 
 
 @pytest.mark.parametrize("budgeted", [True, False])
@@ -233,13 +232,68 @@ def test_a_call_is_one_store_trip_before_and_one_after(
                 assert chunks[-1].is_final
             else:
                 assert router.complete("Say hi.", max_tokens=20).text
-            assert store.calls[0] == "admit_call"
-            if budgeted and not stream:
-                assert store.calls == ["admit_call", "finish_call"]
-            elif budgeted:  # a stream settles on its final chunk, then frees its slot
-                assert store.calls == ["admit_call", "finish_call", "release_rate"]
-            else:
-                assert store.calls == ["admit_call", "release_rate"]
+            # Before: hold, circuit, rate count. After: settle, slot, tokens, headroom.
+            assert store.calls == ["admit_call", "finish_call"]
         status = router.budgets.status()
     if budgeted:
         assert status[0].spent_usd > 0 and status[0].reserved_usd == 0
+
+
+# -- the provider's headroom, shared -----------------------------------------------------------
+
+
+def send(state: SharedState, permit: str, now: float, tokens: int = 10) -> float:
+    ask = RateAsk("dep", permit, None, None, None, tokens, 300.0)
+    wait = state.admit_call(CallPlan(rate=ask), now).rate_wait
+    assert wait is not None
+    return wait
+
+
+def said(permit: str, headroom: Headroom) -> RateDone:
+    return RateDone("dep", permit, 0, headroom)
+
+
+def test_the_providers_remaining_requests_are_the_fleets(state: SharedState) -> None:
+    assert send(state, "p1", T0) == 0.0
+    assert send(state, "p2", T0) == 0.0
+    # The answer to p1: 3 requests left until T0 + 21. p2 went after p1, so the provider
+    # had not counted it yet: the fleet has 2 left.
+    state.finish_call(None, said("p1", Headroom(5, 3, 20.0)), T0 + 1)
+    assert send(state, "p3", T0 + 1) == 0.0
+    assert send(state, "p4", T0 + 1) == 0.0
+    assert send(state, "p5", T0 + 2) == pytest.approx(19.0)
+    # The answer to p4 (the newest): 1 left, nothing sent after it.
+    state.finish_call(None, said("p4", Headroom(5, 1, 19.0)), T0 + 2)
+    # Older news (the answer to p2, sent before p3 and p4) changes nothing.
+    state.finish_call(None, said("p2", Headroom(5, 4, 19.0)), T0 + 2)
+    assert send(state, "p6", T0 + 2) == 0.0
+    assert send(state, "p7", T0 + 2) == pytest.approx(19.0)
+    # At the reset the whole limit is back (5), until the next reset.
+    for n in range(5):
+        assert send(state, f"q{n}", T0 + 21.5) == 0.0
+    assert send(state, "q5", T0 + 21.5) == pytest.approx(20.0)
+
+
+def test_the_providers_remaining_tokens_are_the_fleets(state: SharedState) -> None:
+    assert send(state, "p1", T0, tokens=100) == 0.0
+    state.finish_call(
+        None, said("p1", Headroom(tokens_limit=10_000, tokens_left=250, tokens_reset_s=6.0)), T0
+    )
+    assert send(state, "p2", T0, tokens=200) == 0.0
+    assert send(state, "p3", T0, tokens=100) == pytest.approx(6.0)  # 50 left
+    assert send(state, "p4", T0, tokens=50) == 0.0
+    # A request larger than the provider's whole limit is the provider's to judge.
+    assert send(state, "big", T0, tokens=20_000) == 0.0
+
+
+def test_a_headroom_wait_takes_nothing_and_a_budget_refusal_no_headroom(
+    state: SharedState,
+) -> None:
+    assert send(state, "p1", T0) == 0.0
+    state.finish_call(None, said("p1", Headroom(5, 1, 30.0)), T0)
+    full = CallPlan(
+        rate=RateAsk("dep", "p2", None, None, None, 10, 300.0), hold=hold("h2", 2000, DAILY)
+    )  # more than the budget has
+    assert state.admit_call(full, T0).refusal is not None
+    assert send(state, "p3", T0) == 0.0  # the refused call drew nothing from the headroom
+    assert send(state, "p4", T0) == pytest.approx(30.0)

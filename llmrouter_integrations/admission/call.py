@@ -25,7 +25,7 @@ from ..types import ChatRequest
 
 if TYPE_CHECKING:
     from ..providers.base import RateLimitInfo
-    from ..state.shared import Admission
+    from ..state.shared import Admission, RateDone
     from .limits import Permit, RateLimits
     from .queue import Grant
 
@@ -63,10 +63,10 @@ class CallAdmission:
         self.limits: RateLimits | None = None  # the limiter that issued `permit`
         self.prefetched: Prefetched | None = None  # the store trip's answers, not yet used
         # Set by the budget layer that will settle in the store after the call: the limiter
-        # then leaves its store release in `rate_release` (name, permit id, token delta)
-        # for that settle to carry, instead of a trip of its own.
+        # then leaves its store release in `rate_release` for that settle to carry,
+        # instead of a trip of its own.
         self.finish_later = False
-        self.rate_release: tuple[str, str, int] | None = None
+        self.rate_release: RateDone | None = None
 
     def take_circuit(self, deployment: str) -> tuple[bool, Admission | None]:
         """(whether the store was asked for `deployment`'s circuit, its verdict); once."""

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
 from ..errors import QueueTimeoutError
+from ..state.shared import Headroom, RateDone
 from ..types import Deployment
 from .queue import request_tokens
 from .shared_rates import POLL_S
@@ -145,6 +146,7 @@ class Permit:
     _token_slot: Slot | None = None
     released: bool = False
     shared_id: str | None = None  # the fleet's permit in the shared store, if any
+    headroom: Headroom | None = None  # what the provider's headers said, for the store
 
 
 class RateLimits:
@@ -254,15 +256,14 @@ class RateLimits:
     def shared_limits(
         self, name: str, tokens: int
     ) -> tuple[int | None, int | None, int | None] | None:
-        """(rpm, tpm, max_concurrency) to count one send of `tokens` in the fleet's windows,
-        when `name` has limits, state is shared and this process's own windows have room
-        now (for `StoreTrip`, which counts it in the call's one trip); else None."""
+        """(rpm, tpm, max_concurrency) to count one send of `tokens` in the fleet's windows
+        and draw it from the provider's headroom, when state is shared and this process's
+        own windows have room now (for `StoreTrip`, which counts it in the call's one
+        trip); else None."""
         if self.shared is None:
             return None
         with self._lock:
             state = self._states.get(name) or self._state(name)
-            if not (state.rpm or state.tpm or state.max_concurrency):
-                return None
             if state.delay(self.clock.now(), tokens, 1) > 0.0:
                 return None
             return state.rpm, state.tpm, state.max_concurrency
@@ -271,15 +272,16 @@ class RateLimits:
         """A send the store counted that will not go (the layer could not use it): free its
         concurrency slot (its window count stays, erring on the safe side)."""
         if prefetched is not None and prefetched[2] == 0.0 and self.shared is not None:
-            self.shared.release(name, prefetched[0], 0)
+            self.shared.release(RateDone(name, prefetched[0]))
 
     def try_acquire(
         self, name: str, tokens: int, prefetched: tuple[str, int, float] | None = None
     ) -> Permit | None:
         """Take capacity for one request of `tokens` now, or None if it must wait.
 
-        With shared state, a deployment with limits also takes its share of the fleet's
-        windows in the store (after the local check, so a local refusal costs no trip).
+        With shared state, the send is also counted in the store, in the fleet's windows and
+        against the provider's headroom (after the local check, so a local refusal costs
+        no trip).
         `prefetched` is the store's answer already had in the call's one trip (permit id,
         tokens, wait; `admission.store_trip`): used instead of asking again.
         """
@@ -287,14 +289,15 @@ class RateLimits:
             state = self._states.get(name) or self._state(name)
             now = self.clock.now()
             waits = state.delay(now, tokens, 1) > 0.0
-            limited = state.rpm or state.tpm or state.max_concurrency
-        if prefetched is not None and (waits or not limited or prefetched[1] != tokens):
+        if prefetched is not None and (waits or prefetched[1] != tokens):
             self.discard(name, prefetched)
             prefetched = None
         if waits:
             return None
         shared_id = None
-        if self.shared is not None and limited:
+        # Every send with shared state is counted in the store, limits or not: the
+        # provider's headroom the fleet shares is drawn from by all of them.
+        if self.shared is not None:
             if prefetched is not None:
                 wait = POLL_S if math.isinf(prefetched[2]) else prefetched[2]
                 verdict: tuple[str, float] | None = (prefetched[0], wait)
@@ -321,11 +324,11 @@ class RateLimits:
 
     def release(
         self, permit: Permit, actual_tokens: int | None = None, *, hand_over: bool = False
-    ) -> tuple[str, str, int] | None:
+    ) -> RateDone | None:
         """Give back the concurrency slot; correct the charged tokens to `actual_tokens`.
 
-        `hand_over`: return the store's part (deployment, permit id, token delta) instead
-        of sending it, for the budget layer's settle to carry (one trip after a call).
+        `hand_over`: return the store's part (slot, token delta, the provider's headroom)
+        instead of sending it, for the budget layer's settle to carry (one trip after).
         """
         with self._lock:
             if permit.released:
@@ -339,14 +342,17 @@ class RateLimits:
                 )
             # The fleet only needs news of a freed slot or corrected tokens.
             shared_news = permit.shared_id is not None and (
-                state.max_concurrency or (state.tpm and actual_tokens is not None)
+                state.max_concurrency
+                or (state.tpm and actual_tokens is not None)
+                or permit.headroom is not None
             )
         if shared_news and self.shared is not None and permit.shared_id is not None:
             delta = actual_tokens - permit.tokens if actual_tokens is not None else 0
+            news = RateDone(permit.deployment, permit.shared_id, delta, permit.headroom)
             if hand_over:
                 self._changed()
-                return permit.deployment, permit.shared_id, delta
-            self.shared.release(permit.deployment, permit.shared_id, delta)
+                return news
+            self.shared.release(news)
         self._changed()
         return None
 
@@ -387,6 +393,17 @@ class RateLimits:
                 )
             if info.retry_after_s is not None and info.retry_after_s > 0:
                 state.paused_until = max(state.paused_until, now + info.retry_after_s)
+            said = info.remaining_requests is not None or info.remaining_tokens is not None
+            if said and permit is not None and permit.shared_id is not None:
+                # The fleet's view, as of this send: goes to the store when it is released.
+                permit.headroom = Headroom(
+                    info.limit_requests,
+                    info.remaining_requests,
+                    info.reset_requests_s,
+                    info.limit_tokens,
+                    info.remaining_tokens,
+                    info.reset_tokens_s,
+                )
         if self.shared is not None:
             # What the provider said applies to every process: a retry-after, or a limit it
             # reports used up until its reset, pauses the deployment fleet-wide.

@@ -1,10 +1,12 @@
 """Rate windows counted across processes: the fleet's RPM, TPM and concurrency, in the store.
 
-`RateLimits` asks the store before each call to a deployment that has `rpm`, `tpm` or
-`max_concurrency`; the store counts every process's sends in the same one-minute windows
-and leases each concurrency slot (a dead process's slot comes back when its lease ends).
-A provider's `retry-after` pauses the deployment for the whole fleet. If the store cannot
-answer, each process keeps its own windows (which it always counts too).
+`RateLimits` asks the store before each call (usually within the call's one trip,
+`admission.store_trip`); the store counts every process's sends in the same one-minute
+windows, leases each concurrency slot (a dead process's slot comes back when its lease
+ends) and draws each send from what the provider's rate-limit headers said is left
+(`state/headroom.py`). A provider's `retry-after` pauses the deployment for the whole
+fleet. If the store cannot answer, each process keeps its own windows (which it always
+counts too).
 
     >>> limits.shared = SharedRates(guard)
 """
@@ -16,7 +18,7 @@ import math
 import uuid
 
 from ..state.guard import StateGuard
-from ..state.shared import StoreUnavailable
+from ..state.shared import RateDone, StoreUnavailable
 
 __all__ = ["SharedRates"]
 
@@ -61,12 +63,11 @@ class SharedRates:
             return None
         return permit_id, POLL_S if math.isinf(wait) else wait
 
-    def release(self, name: str, permit_id: str, token_delta: int) -> None:
+    def release(self, done: RateDone) -> None:
+        """Free the send's slot, correct its tokens, record the provider's headroom."""
         store = self.guard.store
         with contextlib.suppress(StoreUnavailable):  # if down, the slot's lease ends it
-            self.guard.run(
-                store.release_rate, name, permit_id, token_delta, self.guard.clock.wall()
-            )
+            self.guard.run(store.finish_call, None, done, self.guard.clock.wall())
 
     def pause(self, name: str, seconds: float) -> None:
         """No call to `name` from any process for `seconds`."""

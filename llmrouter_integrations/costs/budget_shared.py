@@ -25,6 +25,7 @@ from ..state.shared import (
     Account,
     AccountState,
     HoldAsk,
+    RateDone,
     Refusal,
     Settled,
     StoreUnavailable,
@@ -34,7 +35,7 @@ from .budget_allowance import OutageAllowance
 
 # Takes the hold in the store as part of a larger trip (`admission.store_trip.StoreTrip`).
 HoldVia = Callable[[HoldAsk], Refusal | None]
-RateRelease = tuple[str, str, int]  # (deployment, permit id, token delta) sent with a settle
+RateRelease = RateDone  # the limiter's release, sent with a settle
 
 __all__ = ["HoldVia", "RateRelease", "SharedBudgets", "account_spec"]
 

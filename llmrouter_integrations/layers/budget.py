@@ -151,24 +151,33 @@ class BudgetBackend:
             return
         request = self._sent(request)
         reservation = self._reserve(request)
+        admission = request.admission
+        # As for chat: the limiter frees its slot on the final chunk and leaves the store's
+        # part for the settle on that chunk, one trip after the call.
+        finishing = reservation is not None and reservation.hold is not None
+        if finishing and admission is not None:
+            admission.finish_later = True
         produced = 0  # output tokens seen (estimated), to bill a stream that ends early
         try:
             async with closing_stream(self.inner.stream(request)) as chunks:
                 async for chunk in chunks:
                     if reservation is not None:
                         if chunk.is_final:
-                            self.manager.settle(
-                                reservation, decimal_cost(chunk.cost_detail, chunk.cost)
-                            )
+                            cost = decimal_cost(chunk.cost_detail, chunk.cost)
+                            rate = _rate_release(admission, finishing)
+                            self.manager.settle(reservation, cost, rate=rate)
                         else:
                             produced += _chunk_tokens(chunk)
                     yield chunk
         except BaseException as error:
             if reservation is not None:
-                self._settle_failure(reservation, error, request, produced)
+                rate = _rate_release(admission, finishing)
+                self._settle_failure(reservation, error, request, produced, rate)
             raise
-        if reservation is not None and not reservation.done:  # ended without a final chunk
-            self._settle_failure(reservation, None, request, produced)
+        if reservation is not None:  # ended without a final chunk, if not done
+            self._settle_failure(
+                reservation, None, request, produced, _rate_release(admission, finishing)
+            )
 
     def _settle_failure(
         self,

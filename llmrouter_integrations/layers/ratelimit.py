@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 
-from ..admission.call import admit, dismiss
+from ..admission.call import CallAdmission, admit, dismiss
 from ..admission.limits import Permit, RateLimits, RateLimitWaitError
 from ..admission.queue import Grant, RequestQueue, request_tokens
 from ..core.backend import ChatBackend, WrapperBackend, aclose_stream
@@ -156,11 +156,7 @@ class RateLimitBackend(WrapperBackend):
             admission.permit = admission.limits = None
             if owned:
                 dismiss(request, admission)
-            # The budget layer above settles in the store: its trip carries this release.
-            hand_over = admission.finish_later and admission.rate_release is None
-            news = self.limits.release(permit, actual, hand_over=hand_over)
-            if news is not None:
-                admission.rate_release = news
+            self._release(permit, actual, admission)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         admission = request.admission
@@ -186,6 +182,9 @@ class RateLimitBackend(WrapperBackend):
             while chunk is not None:
                 if chunk.is_final:
                     actual = _used_tokens(chunk.usage)
+                    # Done at the provider: free the slot now, so that a budget layer above,
+                    # settling on this chunk, carries the store's part in its one trip.
+                    self._release(permit, actual, admission)
                 yield chunk
                 chunk = await anext(iterator, None)
         except RateLimitError as error:
@@ -197,7 +196,15 @@ class RateLimitBackend(WrapperBackend):
             finally:
                 if owned:
                     dismiss(request, admission)
-                self.limits.release(permit, actual)
+                self._release(permit, actual, admission)
+
+    def _release(self, permit: Permit, actual: int | None, admission: CallAdmission) -> None:
+        """Give the permit back; its store part rides on the budget layer's settle when
+        that layer will settle in the store (`admission.finish_later`)."""
+        hand_over = admission.finish_later and admission.rate_release is None
+        news = self.limits.release(permit, actual, hand_over=hand_over)
+        if news is not None:
+            admission.rate_release = news
 
 
 def _used_tokens(usage: Usage | None) -> int | None:

@@ -27,8 +27,10 @@ __all__ = [
     "Admission",
     "CallPlan",
     "CallVerdict",
+    "Headroom",
     "HoldAsk",
     "RateAsk",
+    "RateDone",
     "Refusal",
     "Settled",
     "SharedState",
@@ -126,6 +128,33 @@ class RateAsk:
     concurrency: int | None
     tokens: int
     lease_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """What a provider's rate-limit headers said was left after one send (None: not said).
+
+    >>> Headroom(requests_limit=500, requests_left=499, requests_reset_s=0.12)
+    """
+
+    requests_limit: int | None = None
+    requests_left: int | None = None
+    requests_reset_s: float | None = None
+    tokens_limit: int | None = None
+    tokens_left: int | None = None
+    tokens_reset_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateDone:
+    """A send to `name` is over: free its concurrency slot, correct its tokens by
+    `token_delta`, and fold what its response's headers said is left (`headroom`) into the
+    fleet's view, as of that send."""
+
+    name: str
+    permit_id: str
+    token_delta: int = 0
+    headroom: Headroom | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +257,8 @@ class SharedState(Protocol):
     ) -> float:
         """Count one request of `tokens` to `name` in the one-minute windows and take a
         concurrency slot (leased), or take nothing and say how long to wait: 0.0 = taken,
-        `math.inf` = every slot is busy (poll)."""
+        `math.inf` = every slot is busy (poll). Every send is also numbered and drawn from
+        what the provider's headers said is left (`state/headroom.py`), limits or not."""
         ...
 
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
@@ -269,12 +299,13 @@ class SharedState(Protocol):
     def finish_call(
         self,
         hold: tuple[str, Sequence[Account], int | None] | None,
-        rate: tuple[str, str, int] | None,
+        rate: RateDone | None,
         now: float,
     ) -> Settled | None:
         """After the call, in one trip: `hold` = (hold id, accounts, actual cost) settles it
-        as `settle` (actual None: `release`); `rate` = (name, permit id, token delta) as
-        `release_rate`. Returns the settle's result (None when nothing was settled)."""
+        as `settle` (actual None: `release`); `rate` frees the send's slot, corrects its
+        tokens and records the provider's headroom. Returns the settle's result (None when
+        nothing was settled)."""
         ...
 
     # -- in-flight locks ------------------------------------------------------------------------

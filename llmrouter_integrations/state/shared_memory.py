@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .headroom import HeadroomRecord
 from .shared import (
     SETTLED_TTL_S,
     WINDOW_S,
@@ -25,6 +26,7 @@ from .shared import (
     CallPlan,
     CallVerdict,
     RateAsk,
+    RateDone,
     Refusal,
     Settled,
     window_wait,
@@ -51,6 +53,8 @@ class _Rate:
     spends: dict[str, tuple[float, int, int]] = field(default_factory=dict)
     permits: dict[str, float] = field(default_factory=dict)  # id -> lease expiry
     paused_until: float = -math.inf
+    view: HeadroomRecord = field(default_factory=HeadroomRecord)  # the provider's headroom
+    sent: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # id -> send, time
 
 
 class MemoryState:
@@ -181,9 +185,11 @@ class MemoryState:
             del rate.spends[old]
         for expired in [p for p, until in rate.permits.items() if until <= now]:
             del rate.permits[expired]
+        for old in [i for i, sent in rate.sent.items() if sent[2] <= since - WINDOW_S]:
+            del rate.sent[old]
         if concurrency is not None and len(rate.permits) >= concurrency:
             return math.inf
-        wait = max(0.0, rate.paused_until - now)
+        wait = max(0.0, rate.paused_until - now, rate.view.wait(now, tokens))
         if rpm is not None or tpm is not None:
             spends = sorted(rate.spends.values())
             wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
@@ -193,21 +199,27 @@ class MemoryState:
             rate.spends[permit_id] = (now, 1, tokens if tpm is not None else 0)
         if concurrency is not None:
             rate.permits[permit_id] = now + lease_s
+        seq, token_mark = rate.view.take(tokens)
+        rate.sent[permit_id] = (seq, token_mark, now)
         return 0.0
 
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
         with self._lock:
-            self._release_rate(name, permit_id, token_delta)
+            self._release_rate(RateDone(name, permit_id, token_delta), now)
 
-    def _release_rate(self, name: str, permit_id: str, token_delta: int) -> None:
+    def _release_rate(self, done: RateDone, now: float) -> None:
         # The caller holds the lock.
-        rate = self._rates.get(name)
+        rate = self._rates.get(done.name)
         if rate is None:
             return
+        permit_id, token_delta = done.permit_id, done.token_delta
         rate.permits.pop(permit_id, None)
         spend = rate.spends.get(permit_id)
         if spend is not None and token_delta:
             rate.spends[permit_id] = (spend[0], spend[1], max(0, spend[2] + token_delta))
+        sent = rate.sent.get(permit_id)
+        if done.headroom is not None and sent is not None:
+            rate.view.note(sent[:2], done.headroom, now)
 
     def pause_rate(self, name: str, until: float) -> None:
         with self._lock:
@@ -255,12 +267,12 @@ class MemoryState:
     def finish_call(
         self,
         hold: tuple[str, Sequence[Account], int | None] | None,
-        rate: tuple[str, str, int] | None,
+        rate: RateDone | None,
         now: float,
     ) -> Settled | None:
         with self._lock:
             if rate is not None:
-                self._release_rate(*rate)
+                self._release_rate(rate, now)
             if hold is None:
                 return None
             hold_id, accounts, actual = hold

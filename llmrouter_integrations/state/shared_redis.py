@@ -26,6 +26,8 @@ from .shared import (
     Admission,
     CallPlan,
     CallVerdict,
+    RateAsk,
+    RateDone,
     Refusal,
     Settled,
     StoreUnavailable,
@@ -122,76 +124,6 @@ else
   end
   return out
 end
-"""
-
-# KEYS: spends (zset id -> time), tokens (hash id -> tokens), total tokens, permits (zset id ->
-# lease end), pause until. Returns the wait in seconds as a string ("0" = taken, "inf").
-_ACQUIRE = """
-local s, st, total, c, p = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local id, now = ARGV[1], tonumber(ARGV[2])
-local rpm, tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local tokens, lease_end, window = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
-local since = now - window
-local old = redis.call('ZRANGEBYSCORE', s, '-inf', since)
-for _, o in ipairs(old) do
-  redis.call('DECRBY', total, tonumber(redis.call('HGET', st, o) or '0'))
-  redis.call('HDEL', st, o)
-end
-if #old > 0 then redis.call('ZREMRANGEBYSCORE', s, '-inf', since) end
-if conc >= 0 then
-  redis.call('ZREMRANGEBYSCORE', c, '-inf', now)
-  if redis.call('ZCARD', c) >= conc then return 'inf' end
-end
-local wait = 0
-local pause = tonumber(redis.call('GET', p) or '0')
-if pause > now then wait = pause - now end
-local count = redis.call('ZCARD', s)
-if rpm >= 0 and count + 1 > rpm then
-  local idx = count - rpm
-  if idx < 0 then idx = 0 end
-  local oldest = redis.call('ZRANGE', s, idx, idx, 'WITHSCORES')
-  if #oldest == 0 then wait = math.max(wait, window)
-  else wait = math.max(wait, tonumber(oldest[2]) + window - now) end
-end
-if tpm >= 0 and tokens > 0 then
-  local used = tonumber(redis.call('GET', total) or '0')
-  if used + tokens > tpm and count > 0 then
-    local need, freed = used + tokens - tpm, 0
-    local all = redis.call('ZRANGE', s, 0, -1, 'WITHSCORES')
-    local at = tonumber(all[#all])
-    for k = 1, #all, 2 do
-      freed = freed + tonumber(redis.call('HGET', st, all[k]) or '0')
-      if freed >= need then at = tonumber(all[k+1]); break end
-    end
-    wait = math.max(wait, at + window - now)
-  end
-end
-if wait > 0 then return tostring(wait) end
-if rpm >= 0 or tpm >= 0 then
-  local t = 0
-  if tpm >= 0 then t = tokens end
-  redis.call('ZADD', s, now, id)
-  redis.call('HSET', st, id, t)
-  redis.call('INCRBY', total, t)
-  for _, k in ipairs({s, st, total}) do redis.call('PEXPIRE', k, math.floor(window * 2000)) end
-end
-if conc >= 0 then
-  redis.call('ZADD', c, lease_end, id)
-  redis.call('PEXPIRE', c, math.floor(window * 2000))
-end
-return '0'
-"""
-
-_RELEASE = """
-redis.call('ZREM', KEYS[4], ARGV[1])
-local delta = tonumber(ARGV[2])
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-if delta ~= 0 and held then
-  local new = math.max(0, tonumber(held) + delta)
-  redis.call('HSET', KEYS[2], ARGV[1], new)
-  redis.call('INCRBY', KEYS[3], new - tonumber(held))
-end
-return 0
 """
 
 _PAUSE = """
@@ -298,8 +230,6 @@ class RedisState:
         else:
             self._client = url
         self._budget = self._client.register_script(_BUDGET)
-        self._acquire = self._client.register_script(_ACQUIRE)
-        self._release = self._client.register_script(_RELEASE)
         self._pause = self._client.register_script(_PAUSE)
         self._admit = self._client.register_script(_ADMIT)
         self._open = self._client.register_script(_OPEN)
@@ -382,6 +312,10 @@ class RedisState:
             base + ":pause",
         ]
 
+    def _view_keys(self, name: str) -> list[str]:
+        base = f"{self._tag}:rate:{name}"
+        return [base + ":view", base + ":sent"]
+
     def acquire_rate(
         self,
         name: str,
@@ -394,20 +328,12 @@ class RedisState:
         now: float,
         lease_s: float,
     ) -> float:
-        args = [
-            permit_id,
-            _num(now),
-            -1 if rpm is None else rpm,
-            -1 if tpm is None else tpm,
-            -1 if concurrency is None else concurrency,
-            tokens,
-            _num(now + lease_s),
-            _num(WINDOW_S),
-        ]
-        return float(self._call(self._acquire, self._rate_keys(name), args))
+        ask = RateAsk(name, permit_id, rpm, tpm, concurrency, tokens, lease_s)
+        wait = self._calls.admit(self, CallPlan(rate=ask), now).rate_wait
+        return 0.0 if wait is None else wait
 
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
-        self._call(self._release, self._rate_keys(name), [permit_id, token_delta])
+        self._calls.finish(self, None, RateDone(name, permit_id, token_delta), now)
 
     def pause_rate(self, name: str, until: float) -> None:
         keys = self._rate_keys(name)[4:]
@@ -448,7 +374,7 @@ class RedisState:
     def finish_call(
         self,
         hold: tuple[str, Sequence[Account], int | None] | None,
-        rate: tuple[str, str, int] | None,
+        rate: RateDone | None,
         now: float,
     ) -> Settled | None:
         return self._calls.finish(self, hold, rate, now)

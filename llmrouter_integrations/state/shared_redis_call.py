@@ -2,9 +2,11 @@
 `finish_call` as two Lua scripts.
 
 `admit_call` looks at the circuit, checks every budget account, counts the send in the
-rate windows, takes the hold and claims the probe, in that order and atomically (a
-refused circuit or budget returns before anything is written). `finish_call` frees the
-concurrency slot, corrects the send's tokens and settles (or releases) the hold. The keys
+rate windows and against the provider's headroom, takes the hold and claims the probe, in
+that order and atomically (a refused circuit or budget returns before anything is
+written). `finish_call` frees the concurrency slot, corrects the send's tokens, folds the
+provider's headers into the fleet's headroom and settles (or releases) the hold.
+`RedisState.acquire_rate` and `release_rate` are these scripts with only their rate part. The keys
 are `RedisState`'s own (one hash tag), so both scripts run on Redis Cluster too.
 
     >>> scripts = CallScripts(client)
@@ -24,6 +26,7 @@ from .shared import (
     Admission,
     CallPlan,
     CallVerdict,
+    RateDone,
     Refusal,
     Settled,
 )
@@ -33,6 +36,47 @@ __all__ = ["CallScripts"]
 # Budget accounts: created on first sight (spend from the ledger, alerts already passed
 # marked), holds whose lease ended dropped. `first` is the index of the account's first
 # ARGV (limit, initial spend, key expiry in ms, alert levels), `k` of its first KEY.
+_VIEW = """
+-- The provider's headroom (state/headroom.py, in Lua): hash V holds sends, tsent, mark
+-- and per limit k ('r' requests, 't' tokens): k_limit, k_left, k_reset, k_hint.
+local function hnum(v, field) return tonumber(redis.call('HGET', v, field) or '') end
+local function hroll(v, k, now, window)
+  local reset = hnum(v, k .. '_reset')
+  if reset == nil or now < reset then return end
+  local limit = redis.call('HGET', v, k .. '_limit')
+  if not limit then redis.call('HDEL', v, k .. '_left', k .. '_reset'); return end
+  local hint = hnum(v, k .. '_hint') or 0
+  if hint <= 0 then hint = window end
+  redis.call('HSET', v, k .. '_left', limit, k .. '_reset', now + hint)
+end
+local function hwait(v, k, need, now, window)
+  hroll(v, k, now, window)
+  local left, reset = hnum(v, k .. '_left'), hnum(v, k .. '_reset')
+  if left == nil or reset == nil or left >= need then return 0 end
+  local limit = hnum(v, k .. '_limit')
+  if limit ~= nil and need > limit then return 0 end
+  return math.max(0, reset - now)
+end
+local function hnote(v, k, limit, left, reset_s, since, now, window)
+  if limit ~= '' then redis.call('HSET', v, k .. '_limit', limit) end
+  local hint = hnum(v, k .. '_hint') or 0
+  if reset_s ~= '' then
+    hint = math.max(hint, tonumber(reset_s))
+    redis.call('HSET', v, k .. '_hint', hint)
+  end
+  if left == '' then return end
+  redis.call('HSET', v, k .. '_left', tonumber(left) - since)
+  if reset_s ~= '' then redis.call('HSET', v, k .. '_reset', now + tonumber(reset_s))
+  else
+    local reset = hnum(v, k .. '_reset')
+    if reset == nil or reset <= now then
+      if hint <= 0 then hint = window end
+      redis.call('HSET', v, k .. '_reset', now + hint)
+    end
+  end
+end
+"""
+
 _PREP = """
 local function prep(k, first, now)
   local a, h, m = KEYS[k], KEYS[k+1], KEYS[k+2]
@@ -55,13 +99,14 @@ local function prep(k, first, now)
 end
 """
 
-# KEYS: circuit, its failure count, then the rate keys (spends, tokens, total, permits,
-# pause), then three per account. ARGV: now, circuit?, probe end, rate?, permit, rpm, tpm, concurrency, tokens,
+# KEYS: circuit, its failure count, the rate keys (spends, tokens, total, permits, pause,
+# headroom view, sends), then three per account. ARGV: now, circuit?, probe end, rate?, permit, rpm, tpm, concurrency, tokens,
 # permit lease end, window, hold id, amount, hold end, accounts, then four per account.
 # Returns {circuit state, open until, refused account (-1: none), its spent, its reserved,
 # rate wait ('' when not asked), the fleet's consecutive failures}.
 _ADMIT_CALL = (
     _PREP
+    + _VIEW
     + """
 local now = tonumber(ARGV[1])
 local cstate = ''
@@ -77,7 +122,7 @@ local failures = '0'
 if cstate == 'closed' then failures = redis.call('GET', KEYS[2]) or '0' end
 local n, need = tonumber(ARGV[15]), tonumber(ARGV[13])
 for i = 1, n do
-  local a, h, m, limit = prep(5 + 3*i, 12 + 4*i, now)
+  local a, h, m, limit = prep(7 + 3*i, 12 + 4*i, now)
   local spent = tonumber(redis.call('HGET', a, 'spent'))
   local reserved = tonumber(redis.call('HGET', a, 'reserved'))
   if need > 0 and spent + reserved + need > limit then
@@ -86,7 +131,7 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local a, h, m = KEYS[5 + 3*i], KEYS[6 + 3*i], KEYS[7 + 3*i]
+  local a, h, m = KEYS[7 + 3*i], KEYS[8 + 3*i], KEYS[9 + 3*i]
   local kexp = tonumber(ARGV[12 + 4*i + 2])
   redis.call('ZADD', h, ARGV[14], ARGV[12])
   redis.call('HSET', m, ARGV[12], ARGV[13])
@@ -98,7 +143,7 @@ for i = 1, n do
 end
 local wait = ''
 if ARGV[4] == '1' then
-  local s, st, total, c, p = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+  local s, st, total, c, p, v, sq = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
   local id = ARGV[5]
   local rpm, tpm, conc = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   local tokens, window = tonumber(ARGV[9]), tonumber(ARGV[11])
@@ -117,6 +162,8 @@ if ARGV[4] == '1' then
   if w == 0 then
     local pause = tonumber(redis.call('GET', p) or '0')
     if pause > now then w = pause - now end
+    w = math.max(w, hwait(v, 'r', 1, now, window))
+    if tokens > 0 then w = math.max(w, hwait(v, 't', tokens, now, window)) end
     local count = redis.call('ZCARD', s)
     if rpm >= 0 and count + 1 > rpm then
       local idx = math.max(count - rpm, 0)
@@ -151,6 +198,15 @@ if ARGV[4] == '1' then
       redis.call('ZADD', c, ARGV[10], id)
       redis.call('PEXPIRE', c, math.floor(window * 2000))
     end
+    local seq = redis.call('HINCRBY', v, 'sends', 1)
+    local tsent = redis.call('HINCRBY', v, 'tsent', tokens)
+    if redis.call('HEXISTS', v, 'r_left') == 1 then redis.call('HINCRBYFLOAT', v, 'r_left', -1) end
+    if redis.call('HEXISTS', v, 't_left') == 1 then
+      redis.call('HINCRBYFLOAT', v, 't_left', -tokens)
+    end
+    redis.call('PEXPIRE', v, math.floor(window * 1440000))
+    redis.call('HSET', sq, id, seq .. ',' .. tsent)
+    redis.call('PEXPIRE', sq, math.floor(window * 2000))
   end
   if w == math.huge then wait = 'inf' else wait = tostring(w) end
 end
@@ -159,13 +215,16 @@ return {cstate, '0', -1, '0', '0', wait, failures}
 """
 )
 
-# KEYS: the rate keys (spends, tokens, total, permits, pause), the hold's settled marker,
-# then three per account. ARGV: rate?, permit, token delta, hold mode ('settle', 'release'
-# or ''), hold id, actual, now, settled marker ttl ms, accounts, then four per account.
+# KEYS: the rate keys (spends, tokens, total, permits, pause, headroom view, sends), the
+# hold's settled marker, then three per account. ARGV: rate?, permit, token delta, hold
+# mode ('settle', 'release' or ''), hold id, actual, now, settled marker ttl ms, accounts,
+# headroom?, its six numbers ('' when not said: requests limit, left, reset s, then
+# tokens), window, then four per account.
 # Returns as `settle` does: each account's spend (a string), then its crossed alerts as
 # pairs (-index - 1, alert).
 _FINISH_CALL = (
     _PREP
+    + _VIEW
     + """
 if ARGV[1] == '1' then
   redis.call('ZREM', KEYS[4], ARGV[2])
@@ -178,16 +237,30 @@ if ARGV[1] == '1' then
   end
 end
 local mode, hold, now, n = ARGV[4], ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[9])
+if ARGV[1] == '1' and ARGV[10] == '1' then
+  local v, window = KEYS[6], tonumber(ARGV[17])
+  local sent = redis.call('HGET', KEYS[7], ARGV[2])
+  if sent then
+    local comma = string.find(sent, ',')
+    local seq, tmark = tonumber(string.sub(sent, 1, comma - 1)), tonumber(string.sub(sent, comma + 1))
+    if seq >= (hnum(v, 'mark') or 0) then
+      redis.call('HSET', v, 'mark', seq)
+      local sends, tsent = hnum(v, 'sends') or seq, hnum(v, 'tsent') or tmark
+      hnote(v, 'r', ARGV[11], ARGV[12], ARGV[13], sends - seq, now, window)
+      hnote(v, 't', ARGV[14], ARGV[15], ARGV[16], tsent - tmark, now, window)
+    end
+  end
+end
 local out = {}
 if mode == '' then return out end
 local fresh = false
 if mode == 'settle' then
   -- Once per hold: the marker says it was settled (a settle retried after a timeout).
-  fresh = redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[8])
+  fresh = redis.call('SET', KEYS[8], '1', 'NX', 'PX', ARGV[8])
 end
 for i = 1, n do
-  local a, h, m, limit, kexp, levels = KEYS[4 + 3*i], KEYS[5 + 3*i], KEYS[6 + 3*i]
-  if mode == 'settle' then a, h, m, limit, kexp, levels = prep(4 + 3*i, 6 + 4*i, now) end
+  local a, h, m, limit, kexp, levels = KEYS[6 + 3*i], KEYS[7 + 3*i], KEYS[8 + 3*i]
+  if mode == 'settle' then a, h, m, limit, kexp, levels = prep(6 + 3*i, 14 + 4*i, now) end
   local held = redis.call('HGET', m, hold)
   if held then
     redis.call('HINCRBY', a, 'reserved', -tonumber(held))
@@ -213,6 +286,10 @@ return out
 
 def _num(value: float) -> str:
     return repr(float(value))
+
+
+def _said(value: float | None) -> str:
+    return "" if value is None else repr(value)
 
 
 def _limit(value: int | None) -> int:
@@ -253,6 +330,7 @@ class KeySpace(Protocol):
     def _circuit_key(self, name: str) -> str: ...
     def _failures_key(self, name: str) -> str: ...
     def _rate_keys(self, name: str) -> list[str]: ...
+    def _view_keys(self, name: str) -> list[str]: ...
     def _account_keys(self, accounts: Sequence[Account]) -> list[str]: ...
     def _settled_key(self, hold_id: str) -> str: ...
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
@@ -275,6 +353,7 @@ class CallScripts:
             state._circuit_key(name),
             state._failures_key(name),
             *state._rate_keys(rate.name if rate else name),
+            *state._view_keys(rate.name if rate else name),
         ]
         args: list[Any] = [_num(now), "1" if plan.circuit else "0", _num(now + plan.probe_lease_s)]
         if rate is None:
@@ -311,11 +390,13 @@ class CallScripts:
         self,
         state: KeySpace,
         hold: tuple[str, Sequence[Account], int | None] | None,
-        rate: tuple[str, str, int] | None,
+        rate: RateDone | None,
         now: float,
     ) -> Settled | None:
-        keys = state._rate_keys(rate[0] if rate is not None else "")
-        args: list[Any] = ["0", "", 0] if rate is None else ["1", rate[1], rate[2]]
+        name = rate.name if rate is not None else ""
+        keys = [*state._rate_keys(name), *state._view_keys(name)]
+        args: list[Any] = ["0", "", 0] if rate is None else ["1", rate.permit_id, rate.token_delta]
+        accounts: Sequence[Account] = ()
         if hold is None:
             keys.append(state._settled_key(""))
             args += ["", "", 0, _num(now), 0, 0]
@@ -326,7 +407,17 @@ class CallScripts:
             mode = "release" if actual is None else "settle"
             ttl_ms = int(SETTLED_TTL_S * 1000)
             args += [mode, hold_id, actual or 0, _num(now), ttl_ms, len(accounts)]
-            args += _account_args(accounts)
+        said = rate.headroom if rate is not None else None
+        if said is None:
+            args += ["0", "", "", "", "", "", ""]
+        else:
+            args.append("1")
+            args += [_said(value) for value in (said.requests_limit, said.requests_left)]
+            args.append(_said(said.requests_reset_s))
+            args += [_said(value) for value in (said.tokens_limit, said.tokens_left)]
+            args.append(_said(said.tokens_reset_s))
+        args.append(_num(WINDOW_S))
+        args += _account_args(accounts)
         flat = state._call(self._finish, keys, args)
         if hold is None or hold[2] is None:
             return None

@@ -20,7 +20,6 @@ from typing import TypeVar
 
 from .shared import (
     SETTLED_TTL_S,
-    WINDOW_S,
     Account,
     AccountState,
     Admission,
@@ -28,11 +27,12 @@ from .shared import (
     CallVerdict,
     HoldAsk,
     RateAsk,
+    RateDone,
     Refusal,
     Settled,
     StoreUnavailable,
-    window_wait,
 )
+from .shared_sqlite_rates import acquire_send, release_send
 
 __all__ = ["SQLiteState"]
 
@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS rate_permits (
     name TEXT NOT NULL, id TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (name, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rate_pauses (name TEXT PRIMARY KEY, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rate_views (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rate_sent (
+    name TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, token_mark INTEGER NOT NULL,
+    t REAL NOT NULL, PRIMARY KEY (name, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS circuits (
     name TEXT PRIMARY KEY, until REAL NOT NULL, probe_until REAL NOT NULL
 );
@@ -242,92 +247,10 @@ class SQLiteState:
         lease_s: float,
     ) -> float:
         ask = RateAsk(name, permit_id, rpm, tpm, concurrency, tokens, lease_s)
-        return self._run(lambda db: self._acquire(db, ask, now))
-
-    @staticmethod
-    def _acquire(db: sqlite3.Connection, ask: RateAsk, now: float) -> float:
-        name, permit_id, tokens, lease_s = ask.name, ask.permit_id, ask.tokens, ask.lease_s
-        rpm, tpm, concurrency = ask.rpm, ask.tpm, ask.concurrency
-        # Running totals of the window, so a call costs the same however busy the
-        # minute was; the spends themselves are read only to say how long to wait.
-        since = now - WINDOW_S
-        gone, requests_gone, tokens_gone = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(requests), 0), COALESCE(SUM(tokens), 0) "
-            "FROM rate_spends WHERE name = ? AND t <= ?",
-            (name, since),
-        ).fetchone()
-        if gone:
-            db.execute("DELETE FROM rate_spends WHERE name = ? AND t <= ?", (name, since))
-            db.execute(
-                "UPDATE rate_totals SET requests = requests - ?, tokens = tokens - ? "
-                "WHERE name = ?",
-                (requests_gone, tokens_gone, name),
-            )
-        if concurrency is not None:
-            db.execute("DELETE FROM rate_permits WHERE name = ? AND expires <= ?", (name, now))
-            (busy,) = db.execute(
-                "SELECT COUNT(*) FROM rate_permits WHERE name = ?", (name,)
-            ).fetchone()
-            if busy >= concurrency:
-                return math.inf
-        row = db.execute("SELECT until FROM rate_pauses WHERE name = ?", (name,)).fetchone()
-        wait = max(0.0, row[0] - now) if row else 0.0
-        counted = rpm is not None or tpm is not None
-        if counted:
-            totals = db.execute(
-                "SELECT requests, tokens FROM rate_totals WHERE name = ?", (name,)
-            ).fetchone()
-            used_requests, used_tokens = totals if totals else (0, 0)
-            over = (rpm is not None and used_requests + 1 > rpm) or (
-                tpm is not None and tokens > 0 and used_tokens + tokens > tpm
-            )
-            if over:
-                spends = db.execute(
-                    "SELECT t, requests, tokens FROM rate_spends WHERE name = ? ORDER BY t",
-                    (name,),
-                ).fetchall()
-                wait = max(wait, window_wait(spends, rpm, tpm, tokens, now))
-        if wait > 0.0:
-            return wait
-        if counted:
-            charged = tokens if tpm is not None else 0
-            db.execute(
-                "INSERT OR REPLACE INTO rate_spends VALUES (?, ?, ?, 1, ?)",
-                (name, permit_id, now, charged),
-            )
-            db.execute(
-                "INSERT INTO rate_totals VALUES (?, 1, ?) ON CONFLICT (name) DO UPDATE "
-                "SET requests = requests + 1, tokens = tokens + excluded.tokens",
-                (name, charged),
-            )
-        if concurrency is not None:
-            db.execute(
-                "INSERT OR REPLACE INTO rate_permits VALUES (?, ?, ?)",
-                (name, permit_id, now + lease_s),
-            )
-        return 0.0
+        return self._run(lambda db: acquire_send(db, ask, now))
 
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
-        self._run(lambda db: self._release_rate(db, name, permit_id, token_delta))
-
-    @staticmethod
-    def _release_rate(db: sqlite3.Connection, name: str, permit_id: str, token_delta: int) -> None:
-        db.execute("DELETE FROM rate_permits WHERE name = ? AND id = ?", (name, permit_id))
-        if not token_delta:
-            return
-        row = db.execute(
-            "SELECT tokens FROM rate_spends WHERE name = ? AND id = ?", (name, permit_id)
-        ).fetchone()
-        if row is not None:
-            new = max(0, row[0] + token_delta)
-            db.execute(
-                "UPDATE rate_spends SET tokens = ? WHERE name = ? AND id = ?",
-                (new, name, permit_id),
-            )
-            db.execute(
-                "UPDATE rate_totals SET tokens = tokens + ? WHERE name = ?",
-                (new - row[0], name),
-            )
+        self._run(lambda db: release_send(db, RateDone(name, permit_id, token_delta), now))
 
     def pause_rate(self, name: str, until: float) -> None:
         self._run(
@@ -419,7 +342,7 @@ class SQLiteState:
                 refusal = self._reserve(db, plan.hold, now)
                 if refusal is not None:
                     return CallVerdict(circuit, refusal)
-            wait = None if plan.rate is None else self._acquire(db, plan.rate, now)
+            wait = None if plan.rate is None else acquire_send(db, plan.rate, now)
             if plan.circuit is not None and circuit is not None and circuit.state == "probe":
                 self._claim_probe(db, plan.circuit, now + plan.probe_lease_s)
             return CallVerdict(circuit, None, wait)
@@ -429,12 +352,12 @@ class SQLiteState:
     def finish_call(
         self,
         hold: tuple[str, Sequence[Account], int | None] | None,
-        rate: tuple[str, str, int] | None,
+        rate: RateDone | None,
         now: float,
     ) -> Settled | None:
         def run(db: sqlite3.Connection) -> Settled | None:
             if rate is not None:
-                self._release_rate(db, *rate)
+                release_send(db, rate, now)
             if hold is None:
                 return None
             hold_id, accounts, actual = hold
