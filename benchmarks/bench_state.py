@@ -3,10 +3,13 @@
 Runs FakeProviderServer in its own process and a redis-server on loopback, then drives
 one Router per setting, identical except for `state=`: one deployment with an `rpm`
 limit, a daily `Budget` that never runs out, the circuit breaker. Per call that is, with
-shared state: the budget hold and its settle, the circuit admission and the rate-window
-count, each one store round trip. Measures sequential latency (p50/p99, and what each
-adds over state=None) and throughput at concurrency 64; then times each store
-operation on its own (p50), which stays readable on a busy machine.
+shared state: one store round trip before it (`admit_call`: the circuit admission, the
+rate-window count and the budget hold) and one after it (`finish_call`: the settle, with
+the provider's rate-limit headers). Measures sequential latency (p50/p99, and what each
+adds over state=None), throughput at concurrency 64, and the store round trips per call
+(counted at the store's one entry point: each SQLite transaction, each Redis script
+call); then times each store operation on its own (p50), which stays readable on a busy
+machine.
 
     python benchmarks/bench_state.py            # ~1 min
     python benchmarks/bench_state.py --quick    # ~15 s
@@ -58,13 +61,34 @@ def start_redis(port: int) -> subprocess.Popen[bytes] | None:
     raise RuntimeError("redis-server did not start")
 
 
+def counted_store(url: str | None) -> tuple[Any, list[int]]:
+    """A store for `url` whose round trips are counted at its one entry point."""
+    if url is None:
+        return None, [0]
+    from llmrouter_integrations.state.stores import shared_state_from_spec
+
+    store: Any = shared_state_from_spec(url)
+    trips = [0]
+    entry = "_run" if store.backend == "sqlite" else "_call"
+    inner = getattr(store, entry)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        trips[0] += 1
+        return inner(*args, **kwargs)
+
+    setattr(store, entry, counted)
+    return store, trips
+
+
 async def run(
     base: str, states: dict[str, str | None], n: int, total: int, concurrency: int
 ) -> dict[str, dict[str, float]]:
     from llmrouter_integrations import Budget, Deployment, Router
 
     routers: dict[str, Any] = {}
+    counters: dict[str, list[int]] = {}
     for name, state in states.items():
+        store, counters[name] = counted_store(state)
         routers[name] = Router(
             deployments=[
                 Deployment(
@@ -76,17 +100,20 @@ async def run(
                 )
             ],
             budgets=[Budget(1_000_000, period="day")],
-            state=state,
+            state=store,
         )
     messages = BODY["messages"]
 
-    def caller(router: Any) -> Callable[[], Awaitable[object]]:
+    made = {name: [0] for name in routers}
+
+    def caller(router: Any, count: list[int]) -> Callable[[], Awaitable[object]]:
         async def call() -> object:
+            count[0] += 1
             return await router.achat(messages, max_tokens=60)
 
         return call
 
-    calls = {name: caller(router) for name, router in routers.items()}
+    calls = {name: caller(router, made[name]) for name, router in routers.items()}
     latencies: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(5):  # interleaved rounds: drift on a shared machine hits all alike
         for name, call in calls.items():
@@ -99,30 +126,31 @@ async def run(
             "p50_ms": percentile(values, 0.5) * 1000,
             "p99_ms": percentile(values, 0.99) * 1000,
             "rps": rps,
+            "trips": counters[name][0] / made[name][0],
         }
     for router in routers.values():
         await router.aclose()
+        if router.state is not None:
+            router.state.close()
     return results
 
 
 def _operations(
     store: Any, account: list[Any], deployment: str
 ) -> dict[str, Callable[[int], object]]:
-    return {
-        "reserve": lambda i: store.reserve(f"h{i}", account, 1000, time.time(), 300),
-        "settle": lambda i: store.settle(f"h{i}", account, 900, time.time()),
-        "admit_circuit": lambda i: store.admit_circuit(deployment, time.time(), 60),
-        "acquire_rate": lambda i: store.acquire_rate(
-            deployment,
-            f"p{i}",
-            rpm=100_000_000,
-            tpm=None,
-            concurrency=None,
-            tokens=100,
-            now=time.time(),
-            lease_s=300,
-        ),
-    }
+    from llmrouter_integrations.state.shared import CallPlan, HoldAsk, RateAsk, RateDone
+
+    def admit(i: int) -> object:
+        rate = RateAsk(deployment, f"p{i}", 100_000_000, None, None, 100, 300.0)
+        plan = CallPlan(deployment, 60.0, rate, HoldAsk(f"h{i}", tuple(account), 1000, 300.0))
+        return store.admit_call(plan, time.time())
+
+    def finish(i: int) -> object:
+        return store.finish_call(
+            (f"h{i}", account, 900), RateDone(deployment, f"p{i}"), time.time()
+        )
+
+    return {"admit_call": admit, "finish_call": finish}
 
 
 def store_operations(states: dict[str, str | None], n: int) -> dict[str, dict[str, float]]:
@@ -189,19 +217,17 @@ def main() -> None:
     )
     print(
         f"{'state':<12} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
-        f"{'req/s':>8} {'% of none':>10}"
+        f"{'req/s':>8} {'% of none':>10} {'trips/call':>11}"
     )
     for name, row in results.items():
         print(
             f"{name:<12} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} "
             f"{row['p50_ms'] - base['p50_ms']:+8.3f} {row['p99_ms'] - base['p99_ms']:+8.3f} "
-            f"{row['rps']:8.0f} {100 * row['rps'] / base['rps']:9.0f}%"
+            f"{row['rps']:8.0f} {100 * row['rps'] / base['rps']:9.0f}% {row['trips']:11.2f}"
         )
     print()
-    print(
-        "store operations, p50 us (each is one round trip / transaction; a call makes these four)"
-    )
-    labels = ["reserve", "settle", "admit_circuit", "acquire_rate", "per call"]
+    print("store operations, p50 us (each is one round trip / transaction; a call makes both)")
+    labels = ["admit_call", "finish_call", "per call"]
     print(f"{'state':<12} " + " ".join(f"{label:>13}" for label in labels))
     for name, row in operations.items():
         print(f"{name:<12} " + " ".join(f"{row[label]:13.0f}" for label in labels))
