@@ -124,17 +124,17 @@ def test_four_processes_make_one_store_trip_before_and_one_after_each_call(
         done = results([spawn(spec) for _ in range(4)])
     finally:
         sent = monitor.stop() if monitor is not None else Counter[str]()
-    assert [r["outcomes"] for r in done] == [{"ok": calls}] * 4
+    assert [r["outcomes"] for r in done] == [{"ok": calls}] * 4, done
     # A budgeted call to a deployment with rpm, max_concurrency and its breaker on: one
     # trip before (hold, circuit, rate count), one after (settle, slot, tokens, headroom).
     if monitor is None:
-        assert [r["trips"] for r in done] == [2 * calls] * 4
+        assert [r["trips"] for r in done] == [2 * calls] * 4, done
         return
     # Each script call is one round trip; a script the server has not seen yet is refused
     # once (NOSCRIPT) and loaded (SCRIPT LOAD) first, at most once per process and script.
     loads = sent.pop("SCRIPT", 0)
-    assert loads <= 2 * 4
-    assert sent.pop("EVALSHA") == 2 * calls * 4 + loads
+    assert loads <= 2 * 4, sent
+    assert sent.pop("EVALSHA") == 2 * calls * 4 + loads, sent
     assert set(sent) <= {"CLIENT", "SELECT", "HELLO", "ECHO"}, sent  # connecting
 
 
