@@ -90,6 +90,20 @@ class RedisServer:
                     raise
                 time.sleep(0.02)
 
+    def fresh(self, db: int) -> str:
+        """The URL of database `db`, emptied first: a test starts from nothing, whatever
+        another test (or a database number chosen by hash) left there."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
+            reply = b""
+            while reply.count(b"\r\n") < 2:
+                chunk = sock.recv(1024)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply == b"+OK\r\n+OK\r\n", reply
+        return self.url.rsplit("/", 1)[0] + f"/{db}"
+
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections stay open, nothing answers."""
         assert self.process is not None

@@ -60,7 +60,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'state.db'}"
     server: RedisServer = request.getfixturevalue("redis_server")
     db = abs(hash(request.node.name)) % 15 + 1
-    return server.url.rsplit("/", 1)[0] + f"/{db}"
+    return server.fresh(db)
 
 
 def deployment(fake: FakeProviderServer, **limits: int) -> Deployment:
@@ -225,7 +225,7 @@ async def test_calls_cancelled_between_admit_and_settle_leave_nothing_held(
 async def test_redis_frozen_between_admit_and_settle_settles_later_exactly_once(
     fake: FakeProviderServer, redis_server: RedisServer
 ) -> None:
-    url = redis_server.url.rsplit("/", 1)[0] + "/11"
+    url = redis_server.fresh(11)
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.3, usage={"output": 60}))
     limit = worst_case() * 100
     clock = ManualClock(wall_start=time.time())

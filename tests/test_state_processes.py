@@ -63,7 +63,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'state.db'}"
     server: RedisServer = request.getfixturevalue("redis_server")
     db = abs(hash(request.node.name)) % 15 + 1
-    return server.url.rsplit("/", 1)[0] + f"/{db}"
+    return server.fresh(db)
 
 
 def worst_case(max_tokens: int = 60) -> Decimal:
@@ -172,7 +172,7 @@ def test_shared_rpm_holds_across_four_processes(
     fake: FakeProviderServer, redis_server: RedisServer
 ) -> None:
     # One backend here to keep the suite quick; test_state_stores holds both to the same windows.
-    state_url = redis_server.url.rsplit("/", 1)[0] + "/13"
+    state_url = redis_server.fresh(13)
     spec = {"mode": "rpm", "state": state_url, "base_url": fake.openai_base_url, "rpm": 10,
             "calls": 10}
     done = results([spawn(spec) for _ in range(4)])
@@ -205,11 +205,7 @@ def test_identical_requests_in_four_processes_make_one_call(
     fake: FakeProviderServer, redis_server: RedisServer, tmp_path: Path, stream: bool
 ) -> None:
     # Answers through Redis locks; streams through SQLite ones.
-    state_url = (
-        f"sqlite:///{tmp_path / 'state.db'}"
-        if stream
-        else redis_server.url.rsplit("/", 1)[0] + "/12"
-    )
+    state_url = f"sqlite:///{tmp_path / 'state.db'}" if stream else redis_server.fresh(12)
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.5))
     spec = {"mode": "cache", "state": state_url, "base_url": fake.openai_base_url,
             "cache": f"sqlite:///{tmp_path / 'cache.db'}", "stream": stream}

@@ -73,7 +73,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         watched: SentinelSet = request.getfixturevalue("redis_sentinel")
         return watched.url(db=test_db)
     server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url.rsplit("/", 1)[0] + f"/{test_db}"
+    return server.fresh(test_db)
 
 
 class CountingStore:
@@ -179,7 +179,7 @@ async def test_store_down_fails_budgeted_calls_fast_and_warns_once(
 async def test_local_fallback_spends_then_pushes_to_the_store(
     fake: FakeProviderServer, redis_server: RedisServer
 ) -> None:
-    url = redis_server.url.rsplit("/", 1)[0] + "/14"
+    url = redis_server.fresh(14)
     limit = worst_case() * 10
     async with router(fake, url, limit) as writer:
         await writer.achat(MESSAGES, max_tokens=60)  # seen by the fleet
