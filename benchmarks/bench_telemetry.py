@@ -8,17 +8,25 @@ export itself runs in the SDK's own threads, and counts: the client CPU is the w
 process's). A last row, "SDK floor", is the plain router wrapped in the least the conventions
 ask of the SDK per request, written by hand: one CLIENT span with the same attributes and
 the three histogram records (duration, input and output tokens). No instrumentation of
-ours can cost less than that row with this SDK. Rounds are interleaved so drift on a shared
+ours can cost less than that row with this SDK. "SDK floor+attempt" adds the child span a
+first-try success would carry if every try had its own (the router writes attempt spans
+only for requests that needed more than one try). Rounds are interleaved so drift on a shared
 machine hits every row alike; the median round is reported.
+
+`--in-process` replaces the server with a transport that hands back one canned OpenAI
+answer (no sockets, no second process): the router's own CPU per call, where what
+instrumentation adds stands out most and a shared machine's noise least.
 
     python benchmarks/bench_telemetry.py            # ~1 min
     python benchmarks/bench_telemetry.py --quick
+    python benchmarks/bench_telemetry.py --in-process
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -30,12 +38,15 @@ from bench_overhead import MODEL, free_port, start_server, throughput
 
 
 class SdkFloor:
-    """`router.achat` inside one hand-written span and three histogram records."""
+    """`router.achat` inside one hand-written span and three histogram records (with
+    `attempt_span`, also the child span a first-try success would get if every try had one)."""
 
-    def __init__(self, router: Any, settings: Any) -> None:
-        from opentelemetry.trace import SpanKind
+    def __init__(self, router: Any, settings: Any, attempt_span: bool = False) -> None:
+        from opentelemetry.trace import SpanKind, set_span_in_context
 
         self.router = router
+        self.attempt_span = attempt_span
+        self.in_context = set_span_in_context
         self.kind = SpanKind.CLIENT
         self.tracer = settings.tracer_provider.get_tracer("floor")
         meter = settings.meter_provider.get_meter("floor")
@@ -63,8 +74,27 @@ class SdkFloor:
                 "llmrouter.strategy": "balanced",
             },
         )
+        attempt_started = time.time_ns()
         response = await self.router.achat(messages, **options)
         usage = response.usage
+        if self.attempt_span:
+            self.tracer.start_span(
+                f"attempt openai/{MODEL}",
+                context=self.in_context(span),
+                start_time=attempt_started,
+                attributes={
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": MODEL,
+                    "llmrouter.deployment": response.deployment,
+                    "server.address": "127.0.0.1",
+                    "server.port": 8000,
+                    "llmrouter.attempt": 1,
+                    "llmrouter.retry": False,
+                    "gen_ai.response.model": response.model,
+                    "gen_ai.response.id": response.id,
+                    "gen_ai.response.finish_reasons": (response.finish_reason,),
+                },
+            ).end()
         span.set_attributes(
             {
                 "gen_ai.provider.name": "openai",
@@ -91,6 +121,38 @@ class SdkFloor:
 
     async def aclose(self) -> None:
         await self.router.aclose()
+
+
+class CannedTransport:
+    """A transport answering every request with the same OpenAI chat completion."""
+
+    body = json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 1,
+            "model": f"{MODEL}-2024-07-18",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Qubits in superposition."},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 14, "completion_tokens": 5, "total_tokens": 19},
+        }
+    ).encode()
+
+    async def send(self, request: Any) -> Any:
+        from llmrouter_integrations.transport.base import HTTPResponse
+
+        return HTTPResponse(200, {"content-type": "application/json"}, self.body)
+
+    def stream(self, request: Any) -> Any:
+        raise NotImplementedError("the benchmark makes no streaming calls")
+
+    async def aclose(self) -> None:
+        return None
 
 
 def make_settings(sample_ratio: float | None = None) -> Any:
@@ -134,15 +196,19 @@ def make_settings(sample_ratio: float | None = None) -> Any:
 
 
 async def run(
-    base: str, total: int, concurrency: int, rounds: int
+    base: str | None, total: int, concurrency: int, rounds: int
 ) -> dict[str, tuple[float, float]]:
     from llmrouter_integrations import Deployment, Router
 
     def router(instrument: Any) -> Router:
         deployment = Deployment(
-            provider="openai", model=MODEL, api_key="sk-bench", base_url=f"{base}/v1"
+            provider="openai",
+            model=MODEL,
+            api_key="sk-bench",
+            base_url=f"{base or 'http://canned.invalid'}/v1",
         )
-        return Router(deployments=[deployment], instrument=instrument)
+        transport = CannedTransport() if base is None else None
+        return Router(deployments=[deployment], instrument=instrument, transport=transport)
 
     messages = [{"role": "user", "content": "Explain quantum computing in one sentence."}]
     routers: dict[str, Any] = {
@@ -150,6 +216,7 @@ async def run(
         "on": router(make_settings()),
         "on, 10% sampled": router(make_settings(sample_ratio=0.1)),
         "SDK floor": SdkFloor(router(False), make_settings()),
+        "SDK floor+attempt": SdkFloor(router(False), make_settings(), attempt_span=True),
     }
     samples: dict[str, list[float]] = {name: [] for name in routers}
     cpu: dict[str, list[float]] = {name: [] for name in routers}
@@ -177,24 +244,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--in-process", action="store_true", help="canned answers, no sockets")
     args = parser.parse_args()
     total, rounds = (1000, 3) if args.quick else (4000, 5)
-    port = free_port()
-    server = start_server(port)
-    try:
-        result = asyncio.run(run(f"http://127.0.0.1:{port}", total, args.concurrency, rounds))
-    finally:
-        server.terminate()
-        server.wait()
+    if args.in_process:
+        result = asyncio.run(run(None, total, args.concurrency, rounds))
+        where = "in-process canned answers (no sockets)"
+    else:
+        port = free_port()
+        server = start_server(port)
+        try:
+            result = asyncio.run(run(f"http://127.0.0.1:{port}", total, args.concurrency, rounds))
+        finally:
+            server.terminate()
+            server.wait()
+        where = "loopback fake server in its own process"
     print(
-        f"loopback fake server in its own process; {rounds} interleaved rounds of {total} calls "
+        f"{where}; {rounds} interleaved rounds of {total} calls "
         f"at concurrency {args.concurrency}; python {sys.version.split()[0]}, "
         f"{os.cpu_count()} cores"
     )
     off_rps, off_cpu = result["off"]
     for name, (rps, cpu) in result.items():
         print(
-            f"instrument {name:<16} {rps:8.0f} req/s ({rps / off_rps:4.0%} of off)  "
+            f"instrument {name:<18} {rps:8.0f} req/s ({rps / off_rps:4.0%} of off)  "
             f"client CPU {cpu * 1e6:6.0f} us/call ({off_cpu / cpu:4.0%} of off's rate)"
         )
 
