@@ -77,3 +77,21 @@ def test_router_options_and_router_are_exclusive(fake: FakeProviderServer) -> No
     model = make_model(fake)
     with pytest.raises(ValueError, match="instrument"):
         ChatLLMRouter(router=model.llm_router, instrument=otel.settings)
+
+
+def test_a_model_made_before_instrument_all_joins_the_trace(fake: FakeProviderServer) -> None:
+    from llmrouter_integrations import instrument_all
+
+    model = make_model(fake)  # no instrument=: follows the process default
+    otel = make_otel()
+    tracer = otel.tracer_provider.get_tracer("app")
+    try:
+        instrument_all(otel.settings)
+        with tracer.start_as_current_span("langchain app") as app:
+            answer = chain(model).invoke({"topic": "tides"})
+    finally:
+        instrument_all(False)
+    assert "tides" in answer
+    assert_joined(otel, app.get_span_context().span_id, [])
+    chain(model).invoke({"topic": "untraced"})
+    assert len(otel.requests()) == 1
