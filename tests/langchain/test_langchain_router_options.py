@@ -124,8 +124,20 @@ def test_plain_options_survive_dumps_and_loads(
         loaded.close()
 
 
-def test_llama_index_takes_the_same_options(fake: FakeProviderServer) -> None:
-    llm = LLMRouter(deployments=deployments(fake), **{n: None for n in ("prompt_cache",)})
+@pytest.mark.parametrize("name", sorted(_router_options()))
+def test_llama_index_hands_every_option_to_the_router(
+    fake: FakeProviderServer, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # LLMRouter(**kwargs) passes what is not an LLM field to Router: no option is taken
+    # for a LlamaIndex field of the same name and silently lost.
+    values: dict[str, Any] = {
+        "strategy": "priority", "retry": None, "breaker": BreakerPolicy(failure_threshold=2),
+        "fallback_on": None, "budgets": [], "ledger": "memory", "cache": "memory",
+        "cache_ttl_s": 30.0, "max_queue_wait": None, "rate_limit_wait": 0.5, "on_event": print,
+        "state": None, "state_failure": "local", "instrument": None, "strict_params": True,
+        "prompt_cache": "auto",
+    }  # fmt: skip
+    monkeypatch.setattr("llmrouter_integrations.llama_index.llm.Router", _Recording)
+    llm = LLMRouter(deployments=deployments(fake), **{name: values[name]})
     llm.router.close()
-    accepted = set(inspect.signature(Router.__init__).parameters)
-    assert _router_options() <= accepted  # LLMRouter(**kwargs) hands them to Router as is
+    assert name in _Recording.seen and _Recording.seen[name] is values[name]
