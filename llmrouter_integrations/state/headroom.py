@@ -25,7 +25,7 @@ SQLite stores; the Redis store does the same in Lua (state/shared_redis_call.py)
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .shared import WINDOW_S, Headroom
 
@@ -129,20 +129,21 @@ class HeadroomRecord:
         )
 
     def dumps(self) -> str:
-        """The record as JSON text (how the SQLite store keeps it)."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """The record as JSON text (how the SQLite store keeps it): a flat list, no keys."""
+        flat: list[object] = [self.sends, self.tokens_sent, self.mark]
+        for limit in (self.requests, self.tokens):
+            flat += (
+                [None] * 4
+                if limit is None
+                else [limit.limit, limit.left, limit.reset_at, limit.hint]
+            )
+        return json.dumps(flat, separators=(",", ":"))
 
     @classmethod
     def loads(cls, text: str | None) -> HeadroomRecord:
         """A record back from `dumps` (a fresh one for None)."""
         if not text:
             return cls()
-        data = json.loads(text)
-        requests, tokens = data["requests"], data["tokens"]
-        return cls(
-            data["sends"],
-            data["tokens_sent"],
-            data["mark"],
-            None if requests is None else Limit(**requests),
-            None if tokens is None else Limit(**tokens),
-        )
+        flat = json.loads(text)
+        limits = [None if flat[at + 3] is None else Limit(*flat[at : at + 4]) for at in (3, 7)]
+        return cls(flat[0], flat[1], flat[2], limits[0], limits[1])
