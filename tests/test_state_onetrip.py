@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -297,3 +298,20 @@ def test_a_headroom_wait_takes_nothing_and_a_budget_refusal_no_headroom(
     assert state.admit_call(full, T0).refusal is not None
     assert send(state, "p3", T0) == 0.0  # the refused call drew nothing from the headroom
     assert send(state, "p4", T0) == pytest.approx(30.0)
+
+
+def test_a_request_refitted_for_its_deployment_is_still_one_trip_each_way(
+    state: SharedState, fake: FakeProviderServer
+) -> None:
+    # reasoning= is dropped for a model that does not reason: the deployment's layers see a
+    # rewritten request, which must still carry the call's admission (it did not: 5 trips).
+    store = CountingStore(state)
+    router = Router(
+        deployments=[limited(fake, rpm=1000)],
+        budgets=[Budget(100.0, period="day")],
+        state=store,  # type: ignore[arg-type]
+    )
+    with router, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "reasoning was not sent to ..."
+        assert router.complete("Say hi.", max_tokens=20, reasoning="low").text
+    assert store.calls == ["admit_call", "finish_call"]

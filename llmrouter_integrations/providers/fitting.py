@@ -116,6 +116,7 @@ def fit_request(
         changes["reasoning"] = reasoning
     if changes:
         fitted.request = dataclasses.replace(request, **changes)
+        fitted.request.admission = request.admission  # the same call (not copied by replace)
     return fitted
 
 
