@@ -29,6 +29,7 @@ from llmrouter_integrations import (
 )
 from llmrouter_integrations.costs.pricing import Pricer
 from llmrouter_integrations.costs.tokens import estimate_input_tokens
+from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 from llmrouter_integrations.types import ChatRequest, Message
 
@@ -183,7 +184,10 @@ async def test_local_fallback_spends_then_pushes_to_the_store(
     limit = worst_case() * 10
     async with router(fake, url, limit) as writer:
         await writer.achat(MESSAGES, max_tokens=60)  # seen by the fleet
-    async with router(fake, url, limit, state_failure="local") as local:
+    # A 1 s store timeout, not the default 0.25 s: on a loaded machine a slow answer before
+    # the pause would count as an outage of its own and take the allowance with it.
+    store = RedisState(url, timeout_s=1.0)
+    async with router(fake, store, limit, state_failure="local") as local:
         await local.achat(MESSAGES, max_tokens=60)
         assert local.state_guard is not None
         local.state_guard.retry_s = 0.0  # try the store on every call in this test
