@@ -32,35 +32,21 @@ from .shared import (
     Settled,
     StoreUnavailable,
 )
-from .shared_redis_call import CallScripts, parse_settled
+from .shared_redis_call import _PREP, CallScripts, parse_settled
 
 __all__ = ["RedisState"]
 
-# Shared by the four budget operations: create the account if new, drop expired holds.
-_BUDGET = """
+# The four single-purpose budget operations (reserve, settle, release, read) in one script;
+# `prep` (create the account if new, drop expired holds) is the per-call scripts' own.
+_BUDGET = (
+    _PREP
+    + """
 local mode, hold, amount, now, hexp, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5],
     tonumber(ARGV[6])
 local out = {}
-local function prep(i)
-  local a, h, m = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local base = 6 + 4*(i-1)
-  local kexp = tonumber(ARGV[base+3])
-  local levels = {}
-  for v in string.gmatch(ARGV[base+4], '[^,]+') do levels[#levels+1] = tonumber(v) end
-  if redis.call('EXISTS', a) == 0 then
-    local crossed = 0
-    for _, l in ipairs(levels) do if tonumber(ARGV[base+2]) >= l then crossed = crossed + 1 end end
-    redis.call('HSET', a, 'spent', ARGV[base+2], 'reserved', 0, 'alerted', crossed)
-    if kexp > 0 then redis.call('PEXPIREAT', a, kexp) end
-  end
-  local expired = redis.call('ZRANGEBYSCORE', h, '-inf', now)
-  for _, id in ipairs(expired) do
-    redis.call('HINCRBY', a, 'reserved', -tonumber(redis.call('HGET', m, id) or '0'))
-    redis.call('HDEL', m, id)
-  end
-  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', h, '-inf', now) end
-  return a, h, m, tonumber(ARGV[base+1]), kexp, levels
-end
+-- Account i's keys are KEYS[3i-2..3i]; its limit, initial spend, expiry and alert levels
+-- are ARGV[7+4(i-1)..]: the shared `prep` (shared_redis_call._PREP) reads them there.
+local function prep_account(i) return prep(3*i-2, 7 + 4*(i-1), now) end
 local function drop(a, h, m)
   local held = redis.call('HGET', m, hold)
   if held then
@@ -72,7 +58,7 @@ end
 if mode == 'reserve' then
   local need = tonumber(amount)
   for i = 1, n do
-    local a, h, m, limit = prep(i)
+    local a, h, m, limit = prep_account(i)
     local spent = tonumber(redis.call('HGET', a, 'spent'))
     local reserved = tonumber(redis.call('HGET', a, 'reserved'))
     if need > 0 and spent + reserved + need > limit then
@@ -95,7 +81,7 @@ elseif mode == 'settle' then
   -- Once per hold: the marker says it was settled (a settle retried after a timeout).
   local fresh = redis.call('SET', KEYS[3*n+1], '1', 'NX', 'PX', math.floor(tonumber(hexp)))
   for i = 1, n do
-    local a, h, m, limit, kexp, levels = prep(i)
+    local a, h, m, limit, kexp, levels = prep_account(i)
     drop(a, h, m)
     local spent
     if fresh then
@@ -118,13 +104,14 @@ elseif mode == 'release' then
   return out
 else
   for i = 1, n do
-    local a = prep(i)
+    local a = prep_account(i)
     out[#out+1] = redis.call('HGET', a, 'spent')
     out[#out+1] = redis.call('HGET', a, 'reserved')
   end
   return out
 end
 """
+)
 
 _PAUSE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
