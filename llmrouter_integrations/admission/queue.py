@@ -37,6 +37,7 @@ from ..core.events import EventHub, RouterEvent
 from ..costs.tokens import DEFAULT_MAX_OUTPUT_TOKENS, estimate_input_tokens
 from ..errors import QueueTimeoutError
 from ..types import ChatRequest
+from .grants import Claims, Grant
 
 __all__ = [
     "QUEUE_DEFAULT",
@@ -48,8 +49,6 @@ __all__ = [
 ]
 
 _EPSILON = 1e-9
-# A grant nobody settled (a caller bug) stops counting against capacity after this long.
-_CLAIM_TTL_S = 5.0
 
 
 class QueueDefault(enum.Enum):
@@ -80,23 +79,6 @@ class CapacitySource(Protocol):
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` whenever capacity may have come back; returns an unsubscribe."""
         ...
-
-
-@dataclass(eq=False, slots=True)
-class Grant:
-    """Capacity on `deployment` promised to one request until it is `settle`d.
-
-    While unsettled it counts against the deployment, so the line does not promise the
-    same capacity twice in the moment between the wake-up and the real acquisition.
-
-        >>> grant = await queue.wait_for_capacity(request, ["a"], tokens=500)
-        >>> permit = limits.try_acquire(grant.deployment, 500); queue.settle(grant)
-    """
-
-    deployment: str
-    tokens: int
-    created: float
-    settled: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -172,7 +154,7 @@ class RequestQueue:
         self._lock = threading.Lock()
         self._waiters: list[_Waiter] = []  # sorted by _Waiter.order
         self._by_name: dict[str, int] = {}
-        self._claims: dict[str, list[Grant]] = {}
+        self._claims = Claims()
         self._arrivals = itertools.count()
         self._timer_owner: _Waiter | None = None
         self._timer_at = math.inf
@@ -273,11 +255,11 @@ class RequestQueue:
 
     def _grant_now(self, names: Sequence[str], tokens: int, now: float) -> Grant | None:
         """The fast path, under the lock: the first candidate with room, claimed at once."""
-        pending = self._pending(now)
+        pending = self._claims.pending(now)
         for name in names:
             requests, claimed_tokens = pending.get(name, (0, 0))
             if self.limits.delay(name, claimed_tokens + tokens, requests=requests + 1) <= 0:
-                return self._claim(name, tokens, now)
+                return self._claims.claim(name, tokens, now)
         return None
 
     async def _wait(self, waiter: _Waiter, give_up_early: bool) -> Grant | None:
@@ -370,7 +352,7 @@ class RequestQueue:
                 self._waiters = [w for w in self._waiters if w is not waiter]
             if outcome != "granted" and waiter.grant is not None:
                 # Cancelled right after being granted: hand the capacity back.
-                self._release_claim(waiter.grant)
+                self._claims.release(waiter.grant)
             waited = self.clock.now() - waiter.enqueued_at
             stats = self._stats
             if outcome == "granted":
@@ -385,43 +367,6 @@ class RequestQueue:
             self._emit(waiter, outcome, waited)
         self._dispatch()
 
-    def _claim(self, name: str, tokens: int, now: float) -> Grant:
-        grant = Grant(deployment=name, tokens=tokens, created=now)
-        self._claims.setdefault(name, []).append(grant)
-        return grant
-
-    def _release_claim(self, grant: Grant) -> bool:
-        if grant.settled:
-            return False
-        grant.settled = True
-        claims = self._claims.get(grant.deployment)
-        if claims is not None:
-            if len(claims) == 1 and claims[0] is grant:
-                del self._claims[grant.deployment]  # the usual case: the only claim
-                return True
-            claims[:] = [g for g in claims if g is not grant]
-            if not claims:
-                del self._claims[grant.deployment]
-        return True
-
-    def _pending(self, now: float) -> dict[str, tuple[int, int]]:
-        """Capacity promised but not yet taken, per deployment: (requests, tokens)."""
-        if not self._claims:
-            return {}
-        pending: dict[str, tuple[int, int]] = {}
-        for name, grants in list(self._claims.items()):
-            live = [g for g in grants if now - g.created < _CLAIM_TTL_S]
-            if live:
-                pending[name] = (len(live), sum(g.tokens for g in live))
-                grants[:] = live
-            else:
-                del self._claims[name]  # lapsed claims go, so nothing grows unsettled
-        return pending
-
-    def _claims_lapse_in(self, name: str, now: float) -> float:
-        grants = self._claims.get(name, [])
-        return max(0.0, min((g.created + _CLAIM_TTL_S - now for g in grants), default=0.0))
-
     def _dispatch(self) -> None:
         """Grant capacity in line order; expire waiters; make sure someone keeps time."""
         to_wake: list[_Waiter] = []
@@ -430,7 +375,7 @@ class RequestQueue:
                 self._next_at = math.inf
                 return
             now = self.clock.now()
-            pending = self._pending(now)
+            pending = self._claims.pending(now)
             blocked: set[str] = set()
             still: list[_Waiter] = []
             next_at = math.inf
@@ -442,7 +387,7 @@ class RequestQueue:
                     requests, tokens = pending.get(name, (0, 0))
                     wait = self.limits.delay(name, tokens + waiter.tokens, requests=requests + 1)
                     if wait <= 0:
-                        waiter.grant = self._claim(name, waiter.tokens, now)
+                        waiter.grant = self._claims.claim(name, waiter.tokens, now)
                         pending[name] = (requests + 1, tokens + waiter.tokens)
                         break
                     if requests:
@@ -451,7 +396,7 @@ class RequestQueue:
                         # moment those claims lapse if it could go alone right now.
                         wait = self.limits.delay(name, waiter.tokens)
                         if wait <= 0:
-                            wait = self._claims_lapse_in(name, now) or _EPSILON
+                            wait = self._claims.lapse_in(name, now) or _EPSILON
                     soonest = min(soonest, wait)
                 if waiter.grant is not None or now >= waiter.deadline - _EPSILON:
                     waiter.expired = waiter.grant is None  # capacity at the deadline still wins
@@ -488,7 +433,7 @@ class RequestQueue:
         if grant is None or grant.settled:  # settled stays settled: no lock needed
             return
         with self._lock:
-            released = self._release_claim(grant)
+            released = self._claims.release(grant)
         if released and self._waiters:
             self._dispatch()
 
