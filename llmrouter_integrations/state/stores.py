@@ -15,7 +15,7 @@ from ..errors import ConfigurationError
 from .cache import CacheStore
 from .ledger import LedgerStore
 from .shared import SharedState
-from .url import parse_store_url
+from .url import ROUTER_OPTIONS, parse_store_url
 
 __all__ = ["cache_store_from_spec", "ledger_store_from_spec", "shared_state_from_spec"]
 
@@ -23,10 +23,13 @@ __all__ = ["cache_store_from_spec", "ledger_store_from_spec", "shared_state_from
 def cache_store_from_spec(spec: str | CacheStore, *, clock: Clock = SYSTEM_CLOCK) -> CacheStore:
     """`Router(cache=...)`: "memory", "sqlite:///relative.db", "sqlite:////abs/path.db"
     (SQLAlchemy's spelling, as for the ledger), "redis://...", "redis+cluster://...",
-    "redis+sentinel://...", or a ready store.
+    "redis+sentinel://...", or a ready store. A Redis URL may set `?timeout=` (seconds per
+    call, 1 by default) and `?prefix=` (keys start `prefix:cache:`; "llmrouter" by default).
 
     >>> cache_store_from_spec("sqlite:////tmp/llm-cache.db")
     SQLiteCacheStore('/tmp/llm-cache.db')
+    >>> cache_store_from_spec("redis://localhost:6379/0?prefix=app1")
+    RedisCacheStore(prefix='app1:cache:')
     """
     if not isinstance(spec, str):
         if _is_redis_client(spec):
@@ -36,7 +39,10 @@ def cache_store_from_spec(spec: str | CacheStore, *, clock: Clock = SYSTEM_CLOCK
                 "(from llmrouter_integrations.state import RedisCacheStore)"
             )
         return spec
-    where = parse_store_url(spec, setting="cache")
+    where = parse_store_url(spec, setting="cache", options=ROUTER_OPTIONS)
+    if where.backend == "sqlite" and where.timeout_s is not None:
+        # The SQLite cache waits for the file's lock in its own worker thread, off the call.
+        raise ConfigurationError("cache= takes no timeout= option for this store (valid: none)")
     if where.backend == "sqlite":
         from .cache_sqlite import SQLiteCacheStore
 
@@ -44,7 +50,11 @@ def cache_store_from_spec(spec: str | CacheStore, *, clock: Clock = SYSTEM_CLOCK
     if where.backend == "redis":
         from .cache_redis import RedisCacheStore
 
-        return RedisCacheStore(where.url)
+        return RedisCacheStore(
+            where.url,
+            prefix=f"{where.prefix or 'llmrouter'}:cache:",
+            timeout_s=where.timeout_s or 1.0,
+        )
     from .cache_memory import MemoryCacheStore
 
     return MemoryCacheStore(clock=clock)
@@ -78,9 +88,13 @@ def shared_state_from_spec(
     """A store from `Router(state=...)`: None, "memory", "sqlite:///path.db",
     "redis://host:port/db", "rediss://...", "redis+cluster://host:port,host:port",
     "redis+sentinel://host:26379,host:26379/service_name/db" or a ready store object.
+    The URL's `?timeout=` (seconds per store call) and, for Redis, `?prefix=` (the keys'
+    prefix and hash tag) take the place of `timeout_s` and `prefix`.
 
     >>> shared_state_from_spec("sqlite:///var/lib/app/state.db").backend
     'sqlite'
+    >>> shared_state_from_spec("redis://localhost:6379/0?timeout=0.5&prefix=app1")
+    RedisState(prefix='app1')
     """
     if spec is None or isinstance(spec, SharedState):
         return spec
@@ -92,7 +106,8 @@ def shared_state_from_spec(
         )
     if not isinstance(spec, str):
         raise ConfigurationError(f"state= must be None, a URL or a store, not {type(spec)}")
-    where = parse_store_url(spec, setting="state")
+    where = parse_store_url(spec, setting="state", options=ROUTER_OPTIONS)
+    timeout_s = where.timeout_s or timeout_s
     if where.backend == "sqlite":
         if where.path == ":memory:":
             raise ConfigurationError(
@@ -104,7 +119,7 @@ def shared_state_from_spec(
     if where.backend == "redis":
         from .shared_redis import RedisState
 
-        return RedisState(where.url, timeout_s=timeout_s, prefix=prefix)
+        return RedisState(where.url, timeout_s=timeout_s, prefix=where.prefix or prefix)
     from .shared_memory import MemoryState
 
     return MemoryState()

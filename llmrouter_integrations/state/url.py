@@ -6,15 +6,24 @@
 `"redis+cluster://host:port[,host:port...]"` and Sentinel as
 `"redis+sentinel://host:26379[,host:port...]/service_name[/db]"` (`rediss+...` for TLS;
 `parse_redis_url` reads those). A password in a URL never reaches an error message.
+Two query options are the router's own, not the driver's: `?timeout=0.5` (seconds each store
+call may take) and, for Redis, `?prefix=app1` (the keys' prefix and cluster hash tag); a
+setting takes them only where its store has them (`options=`).
 
     >>> parse_store_url("sqlite:////var/lib/app/cache.db", setting="cache").path
     '/var/lib/app/cache.db'
     >>> parse_store_url("redis://localhost:6379/0", setting="cache").backend
     'redis'
+    >>> parse_store_url("sqlite:///state.db?timeout=1", setting="state", options=("timeout",))
+    StoreURL('sqlite', 'state.db', timeout_s=1.0)
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
+import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -24,7 +33,15 @@ from urllib.parse import parse_qsl, unquote
 from .._secrets import mask_url
 from ..errors import ConfigurationError
 
-__all__ = ["BACKENDS", "RedisURL", "StoreURL", "parse_redis_url", "parse_store_url", "redact_url"]
+__all__ = [
+    "BACKENDS",
+    "ROUTER_OPTIONS",
+    "RedisURL",
+    "StoreURL",
+    "parse_redis_url",
+    "parse_store_url",
+    "redact_url",
+]
 
 Backend = Literal["memory", "sqlite", "redis"]
 BACKENDS: tuple[Backend, ...] = ("memory", "sqlite", "redis")
@@ -43,6 +60,9 @@ _TOPOLOGY_SCHEMES: dict[str, tuple[_Topology, bool, int]] = {
     "redis+sentinel": ("sentinel", False, 26379),
     "rediss+sentinel": ("sentinel", True, 26379),
 }
+# The router's own query options (the rest of a Redis URL's query is redis-py's).
+RouterOption = Literal["timeout", "prefix"]
+ROUTER_OPTIONS: tuple[RouterOption, ...] = ("timeout", "prefix")
 _SECRET_OPTION = re.compile(r"([?&][^=&#]*password=)[^&#]*", re.IGNORECASE)
 
 
@@ -52,11 +72,18 @@ class StoreURL:
 
     backend: Backend
     path: str = ""
-    url: str = ""
+    url: str = ""  # without the router's own options: what the driver is given
+    timeout_s: float | None = None  # `?timeout=`: None when the URL sets none
+    prefix: str | None = None  # `?prefix=`
 
     def __repr__(self) -> str:
         where = self.path or redact_url(self.url)
-        return f"StoreURL({self.backend!r}, {where!r})" if where else f"StoreURL({self.backend!r})"
+        args = [repr(self.backend)] + ([repr(where)] if where else [])
+        if self.timeout_s is not None:
+            args.append(f"timeout_s={self.timeout_s!r}")
+        if self.prefix is not None:
+            args.append(f"prefix={self.prefix!r}")
+        return f"StoreURL({', '.join(args)})"
 
 
 def redact_url(url: str) -> str:
@@ -72,27 +99,42 @@ def redact_url(url: str) -> str:
 
 
 def parse_store_url(
-    spec: str, *, setting: str, backends: Collection[Backend] = BACKENDS
+    spec: str,
+    *,
+    setting: str,
+    backends: Collection[Backend] = BACKENDS,
+    options: Collection[RouterOption] = (),
 ) -> StoreURL:
     """The backend and location `spec` names; a `ConfigurationError` naming `setting` (e.g.
     "cache") and the accepted spellings when it names none, or one of the other `backends`.
+    `options`: which of the router's own query options (`timeout`, `prefix`) the setting
+    reads; SQLite takes only `timeout`, and a SQLite URL no other query. An unknown option
+    is refused with the closest valid one.
 
     >>> parse_store_url("sqlite:///costs.db", setting="ledger")
     StoreURL('sqlite', 'costs.db')
+    >>> parse_store_url("redis://h:6379/0?prefix=app1", setting="state", options=ROUTER_OPTIONS)
+    StoreURL('redis', 'redis://h:6379/0', prefix='app1')
     """
     if spec in ("memory", "memory://"):
         where = StoreURL("memory")
     elif spec.startswith("sqlite://"):
-        path = spec[len("sqlite://") :]
+        path, _, query = spec[len("sqlite://") :].partition("?")
         path = path[1:] if path.startswith("/") else path
         if not path:
             raise ConfigurationError(f"{setting}='sqlite:///...' needs a file path")
-        where = StoreURL("sqlite", path=path)
-    elif spec.startswith(_REDIS_SCHEMES):
-        where = StoreURL("redis", url=spec)
-    elif spec.partition("://")[0] in _TOPOLOGY_SCHEMES:
-        parse_redis_url(spec, setting=setting)  # a malformed node list fails here, not later
-        where = StoreURL("redis", url=spec)
+        allowed = tuple(o for o in options if o != "prefix")
+        timeout, prefix, _ = _router_options(spec, query, allowed, setting, driver=tuple)
+        where = StoreURL("sqlite", path=path, timeout_s=timeout, prefix=prefix)
+    elif spec.startswith(_REDIS_SCHEMES) or spec.partition("://")[0] in _TOPOLOGY_SCHEMES:
+        head, _, query = spec.partition("?")
+        timeout, prefix, rest = _router_options(
+            spec, query, options, setting, driver=_redis_options
+        )
+        url = f"{head}?{rest}" if rest else head
+        if not spec.startswith(_REDIS_SCHEMES):
+            parse_redis_url(url, setting=setting)  # a malformed node list fails here, not later
+        where = StoreURL("redis", url=url, timeout_s=timeout, prefix=prefix)
     else:
         raise ConfigurationError(
             f"{setting}= takes {_choices(backends)} or a store object; got {redact_url(spec)!r}"
@@ -102,6 +144,85 @@ def parse_store_url(
             f"{setting}= has no {where.backend} store yet; use {_choices(backends)}"
         )
     return where
+
+
+def _router_options(
+    spec: str,
+    query: str,
+    allowed: Collection[RouterOption],
+    setting: str,
+    *,
+    driver: Callable[[], Collection[str] | None],
+) -> tuple[float | None, str | None, str]:
+    """The router's own options in `query`, typed, and the rest of `query` as written (for
+    the driver). `driver()`: the names the driver takes (None: any, it could not be asked),
+    asked only when the query holds other options (it may import the driver)."""
+    timeout: float | None = None
+    prefix: str | None = None
+    rest: list[str] = []
+    items = query.split("&") if query else []
+    theirs = [i for i in items if unquote(i.partition("=")[0]) not in allowed]
+    names = driver() if theirs else ()
+    for item in items:
+        name, _, text = item.partition("=")
+        name = unquote(name)
+        if name in allowed:
+            if name == "timeout":
+                timeout = _timeout(unquote(text), spec, setting)
+            else:
+                prefix = _prefix(unquote(text), spec, setting)
+            continue
+        if names is None or (name in names and name not in ROUTER_OPTIONS):
+            rest.append(item)
+            continue
+        valid = sorted(allowed) + sorted(n for n in names if n not in ROUTER_OPTIONS)
+        if name in ROUTER_OPTIONS:
+            why = f"{setting}= takes no {name}= option for this store"
+        else:
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            why = f"unknown option {name!r} in {setting}={redact_url(spec)!r}{hint}"
+        shown = ", ".join(valid[:8]) + (", ..." if len(valid) > 8 else "") or "none"
+        raise ConfigurationError(f"{why} (valid: {shown})")
+    return timeout, prefix, "&".join(rest)
+
+
+def _timeout(text: str, spec: str, setting: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(
+            f"{setting}={redact_url(spec)!r}: timeout= is seconds above 0, not {text!r}"
+        )
+    return value
+
+
+def _prefix(text: str, spec: str, setting: str) -> str:
+    # The prefix is the keys' cluster hash tag, `{prefix}`: braces would end the tag early.
+    if not text or "{" in text or "}" in text:
+        raise ConfigurationError(
+            f"{setting}={redact_url(spec)!r}: prefix= must be non-empty, without braces"
+        )
+    return text
+
+
+def _redis_options() -> Collection[str] | None:
+    """The query options redis-py reads from a URL: its typed ones and any keyword of its
+    connection classes (what `redis.from_url` passes them to), plus the sentinels' own
+    credentials; None when redis-py is not installed (making the client will say so)."""
+    try:
+        connection = importlib.import_module("redis.connection")
+    except ImportError:  # pragma: no cover - depends on the extra
+        return None
+    names = set(connection.URL_QUERY_ARGUMENT_PARSERS)
+    names.update(("sentinel_username", "sentinel_password", "db"))
+    for cls in ("AbstractConnection", "Connection", "SSLConnection", "UnixDomainSocketConnection"):
+        if hasattr(connection, cls):
+            names.update(inspect.signature(getattr(connection, cls).__init__).parameters)
+    names.discard("self")
+    return {n for n in names if not n.startswith("*") and n not in ("args", "kwargs")}
 
 
 def _choices(backends: Collection[Backend]) -> str:
