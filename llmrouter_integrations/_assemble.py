@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
     from .admission.store_trip import StoreTrip
     from .layers.shared_flights import SharedFlights
+    from .state.settler import Settler
     from .transport.base import Transport
 
 __all__ = ["Instrumentation", "Stack", "build_stack", "deployments_from_env", "parse_deployment"]
@@ -164,6 +165,7 @@ class Stack:
     state_guard: StateGuard | None = None
     owns_state: bool = False  # made here from a URL, so the router closes it
     trip: StoreTrip | None = None  # one store trip per call (state=), for the layers
+    settler: Settler | None = None  # the trip after each call, off the caller's path
     backend: ChatBackend = field(init=False)  # the outermost layer, set once the parts exist
     # The outermost layer without telemetry, and per deployment its retry layer with what
     # that wraps without telemetry: where `set_instrumentation` puts its layers.
@@ -295,10 +297,16 @@ def build_stack(
     shared = shared_state_from_spec(state)
     guard = _state_guard(shared, clock, events) if shared is not None else None
     shared_budgets = None
+    settler = None
+    if guard is not None:
+        from .state.settler import Settler
+
+        settler = Settler(guard)
     if guard is not None and budgets:
         from .costs.budget_shared import SharedBudgets
 
-        shared_budgets = SharedBudgets(guard, lease_s=float(getattr(shared, "lease_s", 300.0)))
+        lease_s = float(getattr(shared, "lease_s", 300.0))
+        shared_budgets = SharedBudgets(guard, lease_s=lease_s, settler=settler)
     limits = RateLimits(configured, clock=clock, events=events)
     stack = Stack(
         deployments=configured,
@@ -331,6 +339,7 @@ def build_stack(
         affinity=PrefixAffinity(clock),
         state=shared,
         state_guard=guard,
+        settler=settler,
         owns_state=isinstance(state, str),
     )
     if guard is not None:
@@ -339,7 +348,7 @@ def build_stack(
         from .routing.shared_health import SharedCircuits
 
         circuits = stack.health_tracker.shared = SharedCircuits(guard)
-        limits.shared = SharedRates(guard)
+        limits.shared = SharedRates(guard, settler=settler)
         stack.trip = StoreTrip(guard, limits, probe_lease_s=circuits.probe_lease_s)
     retry_policy = retry or RetryPolicy()
     if prompt_cache not in (None, "auto"):

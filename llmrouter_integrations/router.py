@@ -128,6 +128,9 @@ class Router:
         self.cache_store = stack.cache_store
         self.state = stack.state
         self.state_guard = stack.state_guard
+        # With state=: sends each call's trip after it (settle, rate release) off the
+        # caller's path; `router.settler.drain()` waits until the queued ones landed.
+        self.settler = stack.settler
         self.catalog = stack.catalog
         self.health_tracker = stack.health_tracker
         self.pricer = stack.pricer
@@ -253,6 +256,8 @@ class Router:
             await self.cache_store.aclose()
         self.queue.close()
         self.costs.close()
+        if self.settler is not None:  # settles still queued land before the store closes
+            self.settler.close()
         self.budgets.close()
         if self.state is not None and self._stack.owns_state:
             self.state.close()

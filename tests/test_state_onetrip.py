@@ -233,6 +233,8 @@ def test_a_call_is_one_store_trip_before_and_one_after(
                 assert chunks[-1].is_final
             else:
                 assert router.complete("Say hi.", max_tokens=20).text
+            # The trip after the call is sent in the background: wait for it to land.
+            assert router.settler is not None and router.settler.drain()
             # Before: hold, circuit, rate count. After: settle, slot, tokens, headroom.
             assert store.calls == ["admit_call", "finish_call"]
         status = router.budgets.status()
@@ -314,4 +316,5 @@ def test_a_request_refitted_for_its_deployment_is_still_one_trip_each_way(
     with router, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "reasoning was not sent to ..."
         assert router.complete("Say hi.", max_tokens=20, reasoning="low").text
+        assert router.settler is not None and router.settler.drain()
     assert store.calls == ["admit_call", "finish_call"]

@@ -127,14 +127,17 @@ def test_four_processes_make_one_store_trip_before_and_one_after_each_call(
     assert [r["outcomes"] for r in done] == [{"ok": calls}] * 4, done
     # A budgeted call to a deployment with rpm, max_concurrency and its breaker on: one
     # trip before (hold, circuit, rate count), one after (settle, slot, tokens, headroom).
+    # The trips after calls are sent in the background, several in one trip when they
+    # queue up: at most 2 trips per call, and never fewer than one before each.
     if monitor is None:
-        assert [r["trips"] for r in done] == [2 * calls] * 4, done
+        assert all(calls < r["trips"] <= 2 * calls for r in done), done
         return
-    # Each script call is one round trip; a script the server has not seen yet is refused
-    # once (NOSCRIPT) and loaded (SCRIPT LOAD) first, at most once per process and script.
+    # Each script call is one command (those after calls may share a pipeline's round
+    # trip); a script the server has not seen yet is loaded (SCRIPT LOAD) at most once per
+    # process and script, after a refused call (NOSCRIPT) or before a first pipeline.
     loads = sent.pop("SCRIPT", 0)
     assert loads <= 2 * 4, sent
-    assert sent.pop("EVALSHA") == 2 * calls * 4 + loads, sent
+    assert 2 * calls * 4 <= sent.pop("EVALSHA") <= 2 * calls * 4 + loads, sent
     assert set(sent) <= {"CLIENT", "SELECT", "HELLO", "ECHO"}, sent  # connecting
 
 

@@ -96,6 +96,12 @@ class CountingStore:
         return call
 
 
+def landed(router: Router, store: CountingStore) -> int:
+    """The store's trips once the router's queued trips after calls have landed."""
+    assert router.settler is not None and router.settler.drain()
+    return store.trips
+
+
 def deployment(fake: FakeProviderServer) -> Deployment:
     return Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url)
 
@@ -334,15 +340,15 @@ async def test_failures_in_different_routers_add_up_to_open_the_circuit(
         for each in routers[:2]:  # one failure in each of two routers (then gpt-4o answers)...
             assert (await each.achat(MESSAGES, max_tokens=20)).deployment == "openai/gpt-4o"
         # ...and a success in the third: the fleet's count starts again.
-        trips = stores[2].trips
+        trips = landed(routers[2], stores[2])
         assert (await routers[2].achat(MESSAGES, max_tokens=20)).deployment == name
         # The admission saw 2 failures: one more trip (the reset) besides the call's two
         # (its admission, and after it the provider's rate-limit headers for the fleet).
-        assert stores[2].trips - trips == 3
+        assert landed(routers[2], stores[2]) - trips == 3
         for each, store in zip(routers, stores):  # successes after it cost no extra trip
-            trips = store.trips
+            trips = landed(each, store)
             assert (await each.achat(MESSAGES, max_tokens=20)).deployment == name
-            assert store.trips - trips == 2  # the call's own two only
+            assert landed(each, store) - trips == 2  # the call's own two only
         assert fake.request_count("gpt-4o-mini") == 6
         fake.set_behavior("gpt-4o-mini", ModelBehavior(errors=[500, 500, 500]))
         for each in routers:  # three failures, one per router: none saw three itself
@@ -400,6 +406,7 @@ async def test_the_day_rolls_over_at_the_same_instant_for_every_router(
         await other.achat(MESSAGES, max_tokens=60)
         with pytest.raises(BudgetExceededError):
             await one.achat(MESSAGES, max_tokens=60)
+        assert other.settler is not None and other.settler.drain()  # its settle landed
         (status,) = one.budgets.status()
         assert status.period_start == midnight
         assert status.spent_usd == pytest.approx(float(other.costs.total))

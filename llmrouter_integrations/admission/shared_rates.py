@@ -18,7 +18,8 @@ import math
 import uuid
 
 from ..state.guard import StateGuard
-from ..state.shared import RateDone, StoreUnavailable
+from ..state.settler import Settler
+from ..state.shared import CallDone, RateDone, StoreUnavailable
 
 __all__ = ["SharedRates"]
 
@@ -33,8 +34,9 @@ class SharedRates:
     >>> SharedRates(StateGuard(SQLiteState("state.db")))
     """
 
-    def __init__(self, guard: StateGuard) -> None:
+    def __init__(self, guard: StateGuard, *, settler: Settler | None = None) -> None:
         self.guard = guard
+        self.settler = settler  # sends releases off the caller's path (None: on it)
 
     def acquire(
         self,
@@ -65,6 +67,9 @@ class SharedRates:
 
     def release(self, done: RateDone) -> None:
         """Free the send's slot, correct its tokens, record the provider's headroom."""
+        if self.settler is not None:  # if the store is down, the slot's lease ends it
+            self.settler.submit(CallDone(None, done, self.guard.clock.wall()))
+            return
         store = self.guard.store
         with contextlib.suppress(StoreUnavailable):  # if down, the slot's lease ends it
             self.guard.run(store.finish_call, None, done, self.guard.clock.wall())

@@ -354,25 +354,28 @@ class BudgetManager:
         from ..state.shared import from_nano
 
         wall = self._clock.wall()
-        settled: Settled | None = shared.settle(
-            reservation.hold, reservation.specs, actual, wall, rate
-        )
-        if settled is None:  # the store went down: the local view counts it meanwhile
+
+        # Runs once the settle landed (on the settler's thread, in the caller's context,
+        # so the call's own alert reaches its listeners).
+        def landed(settled: Settled | None) -> None:
+            if settled is None:  # the store went down: the local view counts it meanwhile
+                with self._lock:
+                    for account in reservation.accounts:
+                        account.spent += actual
+                        account.crossed_thresholds()
+                return
+            alerts: list[tuple[BudgetAccount, float]] = []
             with self._lock:
-                for account in reservation.accounts:
-                    account.spent += actual
+                for account, spent in zip(reservation.accounts, settled.spent):
+                    account.spent = from_nano(spent)  # the fleet's spend, for check()
                     account.crossed_thresholds()
-            return
-        alerts: list[tuple[BudgetAccount, float]] = []
-        with self._lock:
-            for account, spent in zip(reservation.accounts, settled.spent):
-                account.spent = from_nano(spent)  # the fleet's spend, for check() and outages
-                account.crossed_thresholds()
-            for index, alert in settled.crossed:
-                account = reservation.accounts[index]
-                alerts.append((account, account.budget._alert_levels[alert][0]))
-        for account, threshold in alerts:
-            self._alert(account, threshold, reservation.deployment, wall)
+                for index, alert in settled.crossed:
+                    account = reservation.accounts[index]
+                    alerts.append((account, account.budget._alert_levels[alert][0]))
+            for account, threshold in alerts:
+                self._alert(account, threshold, reservation.deployment, wall)
+
+        shared.settle(reservation.hold, reservation.specs, actual, wall, rate, landed)
 
     def release(self, reservation: Reservation, *, rate: RateRelease | None = None) -> None:
         """The call failed without being billed: give its reservation back (and `rate`'s
@@ -404,8 +407,11 @@ class BudgetManager:
 
         With shared state: every process's spend and holds, read from the store (global
         budgets and budgets with a `key` are listed even before this process used them);
-        this process's view if the store does not answer.
+        this process's view if the store does not answer. This process's own settles
+        still on their way land first, so it always reads its own spend.
         """
+        if self.shared is not None:
+            self.shared.flush()
         with self._lock:
             wall = self._clock.wall()
             for index, budget in enumerate(self.budgets):

@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 from decimal import ROUND_FLOOR, Decimal
 
 from ..state.guard import StateGuard
+from ..state.settler import Settler
 from ..state.shared import (
     Account,
     AccountState,
+    CallDone,
     HoldAsk,
     RateDone,
     Refusal,
@@ -74,9 +76,13 @@ class SharedBudgets:
     >>> SharedBudgets(StateGuard(SQLiteState("state.db")), lease_s=300)
     """
 
-    def __init__(self, guard: StateGuard, *, lease_s: float = 300.0) -> None:
+    def __init__(
+        self, guard: StateGuard, *, lease_s: float = 300.0, settler: Settler | None = None
+    ) -> None:
         self.guard = guard
         self.lease_s = lease_s
+        # Sends settles and releases off the caller's path (None: on it, synchronously).
+        self.settler = settler
         # Set by BudgetManager for state_failure="local": what an outage may spend.
         self.allowance: OutageAllowance | None = None
         self._lock = threading.Lock()
@@ -115,9 +121,19 @@ class SharedBudgets:
         if time_left_s is not None:
             lease = max(lease, time_left_s + _LEASE_MARGIN_S)
         refusal = self._hold(HoldAsk(hold, specs, to_nano(needed), lease), wall, via)
+        # This process's own settles may still be on their way (their worst case still
+        # held): let them land and ask once more, so a process never refuses on its own lag.
+        settler = self.settler
+        if refusal is not None and settler is not None and settler.busy and settler.drain():
+            refusal = self._hold(HoldAsk(hold, specs, to_nano(needed), lease), wall, via)
         # This process's own allowance may be what is in the way: free it and try once more
         # (the refused trip took nothing, so it may be made again).
         if refusal is not None and allowance and allowance.make_room(specs[refusal.index], wall):
+            refusal = self._hold(HoldAsk(hold, specs, to_nano(needed), lease), wall, via)
+        # This process's own settles may still be on their way (their worst case still
+        # held): let them land and ask once more, so a process never refuses on its own lag.
+        settler = self.settler
+        if refusal is not None and settler is not None and settler.busy and settler.drain():
             refusal = self._hold(HoldAsk(hold, specs, to_nano(needed), lease), wall, via)
         if refusal is None and allowance is not None:
             allowance.refresh(specs, wall)  # a heartbeat on a call the process makes anyway
@@ -158,18 +174,25 @@ class SharedBudgets:
         actual: Decimal,
         wall: float,
         rate: RateRelease | None = None,
-    ) -> Settled | None:
-        """Add the real cost (dropping the hold), and free `rate`'s slot, in one trip: None
-        when the store is down (the cost is kept to push; the slot's lease ends it)."""
+        then: Callable[[Settled | None], None] | None = None,
+    ) -> None:
+        """Add the real cost (dropping the hold), and free `rate`'s slot, in one trip (sent
+        by the settler, if any, once the caller has moved on); `then(settled)` follows,
+        with None when the store is down (the cost is kept to push; the slot's lease ends
+        it)."""
         amount = to_nano(actual) if actual > 0 else 0
-        hold = hold or uuid.uuid4().hex
-        try:
-            return self.guard.run(self.guard.store.finish_call, (hold, specs, amount), rate, wall)
-        except StoreUnavailable:
-            if amount:
-                with self._lock:
-                    self._pending.append((hold, specs, amount))
-            return None
+        key = hold or uuid.uuid4().hex
+
+        def landed(result: Settled | StoreUnavailable | None) -> None:
+            if isinstance(result, StoreUnavailable):
+                if amount:
+                    with self._lock:
+                        self._pending.append((key, specs, amount))
+                result = None
+            if then is not None:
+                then(result)
+
+        self._finish(CallDone((key, specs, amount), rate, wall), landed)
 
     def release(
         self, hold: str | None, specs: tuple[Account, ...], wall: float, rate: RateRelease | None
@@ -177,20 +200,35 @@ class SharedBudgets:
         """Drop the hold (and free `rate`'s slot); if the store is down, leases end them."""
         if hold is None and rate is None:
             return
-        with contextlib.suppress(StoreUnavailable):
-            self.guard.run(
-                self.guard.store.finish_call,
-                None if hold is None else (hold, specs, None),
-                rate,
-                wall,
-            )
+        self._finish(CallDone(None if hold is None else (hold, specs, None), rate, wall), None)
+
+    def _finish(
+        self, call: CallDone, then: Callable[[Settled | StoreUnavailable | None], None] | None
+    ) -> None:
+        if self.settler is not None:
+            self.settler.submit(call, then)
+            return
+        result: Settled | StoreUnavailable | None
+        try:
+            result = self.guard.run(self.guard.store.finish_call, call.hold, call.rate, call.now)
+        except StoreUnavailable as error:
+            result = error
+        if then is not None:
+            then(result)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for this process's queued settles to land (False: `timeout` ended first)."""
+        return self.settler.drain(timeout) if self.settler is not None else True
 
     def read(self, specs: Sequence[Account], wall: float) -> list[AccountState]:
         """Each account's fleet-wide state (raises `StoreUnavailable`)."""
         return self.guard.run(self.guard.store.read, specs, wall)
 
     def close(self, wall: float) -> None:
-        """Push what the store has not seen yet, and give back the outage allowance."""
+        """Land the queued settles, push what the store has not seen yet, and give back
+        the outage allowance."""
+        if self.settler is not None:
+            self.settler.close()
         with contextlib.suppress(StoreUnavailable):
             if self._pending:
                 self._push_pending(wall)

@@ -35,7 +35,7 @@ from langchain_core.runnables.config import (
 )
 
 from .._adapters import jsonable
-from ..core.events import RouterEvent, listen_to_events
+from ..core.events import Listening, RouterEvent, listen_to_events
 
 __all__ = ["EVENT_PREFIX", "FORWARDED_EVENTS", "EventForwarder"]
 
@@ -70,6 +70,10 @@ class EventForwarder:
         self._model_handlers: list[BaseCallbackHandler] = list(model_callbacks or ())
         # Filled from the router's loop thread on sync calls; deque appends are atomic.
         self._pending: deque[RouterEvent] = deque()
+        # Every listening block of this call, as one: a final flush waits for the work its
+        # requests left in the background (a settle with shared state), so their alerts
+        # reach this run.
+        self._listening = Listening(self._collect)
 
     def _collect(self, event: RouterEvent) -> None:
         if event.type in FORWARDED_EVENTS:
@@ -78,7 +82,7 @@ class EventForwarder:
     @contextmanager
     def listening(self) -> Iterator[None]:
         """Collect the events of the router work done inside the block."""
-        with listen_to_events(self._collect):
+        with listen_to_events(self._listening):
             yield
 
     def _drain(self) -> list[tuple[str, dict[str, Any]]]:
@@ -90,8 +94,11 @@ class EventForwarder:
             drained.append((EVENT_PREFIX + event.type, data))
         return drained
 
-    def flush(self) -> None:
-        """Dispatch collected events through sync callbacks."""
+    def flush(self, *, wait: bool = True) -> None:
+        """Dispatch collected events through sync callbacks; with `wait`, first let the
+        call's background work (its settle) land, so its events are among them."""
+        if wait:
+            self._listening.wait()
         events = self._drain()
         if not events:
             return
@@ -104,8 +111,10 @@ class EventForwarder:
             except Exception:  # an observer must never break the call
                 log.exception("dispatching %s failed", name)
 
-    async def aflush(self) -> None:
-        """Dispatch collected events through async callbacks."""
+    async def aflush(self, *, wait: bool = True) -> None:
+        """Dispatch collected events through async callbacks (`wait`: as `flush`)."""
+        if wait:
+            await self._listening.wait_async()
         events = self._drain()
         if not events:
             return

@@ -326,9 +326,11 @@ class ChatLLMRouter(RemembersCallConfig):
         try:
             with forwarder.listening():
                 response = router.chat(to_router_messages(messages), **options)
+            # Built while the call's settle may still be landing (flush waits for it).
+            result = ChatResult(generations=[ChatGeneration(message=response_to_message(response))])
         finally:
             forwarder.flush()
-        return ChatResult(generations=[ChatGeneration(message=response_to_message(response))])
+        return result
 
     async def _agenerate(
         self,
@@ -343,9 +345,10 @@ class ChatLLMRouter(RemembersCallConfig):
         try:
             with forwarder.listening():
                 response = await router.achat(to_router_messages(messages), **options)
+            result = ChatResult(generations=[ChatGeneration(message=response_to_message(response))])
         finally:
             await forwarder.aflush()
-        return ChatResult(generations=[ChatGeneration(message=response_to_message(response))])
+        return result
 
     def _stream(
         self,
@@ -363,7 +366,7 @@ class ChatLLMRouter(RemembersCallConfig):
                 # Listen only while the router works, never while the caller holds a chunk.
                 with forwarder.listening():
                     chunk = next(chunks, None)
-                forwarder.flush()
+                forwarder.flush(wait=False)  # the final flush waits for the settle
                 if chunk is None:
                     return
                 if not (chunk.is_final or chunk.has_content):
@@ -396,7 +399,7 @@ class ChatLLMRouter(RemembersCallConfig):
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
                         break
-                await forwarder.aflush()
+                await forwarder.aflush(wait=False)
                 if not (chunk.is_final or chunk.has_content):
                     continue
                 generation = ChatGenerationChunk(message=chunk_to_message_chunk(chunk))

@@ -21,7 +21,7 @@ from llama_index_instrumentation import get_dispatcher
 from pydantic import Field, PrivateAttr
 
 from .._adapters import jsonable as to_jsonable
-from ..core.events import RouterEvent, listen_to_events
+from ..core.events import Listening, RouterEvent, listen_to_events
 from ..types import ChatChunk, ChatResponse
 from ._convert import usage_dict
 
@@ -140,6 +140,23 @@ class CallEventBuffer:
     def __init__(self) -> None:
         self._pending: list[RouterEvent] = []
         self._lock = threading.Lock()
+        # Every listening block of the call, as one: `wait` lets the work its requests left
+        # in the background (a settle with shared state) land, so its alert is dispatched.
+        self._listening = Listening(self)
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """Collect the events of the router work done inside the block."""
+        with listen_to_events(self._listening):
+            yield
+
+    def wait(self) -> None:
+        """Block until the background work of the calls listened to is over."""
+        self._listening.wait()
+
+    async def wait_async(self) -> None:
+        """`wait`, letting the event loop run meanwhile."""
+        await self._listening.wait_async()
 
     def __call__(self, event: RouterEvent) -> None:
         if event.type in _SKIPPED_TYPES:
@@ -160,13 +177,16 @@ class CallEventBuffer:
 
 @contextmanager
 def router_events_to_instrumentation(
-    buffer: CallEventBuffer, span_id: str | None = None
+    buffer: CallEventBuffer, span_id: str | None = None, *, wait: bool = True
 ) -> Iterator[None]:
-    """Within the block, this call's router events are captured, then dispatched."""
+    """Within the block, this call's router events are captured, then dispatched (with
+    `wait`, once the call's background work, its settle, has landed)."""
     try:
-        with listen_to_events(buffer):
+        with buffer.listening():
             yield
     finally:
+        if wait:
+            buffer.wait()
         buffer.flush(span_id)
 
 

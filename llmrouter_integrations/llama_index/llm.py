@@ -179,19 +179,31 @@ class LLMRouter(FunctionCallingLLM):
         router_messages = to_router_messages(messages)
         options = self._options(kwargs)
         span_id = active_span_id.get()
-        with router_events_to_instrumentation(CallEventBuffer(), span_id):
-            response = self._router.chat(router_messages, **options)
+        buffer = CallEventBuffer()
+        try:
+            with router_events_to_instrumentation(buffer, span_id, wait=False):
+                response = self._router.chat(router_messages, **options)
+            converted = to_chat_response(response)  # while the call's settle may be landing
+        finally:
+            buffer.wait()
+            buffer.flush(span_id)
         dispatch_cost(response, span_id)
-        return to_chat_response(response)
+        return converted
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         router_messages = to_router_messages(messages)
         options = self._options(kwargs)
         span_id = active_span_id.get()
-        with router_events_to_instrumentation(CallEventBuffer(), span_id):
-            response = await self._router.achat(router_messages, **options)
+        buffer = CallEventBuffer()
+        try:
+            with router_events_to_instrumentation(buffer, span_id, wait=False):
+                response = await self._router.achat(router_messages, **options)
+            converted = to_chat_response(response)  # while the call's settle may be landing
+        finally:
+            await buffer.wait_async()
+            buffer.flush(span_id)
         dispatch_cost(response, span_id)
-        return to_chat_response(response)
+        return converted
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         router_messages = to_router_messages(messages)
@@ -207,7 +219,7 @@ class LLMRouter(FunctionCallingLLM):
                 while True:
                     # Listen only while the router works on the next chunk, so the
                     # listener never leaks into the caller's code between chunks.
-                    with router_events_to_instrumentation(buffer, span_id):
+                    with router_events_to_instrumentation(buffer, span_id, wait=False):
                         chunk = next(chunks, None)
                     if chunk is None:
                         return
@@ -216,6 +228,8 @@ class LLMRouter(FunctionCallingLLM):
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
+                buffer.wait()  # the final chunk's settle, and its alert
+                buffer.flush(span_id)
 
         return gen()
 
@@ -233,7 +247,7 @@ class LLMRouter(FunctionCallingLLM):
             accumulator = StreamAccumulator()
             try:
                 while True:
-                    with router_events_to_instrumentation(buffer, span_id):
+                    with router_events_to_instrumentation(buffer, span_id, wait=False):
                         try:
                             chunk = await chunks.__anext__()
                         except StopAsyncIteration:
@@ -243,6 +257,8 @@ class LLMRouter(FunctionCallingLLM):
                 close = getattr(chunks, "aclose", None)
                 if close is not None:
                     await close()
+                await buffer.wait_async()
+                buffer.flush(span_id)
 
         return gen()
 

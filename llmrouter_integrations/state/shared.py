@@ -25,6 +25,7 @@ __all__ = [
     "Account",
     "AccountState",
     "Admission",
+    "CallDone",
     "CallPlan",
     "CallVerdict",
     "Headroom",
@@ -202,6 +203,18 @@ class CallVerdict:
         return self.refusal is None and (circuit is None or circuit.state in ("closed", "probe"))
 
 
+@dataclass(frozen=True, slots=True)
+class CallDone:
+    """One call's trip after it, as `finish_call`'s arguments: an item of `finish_calls`.
+
+    >>> CallDone(("h1", (account,), 420_000), RateDone("openai/gpt-4o", "p1"), time.time())
+    """
+
+    hold: tuple[str, Sequence[Account], int | None] | None
+    rate: RateDone | None
+    now: float
+
+
 @runtime_checkable
 class SharedState(Protocol):
     """Every operation is atomic across the processes sharing the store.
@@ -306,6 +319,13 @@ class SharedState(Protocol):
         as `settle` (actual None: `release`); `rate` frees the send's slot, corrects its
         tokens and records the provider's headroom. Returns the settle's result (None when
         nothing was settled)."""
+        ...
+
+    def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
+        """Several `finish_call`s in one round trip (one Redis pipeline, one SQLite
+        transaction): each result as `finish_call` alone gives it. A failure raises
+        `StoreUnavailable` and may leave some done; a settle is once per hold, so sending
+        it again is safe."""
         ...
 
     # -- in-flight locks ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .shared import (
     Account,
     AccountState,
     Admission,
+    CallDone,
     CallPlan,
     CallVerdict,
     RateAsk,
@@ -280,6 +281,9 @@ class MemoryState:
                 self._release(hold_id, accounts)
                 return None
             return self._settle(hold_id, accounts, actual, now)
+
+    def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
+        return [self.finish_call(call.hold, call.rate, call.now) for call in calls]
 
     def open_circuit(self, name: str, until: float) -> None:
         with self._lock:

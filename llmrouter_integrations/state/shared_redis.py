@@ -24,6 +24,7 @@ from .shared import (
     Account,
     AccountState,
     Admission,
+    CallDone,
     CallPlan,
     CallVerdict,
     RateAsk,
@@ -226,6 +227,7 @@ class RedisState:
         self._lock = self._client.register_script(_LOCK)
         self._unlock = self._client.register_script(_UNLOCK)
         self._calls = CallScripts(self._client)
+        self._finish_seen = False  # whether a finish script call succeeded (it is loaded)
 
     def __repr__(self) -> str:
         return f"RedisState(prefix={self.prefix!r})"  # the URL may hold a password
@@ -235,6 +237,32 @@ class RedisState:
             return script(keys=keys, args=args)
         except Exception as error:  # redis errors, OSError, timeouts: all mean "not now"
             raise _unavailable(error) from None
+
+    def _call_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """`script` once per (keys, args), pipelined: one round trip (two when the server
+        has not seen the script yet: it is loaded and the refused calls are sent again)."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            replies = self._pipelined(script.sha, calls)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                script.sha = self._client.script_load(script.script)
+                again = self._pipelined(script.sha, [calls[i] for i in missing])
+                for index, reply in zip(missing, again, strict=True):
+                    replies[index] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
+        except Exception as error:  # as `_call`: every failure means "not now"
+            raise _unavailable(error) from None
+
+    def _pipelined(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return list(pipe.execute(raise_on_error=False))
 
     # -- budgets --------------------------------------------------------------------------------
     def _budget_call(
@@ -365,6 +393,16 @@ class RedisState:
         now: float,
     ) -> Settled | None:
         return self._calls.finish(self, hold, rate, now)
+
+    def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
+        if len(calls) == 1 or not self._finish_seen:
+            # Alone, the first time: a script the server has not loaded yet is refused once
+            # and loaded (NOSCRIPT), rather than refused for every call of a pipeline.
+            first = calls[0]
+            done = [self.finish_call(first.hold, first.rate, first.now)]
+            self._finish_seen = True
+            return done + (self._calls.finish_many(self, calls[1:]) if len(calls) > 1 else [])
+        return self._calls.finish_many(self, calls)
 
     # -- locks ----------------------------------------------------------------------------------
     def _lock_key(self, key: str) -> str:

@@ -24,6 +24,7 @@ from .shared import (
     WINDOW_S,
     Account,
     Admission,
+    CallDone,
     CallPlan,
     CallVerdict,
     RateDone,
@@ -334,6 +335,7 @@ class KeySpace(Protocol):
     def _account_keys(self, accounts: Sequence[Account]) -> list[str]: ...
     def _settled_key(self, hold_id: str) -> str: ...
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
+    def _call_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]: ...
 
 
 class CallScripts:
@@ -393,6 +395,23 @@ class CallScripts:
         rate: RateDone | None,
         now: float,
     ) -> Settled | None:
+        keys, args = self._finish_packed(state, hold, rate, now)
+        return _settled(hold, state._call(self._finish, keys, args))
+
+    def finish_many(self, state: KeySpace, calls: Sequence[CallDone]) -> list[Settled | None]:
+        """Several `finish`es in one pipeline (one round trip)."""
+        packed = [self._finish_packed(state, call.hold, call.rate, call.now) for call in calls]
+        replies = state._call_many(self._finish, packed)
+        return [_settled(call.hold, reply) for call, reply in zip(calls, replies, strict=True)]
+
+    @staticmethod
+    def _finish_packed(
+        state: KeySpace,
+        hold: tuple[str, Sequence[Account], int | None] | None,
+        rate: RateDone | None,
+        now: float,
+    ) -> tuple[list[str], list[Any]]:
+        """The finish script's KEYS and ARGV for one call."""
         name = rate.name if rate is not None else ""
         keys = [*state._rate_keys(name), *state._view_keys(name)]
         args: list[Any] = ["0", "", 0] if rate is None else ["1", rate.permit_id, rate.token_delta]
@@ -418,7 +437,10 @@ class CallScripts:
             args.append(_said(said.tokens_reset_s))
         args.append(_num(WINDOW_S))
         args += _account_args(accounts)
-        flat = state._call(self._finish, keys, args)
-        if hold is None or hold[2] is None:
-            return None
-        return parse_settled(flat)
+        return keys, args
+
+
+def _settled(
+    hold: tuple[str, Sequence[Account], int | None] | None, flat: Sequence[Any]
+) -> Settled | None:
+    return None if hold is None or hold[2] is None else parse_settled(flat)

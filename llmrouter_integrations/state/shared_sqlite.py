@@ -23,6 +23,7 @@ from .shared import (
     Account,
     AccountState,
     Admission,
+    CallDone,
     CallPlan,
     CallVerdict,
     HoldAsk,
@@ -90,6 +91,7 @@ class SQLiteState:
         self.lease_s = lease_s
         self.timeout_s = timeout_s
         self._local = threading.local()
+        self._writer, self._writer_pid = threading.Lock(), os.getpid()
         self._initialised = False
         self._run(lambda db: db.executescript(_SCHEMA), write=False)
         self._initialised = True
@@ -111,13 +113,24 @@ class SQLiteState:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        # This process's own writers (the loop, the settler's thread) queue here, woken as
+        # soon as the file is free, rather than in SQLite's busy handler, which sleeps 1 ms
+        # and more between tries. A forked child starts with a fresh lock.
+        if self._writer_pid != os.getpid():
+            self._writer, self._writer_pid = threading.Lock(), os.getpid()
+        writer = self._writer
+        if not writer.acquire(timeout=self.timeout_s):
+            raise sqlite3.OperationalError("database is locked (by this process's other writer)")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            writer.release()
 
     def _run(self, operation: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         try:
@@ -355,18 +368,30 @@ class SQLiteState:
         rate: RateDone | None,
         now: float,
     ) -> Settled | None:
-        def run(db: sqlite3.Connection) -> Settled | None:
-            if rate is not None:
-                release_send(db, rate, now)
-            if hold is None:
-                return None
-            hold_id, accounts, actual = hold
-            if actual is None:
-                self._release(db, hold_id, accounts)
-                return None
-            return self._settle(db, hold_id, accounts, actual, now)
+        return self._run(lambda db: self._finish(db, hold, rate, now))
+
+    def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
+        def run(db: sqlite3.Connection) -> list[Settled | None]:
+            return [self._finish(db, call.hold, call.rate, call.now) for call in calls]
 
         return self._run(run)
+
+    def _finish(
+        self,
+        db: sqlite3.Connection,
+        hold: tuple[str, Sequence[Account], int | None] | None,
+        rate: RateDone | None,
+        now: float,
+    ) -> Settled | None:
+        if rate is not None:
+            release_send(db, rate, now)
+        if hold is None:
+            return None
+        hold_id, accounts, actual = hold
+        if actual is None:
+            self._release(db, hold_id, accounts)
+            return None
+        return self._settle(db, hold_id, accounts, actual, now)
 
     # -- locks ----------------------------------------------------------------------------------
     def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:

@@ -1,0 +1,328 @@
+"""The trip after a call (settle, rate release) leaves the caller's path: what lags, what is exact.
+
+A real store (SQLite file, real redis-server) behind a wrapper that holds the trips after
+calls until the test opens a gate: the slow or frozen store a settle may meet. The caller
+must not wait for it; its hold stays reserved meanwhile; `status()`, `close()`, the next
+call after an outage and the adapters' event flushing must each see the settle land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from _redis import SERVER, SKIP_REASON, RedisServer
+from langchain_core.callbacks import BaseCallbackHandler
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index_instrumentation import get_dispatcher
+from pydantic import Field
+from test_state_processes import KEY, PROMPT, worst_case
+
+from llmrouter_integrations import Budget, Deployment, ManualClock, Router, RouterEvent
+from llmrouter_integrations.langchain import ChatLLMRouter
+from llmrouter_integrations.llama_index import LLMRouter, RouterBudgetAlertEvent
+from llmrouter_integrations.state.shared import CallDone, RateDone, Settled, SharedState
+from llmrouter_integrations.state.shared_redis import RedisState
+from llmrouter_integrations.state.shared_sqlite import SQLiteState
+from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
+
+
+class HeldSettles:
+    """A real store whose trips after calls wait until `gate` is set (a slow store)."""
+
+    def __init__(self, inner: SharedState) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.entered = threading.Event()  # a trip after a call reached the store
+        self.batches: list[int] = []  # calls per trip after calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def finish_call(self, hold: Any, rate: RateDone | None, now: float) -> Settled | None:
+        self.entered.set()
+        assert self.gate.wait(30)
+        self.batches.append(1)
+        return self.inner.finish_call(hold, rate, now)
+
+    def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
+        self.entered.set()
+        assert self.gate.wait(30)
+        self.batches.append(len(calls))
+        return self.inner.finish_calls(calls)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer(valid_keys=[KEY]) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fake: FakeProviderServer) -> None:
+    fake.reset()
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    if SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Any]:  # () -> a new connection to one store
+    opened: list[SharedState] = []
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+
+    def make() -> SharedState:
+        store: SharedState
+        if request.param == "sqlite":
+            store = SQLiteState(str(tmp_path / "state.db"), timeout_s=2.0)
+        else:
+            server: RedisServer = request.getfixturevalue("redis_server")
+            store = RedisState(server.url, prefix=prefix, timeout_s=2.0)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def deployment(fake: FakeProviderServer, **limits: int) -> Deployment:
+    return Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url, **limits)
+
+
+def budget(**fields: Any) -> Budget:
+    return Budget(worst_case() * 50, name="daily", period="day", **fields)
+
+
+def spend(make_store: Any, router: Router) -> tuple[float, float]:
+    """(spent, reserved) as another process reads them from the store right now."""
+    with Router(deployments=router.deployments, budgets=[budget()], state=make_store()) as reader:
+        (status,) = reader.budgets.status()
+    return status.spent_usd, status.reserved_usd
+
+
+def test_the_caller_returns_before_its_settle_and_status_waits_for_it(
+    fake: FakeProviderServer, make_store: Any
+) -> None:
+    store = HeldSettles(make_store())
+    router = Router(deployments=[deployment(fake)], budgets=[budget()], state=store)  # type: ignore[arg-type]
+    with router:
+        answer = router.complete(PROMPT, max_tokens=60)  # returns with the store's gate shut
+        assert answer.cost and store.entered.wait(10) and not store.gate.is_set()
+        # Until the settle lands, the call's worst case stays held for every process.
+        assert spend(make_store, router) == (0.0, pytest.approx(float(worst_case())))
+        threading.Timer(0.2, store.gate.set).start()  # a slow store
+        (status,) = router.budgets.status()  # this process reads its own spend
+        assert status.spent_usd == pytest.approx(answer.cost)
+        assert status.reserved_usd == 0
+
+
+def test_close_lands_every_queued_settle_in_few_trips(
+    fake: FakeProviderServer, make_store: Any
+) -> None:
+    store = HeldSettles(make_store())
+    router = Router(
+        deployments=[deployment(fake, rpm=10_000, max_concurrency=50)],
+        budgets=[budget()],
+        state=store,  # type: ignore[arg-type]
+    )
+
+    async def calls() -> list[float]:
+        answers = await asyncio.gather(*(router.achat(PROMPT, max_tokens=60) for _ in range(8)))
+        return [a.cost or 0.0 for a in answers]
+
+    costs = asyncio.run(calls())  # every caller is back; the store's gate is still shut
+    assert not store.gate.is_set() and store.entered.wait(10)
+    threading.Timer(0.2, store.gate.set).start()
+    router.close()
+    assert spend(make_store, router) == (pytest.approx(sum(costs)), 0.0)
+    # Queued while the first was held: the rest went together, in one trip.
+    assert sum(store.batches) == 8 and len(store.batches) <= 2, store.batches
+
+
+def test_a_settle_that_meets_a_locked_sqlite_file_is_pushed_later_exactly_once(
+    fake: FakeProviderServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.db"
+    store = HeldSettles(SQLiteState(str(path), timeout_s=0.2))
+    clock = ManualClock(wall_start=time.time())
+    router = Router(
+        deployments=[deployment(fake)],
+        budgets=[budget()],
+        state=store,  # type: ignore[arg-type]
+        clock=clock,
+    )
+    with router:
+        first = router.complete(PROMPT, max_tokens=60)
+        assert store.entered.wait(10)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the file
+        store.gate.set()
+        assert router.settler is not None and router.settler.drain()  # failed, kept to push
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        clock.advance(3.0)  # past the guard's retry time: the next call tries the store
+        second = router.complete(PROMPT, max_tokens=60)
+        (status,) = router.budgets.status()
+    assert status.spent_usd == pytest.approx((first.cost or 0) + (second.cost or 0))
+    assert status.reserved_usd == 0
+
+
+def test_a_full_budget_waits_for_this_process_s_own_settles_before_refusing(
+    fake: FakeProviderServer, make_store: Any
+) -> None:
+    # Room for two worst cases: the first call's settle is still on its way when the
+    # second asks, so its hold is still the worst case; the real costs leave room.
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 5}))
+    store = HeldSettles(make_store())
+    limit = worst_case() * Decimal("1.5")
+    router = Router(
+        deployments=[deployment(fake)],
+        budgets=[Budget(limit, name="daily", period="day")],
+        state=store,  # type: ignore[arg-type]
+    )
+    with router:
+        first = router.complete(PROMPT, max_tokens=60)
+        assert store.entered.wait(10)
+        threading.Timer(0.2, store.gate.set).start()
+        second = router.complete(PROMPT, max_tokens=60)  # not refused on our own lag
+        (status,) = router.budgets.status()
+    assert status.spent_usd == pytest.approx((first.cost or 0) + (second.cost or 0))
+
+
+# -- budget alerts from a settle that lands after the call returned ---------------------------
+
+
+def alerting_router(
+    fake: FakeProviderServer, store: HeldSettles, seen: list[RouterEvent]
+) -> Router:
+    return Router(
+        deployments=[deployment(fake)],
+        budgets=[budget(alert_thresholds=(0.001,))],  # the first call's cost crosses it
+        state=store,  # type: ignore[arg-type]
+        on_event=seen.append,
+    )
+
+
+class RunEvents(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.started: list[UUID] = []
+        self.custom: list[tuple[str, UUID]] = []
+
+    def on_chat_model_start(self, *args: Any, run_id: UUID, **kwargs: Any) -> None:
+        self.started.append(run_id)
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self.custom.append((name, run_id))
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream"])
+async def test_a_late_settle_s_alert_reaches_the_langchain_run_of_its_call(
+    fake: FakeProviderServer, tmp_path: Path, call: str
+) -> None:
+    store = HeldSettles(SQLiteState(str(tmp_path / "state.db")))
+    seen: list[RouterEvent] = []
+    router = alerting_router(fake, store, seen)
+    model = ChatLLMRouter(router=router, max_tokens=60)
+    handler = RunEvents()
+    config: Any = {"callbacks": [handler]}
+    threading.Timer(0.3, store.gate.set).start()  # the settle lands well after the reply
+    if call == "invoke":
+        await asyncio.to_thread(model.invoke, PROMPT, config=config)
+    elif call == "ainvoke":
+        await model.ainvoke(PROMPT, config=config)
+    elif call == "stream":
+        assert await asyncio.to_thread(lambda: list(model.stream(PROMPT, config=config)))
+    else:
+        assert [chunk async for chunk in model.astream(PROMPT, config=config)]
+    assert store.gate.is_set()
+    alerts = [run for name, run in handler.custom if name == "llmrouter.budget_alert"]
+    assert alerts == handler.started  # one alert, on this call's own run
+    assert [e.type for e in seen if e.type == "budget_alert"] == ["budget_alert"]
+    await router.aclose()
+
+
+class Recorder(BaseEventHandler):
+    events: list[BaseEvent] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SettlerRecorder"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        self.events.append(event)
+
+
+@pytest.mark.parametrize("call", ["chat", "achat", "stream_chat", "astream_chat"])
+async def test_a_late_settle_s_alert_reaches_the_llamaindex_call(
+    fake: FakeProviderServer, tmp_path: Path, call: str
+) -> None:
+    store = HeldSettles(SQLiteState(str(tmp_path / "state.db")))
+    router = alerting_router(fake, store, [])
+    llm = LLMRouter(router=router, max_tokens=60)
+    recorder = Recorder()
+    root = get_dispatcher()
+    root.add_event_handler(recorder)
+    messages = [ChatMessage(role="user", content=PROMPT)]
+    threading.Timer(0.3, store.gate.set).start()
+    try:
+        if call == "chat":
+            await asyncio.to_thread(llm.chat, messages)
+        elif call == "achat":
+            await llm.achat(messages)
+        elif call == "stream_chat":
+            assert await asyncio.to_thread(lambda: list(llm.stream_chat(messages)))
+        else:
+            assert [chunk async for chunk in await llm.astream_chat(messages)]
+        assert store.gate.is_set()
+        alerts = [e for e in recorder.events if isinstance(e, RouterBudgetAlertEvent)]
+        assert len(alerts) == 1 and alerts[0].data["threshold"] == 0.001
+    finally:
+        root.event_handlers = [h for h in root.event_handlers if h is not recorder]
+        await router.aclose()
+
+
+def test_a_forked_child_sends_its_own_settles_not_the_parent_s(tmp_path: Path) -> None:
+    from llmrouter_integrations.state.guard import StateGuard
+    from llmrouter_integrations.state.settler import Settler
+    from llmrouter_integrations.state.shared import Account
+
+    store = SQLiteState(str(tmp_path / "state.db"), timeout_s=2.0)
+    account = Account("daily", limit=10**12)
+    settler = Settler(StateGuard(store))
+    settler.submit(CallDone(("parent", (account,), 7), None, time.time()))
+    assert settler.drain()  # the parent's worker thread is running (it stops when idle)
+    pid = os.fork()
+    if pid == 0:  # the child: no worker thread came with it; its settle must still land
+        code = 2
+        try:
+            landed: list[object] = []
+            settler.submit(CallDone(("child", (account,), 5), None, time.time()), landed.append)
+            code = 0 if settler.drain(10) and isinstance(landed[0], Settled) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert store.read([account], time.time())[0].spent == 12
+    store.close()
