@@ -10,6 +10,9 @@ Prints one JSON line with what happened (counts, cost) and exits. Modes:
 - cache: one call, all workers at once (each waits for a line on stdin).
 - outage: `calls` calls, a line on stdin (the parent stops the store), `outage_calls` (or
   `calls`) more; with `after`: a line on stdin (the store is back), `after` more.
+- rounds: prints "ready"; per line on stdin ("N" or "N SECONDS"), moves the clock on by
+  SECONDS (with `wall`: a ManualClock at that wall time), then N sequential calls; prints
+  the deployments that answered and the first deployment's circuit; "" ends it.
 - turns: one call per line on stdin (the parent takes the workers in turn); prints, after
   each, the deployment that answered and the first deployment's circuit; "" ends it.
 """
@@ -30,10 +33,12 @@ from llmrouter_integrations import (
     BudgetExceededError,
     CircuitOpenError,
     Deployment,
+    ManualClock,
     RetryPolicy,
     Router,
     RoutingError,
 )
+from llmrouter_integrations.core.clock import SYSTEM_CLOCK
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.state.shared_sqlite import SQLiteState
 
@@ -76,7 +81,9 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     budgets = (
         [Budget(Decimal(spec["limit"]), period="day", name="daily")] if "limit" in spec else []
     )
+    clock = ManualClock(wall_start=spec["wall"]) if "wall" in spec else SYSTEM_CLOCK
     router = Router(
+        clock=clock,
         deployments=deployments,
         strategy="priority",
         budgets=budgets,
@@ -139,6 +146,19 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
                 for _ in range(spec["after"]):
                     await call()
             return {"outcomes": outcomes, "slowest_s": slowest, "cost": str(router.costs.total)}
+        if spec["mode"] == "rounds":  # the parent starts every worker's round at once
+            print("ready", flush=True)
+            while line := sys.stdin.readline().strip():
+                calls, _, advance = line.partition(" ")
+                if advance:  # every worker's clock moves the same: the fleet's time passes
+                    assert isinstance(clock, ManualClock)
+                    clock.advance(float(advance))
+                answered = []
+                for _ in range(int(calls)):
+                    answered.append((await router.achat(PROMPT, max_tokens=60)).deployment)
+                circuit = router.health()[deployment.key].circuit
+                print(json.dumps({"answered": answered, "circuit": circuit}), flush=True)
+            return {}
         if spec["mode"] == "turns":
             while sys.stdin.readline().strip():
                 answer = await router.achat(PROMPT, max_tokens=60)

@@ -358,9 +358,13 @@ class HealthTracker:
                 self._open(name, breaker, rest, "opened by another process", events)
             else:
                 health.opened_until = self.clock.now() + rest
-        elif health.circuit == "open":  # the rest is over fleet-wide: half-open
+        elif health.circuit == "open" or (fleet.state == "probe" and health.circuit == "closed"):
+            # The rest is over fleet-wide: half-open. A process that never saw the circuit
+            # open (started since) and was handed the probe must make it a probe too, or its
+            # success would not close the circuit for the fleet.
+            previous = health.circuit
             health.circuit = "half_open"
-            events.append(self._event(name, "half_open", "open", "cooldown over", None))
+            events.append(self._event(name, "half_open", previous, "cooldown over", None))
 
     def _on_failure(
         self,
