@@ -349,9 +349,8 @@ class HealthTracker:
     ) -> None:
         """Bring this process's circuit in line with the fleet's (shared state)."""
         health = breaker.health
-        if fleet.state == "closed":
-            if health.circuit != "closed":
-                self._close(name, breaker, events, reason="closed by another process")
+        if fleet.state == "closed" and health.circuit != "closed":
+            self._close(name, breaker, events, reason="closed by another process")
         elif fleet.state == "open":
             rest = max(0.0, fleet.until - self.clock.wall())
             if health.circuit != "open":
@@ -359,12 +358,9 @@ class HealthTracker:
             else:
                 health.opened_until = self.clock.now() + rest
         elif health.circuit == "open" or (fleet.state == "probe" and health.circuit == "closed"):
-            # The rest is over fleet-wide: half-open. A process that never saw the circuit
-            # open (started since) and was handed the probe must make it a probe too, or its
-            # success would not close the circuit for the fleet.
-            previous = health.circuit
+            # Rest over fleet-wide; a process started since that holds the probe probes too.
+            events.append(self._event(name, "half_open", health.circuit, "cooldown over", None))
             health.circuit = "half_open"
-            events.append(self._event(name, "half_open", previous, "cooldown over", None))
 
     def _on_failure(
         self,
