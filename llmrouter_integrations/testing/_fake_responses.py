@@ -1,6 +1,7 @@
-"""Responses that take time or break on purpose: paced SSE streams, cut connections, hangs.
+"""A decided reply on the wire, as its script delivers it: paced SSE, cut connections, hangs.
 
->>> return await write_stream(server, request, record, frames, behavior, error_frame, headers)
+>>> return await send_reply(server, request, flavor, record, reply, behavior, served, seq,
+...                         headers, request_id)
 """
 
 from __future__ import annotations
@@ -13,10 +14,21 @@ from typing import Any
 from aiohttp import web
 
 from ._fake_behavior import ModelBehavior, RecordedRequest
+from ._fake_errors import malformed_frame, stream_error_frame
+from ._fake_replies import Reply
 from ._fake_runtime import LoopbackServer
-from ._fake_wire import Frame, cut_index
+from ._fake_wire import (
+    Flavor,
+    Frame,
+    anthropic_body,
+    anthropic_stream,
+    cut_index,
+    openai_body,
+    openai_stream,
+    without_finish,
+)
 
-__all__ = ["abort", "drop_body", "hang", "json_response", "write_stream"]
+__all__ = ["abort", "drop_body", "hang", "json_response", "send_reply", "write_stream"]
 
 
 def json_response(payload: Any, status: int, headers: Mapping[str, str]) -> web.Response:
@@ -105,3 +117,86 @@ async def write_stream(
     except ConnectionError:
         record.outcome = "client_closed"
     return response
+
+
+async def send_reply(
+    server: LoopbackServer,
+    request: web.Request,
+    flavor: Flavor,
+    record: RecordedRequest,
+    reply: Reply,
+    behavior: ModelBehavior,
+    served: str,
+    seq: int,
+    headers: dict[str, str],
+    request_id: str,
+) -> web.StreamResponse:
+    """Send `reply` as `flavor`'s body or stream, with the delivery faults `behavior` scripts."""
+    if record.stream:
+        return await _send_stream(
+            server, request, flavor, record, reply, behavior, served, seq, headers
+        )
+    if flavor == "anthropic":
+        payload = anthropic_body(reply, served, seq=seq)
+    else:
+        payload = openai_body(reply, flavor, served, seq=seq, request_id=request_id)
+    if behavior.no_finish_reason:
+        if flavor == "anthropic":
+            payload["stop_reason"] = None
+        for choice in payload.get("choices") or ():
+            choice["finish_reason"] = None
+            choice.pop("native_finish_reason", None)
+    if behavior.raw_body is not None:
+        raw = behavior.raw_body
+        return web.Response(
+            body=raw.encode() if isinstance(raw, str) else raw,
+            status=behavior.raw_status,
+            content_type="application/json",
+            headers=headers,
+        )
+    if behavior.malformed_json:
+        record.outcome = "malformed"
+        text = json.dumps(payload)[:40] + "\n"
+        return web.Response(text=text, content_type="application/json", headers=headers)
+    if behavior.drop_after_chunks is not None:
+        return await drop_body(request, record, payload, headers)
+    return json_response(payload, 200, headers)
+
+
+async def _send_stream(
+    server: LoopbackServer,
+    request: web.Request,
+    flavor: Flavor,
+    record: RecordedRequest,
+    reply: Reply,
+    behavior: ModelBehavior,
+    served: str,
+    seq: int,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    body = record.body if isinstance(record.body, dict) else {}
+    if flavor == "anthropic":
+        frames = anthropic_stream(reply, served, seq=seq, chunk_size=behavior.chunk_size)
+    else:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        frames = openai_stream(
+            reply,
+            flavor,
+            served,
+            seq=seq,
+            include_usage=include_usage,
+            request_id=headers.get("x-request-id", ""),
+            chunk_size=behavior.chunk_size,
+        )
+    if behavior.no_finish_reason:
+        frames = without_finish(frames, flavor)
+    if behavior.raw_stream is not None:
+        frames = [
+            Frame(piece.encode() if isinstance(piece, str) else piece)
+            for piece in behavior.raw_stream
+        ]
+    if behavior.malformed_json:
+        frames.insert(cut_index(frames, 0) or 0, malformed_frame(flavor))
+        record.outcome = "malformed"
+    error_frame = stream_error_frame(flavor, served, seq, behavior.error_message)
+    return await write_stream(server, request, record, frames, behavior, error_frame, headers)

@@ -38,19 +38,17 @@ from ._fake_errors import (
     context_problem,
     error_body,
     error_headers,
-    malformed_frame,
     null_content_problem,
     rate_limit_headers,
     rate_limited_problem,
     request_too_large_problem,
     retry_headers,
-    stream_error_frame,
     unknown_model_problem,
     unparseable_problem,
 )
 from ._fake_prompt_cache import PromptCache
 from ._fake_replies import Reply, decide_reply, parse_anthropic, parse_openai
-from ._fake_responses import drop_body, hang, json_response, write_stream
+from ._fake_responses import hang, json_response, send_reply
 from ._fake_runtime import LoopbackServer
 from ._fake_thinking import add_reasoning
 from ._fake_validate import (
@@ -62,14 +60,7 @@ from ._fake_validate import (
 )
 from ._fake_wire import (
     Flavor,
-    Frame,
-    anthropic_body,
-    anthropic_stream,
-    cut_index,
     model_list,
-    openai_body,
-    openai_stream,
-    without_finish,
 )
 
 __all__ = ["FakeProviderServer", "ModelBehavior", "RecordedRequest", "serve_forever"]
@@ -329,35 +320,9 @@ class FakeProviderServer(LoopbackServer):
         if behavior.hang:
             return await hang(self, request, record)
         served = behavior.served_model or model
-        if record.stream:
-            return await self._stream(
-                request, flavor, record, reply, behavior, served, seq, headers
-            )
-        if flavor == "anthropic":
-            payload = anthropic_body(reply, served, seq=seq)
-        else:
-            payload = openai_body(reply, flavor, served, seq=seq, request_id=request_id)
-        if behavior.no_finish_reason:
-            if flavor == "anthropic":
-                payload["stop_reason"] = None
-            for choice in payload.get("choices") or ():
-                choice["finish_reason"] = None
-                choice.pop("native_finish_reason", None)
-        if behavior.raw_body is not None:
-            raw = behavior.raw_body
-            return web.Response(
-                body=raw.encode() if isinstance(raw, str) else raw,
-                status=behavior.raw_status,
-                content_type="application/json",
-                headers=headers,
-            )
-        if behavior.malformed_json:
-            record.outcome = "malformed"
-            text = json.dumps(payload)[:40] + "\n"
-            return web.Response(text=text, content_type="application/json", headers=headers)
-        if behavior.drop_after_chunks is not None:
-            return await drop_body(request, record, payload, headers)
-        return json_response(payload, 200, headers)
+        return await send_reply(
+            self, request, flavor, record, reply, behavior, served, seq, headers, request_id
+        )
 
     def _check(
         self, request: web.Request, flavor: Flavor, record: RecordedRequest, body: Any
@@ -411,44 +376,6 @@ class FakeProviderServer(LoopbackServer):
                 self._error_cursor[model] = position + 1
                 return behavior.errors[position]
         return None
-
-    async def _stream(
-        self,
-        request: web.Request,
-        flavor: Flavor,
-        record: RecordedRequest,
-        reply: Reply,
-        behavior: ModelBehavior,
-        served: str,
-        seq: int,
-        headers: dict[str, str],
-    ) -> web.StreamResponse:
-        body = record.body if isinstance(record.body, dict) else {}
-        if flavor == "anthropic":
-            frames = anthropic_stream(reply, served, seq=seq, chunk_size=behavior.chunk_size)
-        else:
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            frames = openai_stream(
-                reply,
-                flavor,
-                served,
-                seq=seq,
-                include_usage=include_usage,
-                request_id=headers.get("x-request-id", ""),
-                chunk_size=behavior.chunk_size,
-            )
-        if behavior.no_finish_reason:
-            frames = without_finish(frames, flavor)
-        if behavior.raw_stream is not None:
-            frames = [
-                Frame(piece.encode() if isinstance(piece, str) else piece)
-                for piece in behavior.raw_stream
-            ]
-        if behavior.malformed_json:
-            frames.insert(cut_index(frames, 0) or 0, malformed_frame(flavor))
-            record.outcome = "malformed"
-        error_frame = stream_error_frame(flavor, served, seq, behavior.error_message)
-        return await write_stream(self, request, record, frames, behavior, error_frame, headers)
 
     async def _other_route(self, request: web.Request) -> web.StreamResponse:
         anthropic_style = "anthropic-version" in request.headers
