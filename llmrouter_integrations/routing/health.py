@@ -33,7 +33,7 @@ from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.events import EventHub, RouterEvent
 from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
 from .circuit import BreakerPolicy, CircuitState, FailureKind, classify_failure
-from .health_record import DeploymentHealth, _Breaker
+from .health_record import DeploymentHealth, _Breaker, add_latency, ewma, fade
 
 if TYPE_CHECKING:
     from ..state.shared import Admission
@@ -259,7 +259,7 @@ class HealthTracker:
         value = ttft_s if ttft_s is not None else self.clock.now() - ticket.started
         with self._lock:
             health = self._breakers[ticket.name].health
-            health.ttft_s = self._ewma(health.ttft_s, value)
+            health.ttft_s = ewma(health.ttft_s, value, self.ewma_alpha)
 
     def _finish(
         self,
@@ -291,23 +291,25 @@ class HealthTracker:
                 if health.latency_s is None or elapsed < 2 * health.latency_s:
                     verdict = False
                     if health.latency_s is not None and elapsed > health.latency_s:
-                        self._add_latency(health, elapsed, now)
+                        add_latency(health, elapsed, now, self.ewma_alpha)
             if not verdict or (error is not None and kind is None):
                 pass  # abandoned, or not the deployment's fault
             elif error is None:
-                self._add_latency(health, max(now - ticket.started, latency_s or 0.0), now)
+                add_latency(
+                    health, max(now - ticket.started, latency_s or 0.0), now, self.ewma_alpha
+                )
                 if ttft_s is not None:
-                    health.ttft_s = self._ewma(health.ttft_s, ttft_s)
-                self._count(breaker, failed=False)
+                    health.ttft_s = ewma(health.ttft_s, ttft_s, self.ewma_alpha)
+                breaker.count(failed=False)
                 if health.last_failure_at is None:  # never failed: nothing to fade
                     health.recent_error_rate = health.error_rate
                 else:
-                    self._fade(health, now)
+                    fade(health, now, self.policy.error_half_life_s)
                 if ticket.probe and current and health.circuit != "closed":
                     self._close(ticket.name, breaker, events)
                 fleet_reset = True
             else:
-                self._count(breaker, failed=True)
+                breaker.count(failed=True)
                 health.last_failure_at = now
                 health.recent_error_rate = health.error_rate
                 self._on_failure(ticket.name, breaker, ticket, kind, error, current, events)
@@ -393,17 +395,6 @@ class HealthTracker:
                 return
             self._open(name, breaker, policy.cooldown(breaker.reopenings), reason, events)
 
-    def _count(self, breaker: _Breaker, *, failed: bool) -> None:
-        outcomes = breaker.outcomes
-        if len(outcomes) == outcomes.maxlen and outcomes[0]:
-            breaker.failures -= 1  # the oldest outcome, a failure, leaves the window
-        outcomes.append(failed)
-        if failed:
-            breaker.failures += 1
-        health = breaker.health
-        health.consecutive_failures = health.consecutive_failures + 1 if failed else 0
-        health.error_rate = breaker.failures / len(outcomes)
-
     def _open(
         self,
         name: str,
@@ -412,12 +403,7 @@ class HealthTracker:
         reason: str,
         events: list[RouterEvent],
     ) -> None:
-        health = breaker.health
-        previous = health.circuit
-        health.circuit = "open"
-        health.opened_until = self.clock.now() + cooldown
-        breaker.early_probe = False
-        breaker.generation += 1
+        previous = breaker.trip(self.clock.now() + cooldown)
         events.append(self._event(name, "open", previous, reason, cooldown))
 
     def _close(
@@ -427,17 +413,7 @@ class HealthTracker:
         events: list[RouterEvent],
         reason: str = "probe succeeded",
     ) -> None:
-        health = breaker.health
-        previous = health.circuit
-        health.circuit = "closed"
-        health.opened_until = None
-        health.consecutive_failures = 0
-        health.error_rate = health.recent_error_rate = 0.0
-        breaker.outcomes.clear()  # a fresh start: old failures must not reopen it
-        breaker.failures = 0
-        breaker.reopenings = 0
-        breaker.early_probe = False
-        breaker.generation += 1
+        previous = breaker.reset()
         events.append(self._event(name, "closed", previous, reason, None))
 
     def _refresh_all(self) -> None:
@@ -465,7 +441,7 @@ class HealthTracker:
         if now is None:
             now = self.clock.now()
         if health.last_failure_at is not None:
-            self._fade(health, now)
+            fade(health, now, self.policy.error_half_life_s)
         if (
             health.circuit == "open"
             and health.opened_until is not None
@@ -473,27 +449,6 @@ class HealthTracker:
         ):
             health.circuit = "half_open"
             events.append(self._event(name, "half_open", "open", "cooldown over", None))
-
-    def _add_latency(self, health: DeploymentHealth, latency: float, now: float) -> None:
-        average = health.latency_s
-        alpha = self.ewma_alpha
-        # _ewma, inlined: this runs after every call.
-        health.latency_s = latency if average is None else alpha * latency + (1.0 - alpha) * average
-        health.last_latency_s = latency
-        health.latency_samples += 1
-        health.last_measured_at = now
-
-    def _fade(self, health: DeploymentHealth, now: float) -> None:
-        if health.last_failure_at is None:
-            health.recent_error_rate = health.error_rate
-            return
-        age = max(0.0, now - health.last_failure_at)
-        health.recent_error_rate = health.error_rate * 0.5 ** (age / self.policy.error_half_life_s)
-
-    def _ewma(self, average: float | None, value: float) -> float:
-        if average is None:
-            return value
-        return self.ewma_alpha * value + (1.0 - self.ewma_alpha) * average
 
     def _event(
         self, name: str, state: str, previous: str, reason: str, cooldown: float | None
