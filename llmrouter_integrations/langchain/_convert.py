@@ -281,7 +281,9 @@ def _simplify(parts: list[ContentPart]) -> str | list[ContentPart]:
 
 
 def usage_to_metadata(usage: Usage) -> UsageMetadata:
-    """Router usage as LangChain `usage_metadata`: ints only, input includes cache traffic.
+    """Router usage as LangChain `usage_metadata`: ints only, input includes cache traffic;
+    Anthropic's one-hour cache writes apart (`ephemeral_1h_input_tokens`), as
+    langchain-anthropic reports them.
 
     >>> usage_to_metadata(Usage(input_tokens=10, output_tokens=5, cached_input_tokens=4))
     {'input_tokens': 10, 'output_tokens': 5, 'total_tokens': 15, 'input_token_details': {'cache_read': 4}}
@@ -296,13 +298,20 @@ def usage_to_metadata(usage: Usage) -> UsageMetadata:
             "total_tokens": int(total),
         },
     )
-    input_details = InputTokenDetails()
+    input_details: dict[str, int] = {}
     if usage.cached_input_tokens:
         input_details["cache_read"] = int(usage.cached_input_tokens)
-    if usage.cache_write_tokens:
-        input_details["cache_creation"] = int(usage.cache_write_tokens)
+    written, hour = int(usage.cache_write_tokens), int(usage.cache_write_1h_tokens)
+    if hour:
+        # Anthropic's one-hour writes cost more: langchain-anthropic's spelling of the split,
+        # with the generic key at 0 so the details never add up past input_tokens.
+        input_details["cache_creation"] = 0
+        input_details["ephemeral_5m_input_tokens"] = written - hour
+        input_details["ephemeral_1h_input_tokens"] = hour
+    elif written:
+        input_details["cache_creation"] = written
     if input_details:
-        metadata["input_token_details"] = input_details
+        metadata["input_token_details"] = cast(InputTokenDetails, input_details)
     if usage.reasoning_tokens:
         metadata["output_token_details"] = OutputTokenDetails(reasoning=int(usage.reasoning_tokens))
     return metadata
