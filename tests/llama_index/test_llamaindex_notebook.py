@@ -12,11 +12,34 @@ NOTEBOOK = ROOT / "notebooks" / "llamaindex_quickstart.ipynb"
 
 
 def _text_outputs(notebook: nbformat.NotebookNode) -> str:
+    # A cell's stdout arrives in as many stream outputs as the kernel made flushes: on a
+    # busy machine a flush can fall inside one print() (between "thinking:" and the rest).
+    # Jupyter shows consecutive stream outputs as one text, and so does this.
     texts = []
     for cell in notebook.cells:
+        stream = ""
         for output in cell.get("outputs", []):
-            texts.append(output.get("text") or output.get("data", {}).get("text/plain", ""))
+            if output.get("output_type") == "stream":
+                stream += output.get("text", "")
+                continue
+            texts.append(stream)
+            stream = ""
+            texts.append(output.get("data", {}).get("text/plain", ""))
+        texts.append(stream)
     return "\n".join(texts)
+
+
+def test_a_print_split_across_two_flushes_reads_as_one_line() -> None:
+    # What the kernel sent once under load: one print() in two stream messages.
+    cell = nbformat.v4.new_code_cell(
+        "print('thinking:', reply)",
+        outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="thinking:"),
+            nbformat.v4.new_output("stream", name="stdout", text=" Reasoning about: it.\n"),
+        ],
+    )
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert "thinking: Reasoning about: it." in _text_outputs(notebook)
 
 
 def test_quickstart_notebook_executes_and_shows_fallback_and_cost() -> None:
