@@ -512,7 +512,10 @@ def test_a_frozen_sentinel_costs_one_timeout(redis_sentinel: SentinelSet) -> Non
 async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
     fake: FakeProviderServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    watched = SentinelSet.start(tmp_path, down_after_ms=500)  # its own: the master dies
+    # Its own set: the master dies. The sentinel would take 60 s to call it down, so the
+    # failover happens when the test says (SENTINEL FAILOVER), not while a loaded machine
+    # is still making the calls meant for the outage (they then met the new master).
+    watched = SentinelSet.start(tmp_path, down_after_ms=60_000)
     caplog.set_level(logging.WARNING, logger="llmrouter_integrations")
     try:
         url = watched.url(db=0)
@@ -546,7 +549,8 @@ async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
                 await closed.achat("during the switch", max_tokens=60)
             assert time.monotonic() - started < 1.0
             assert (await local.achat("during the switch", max_tokens=60)).text
-            # The sentinel sees the master down after 0.5 s and promotes the replica.
+            # Only now may the sentinel promote the replica.
+            watched.sentinel.client().execute_command("SENTINEL", "FAILOVER", "mymaster")
             wait_until(lambda: watched.master_port() != old_master, "the failover", 30)
             wait_until(
                 lambda: watched.replica.client().info("replication")["role"] == "master",
@@ -557,6 +561,8 @@ async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
             assert after.text and not after.cached
             await local.achat("after the switch, again", max_tokens=60)  # pushes its outage spend
             # The spend before the switch survived it (replicated), and the outage's is added.
+            # (Settles leave the call's path: a router's status() waits for its own only.)
+            local.budgets.status()
             (status,) = closed.budgets.status()
             total = closed.costs.total + local.costs.total
             assert status.spent_usd == pytest.approx(float(total))
