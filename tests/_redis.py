@@ -4,6 +4,7 @@
 >>> server.url                        # "redis://127.0.0.1:PORT/0"
 >>> server.stop(); server.restart()   # for outage tests
 >>> cluster = RedisClusterServers.start(tmp_dir)   # 3 masters: "redis+cluster://..."
+>>> RedisClusterServers.start(tmp_dir, replicas=True)   # and a replica for each
 >>> watched = SentinelSet.start(tmp_dir)           # master, replica, sentinel
 """
 
@@ -149,7 +150,9 @@ def _cluster_port() -> int:
 
 
 class RedisClusterServers:
-    """A Redis Cluster of three masters (no replicas), slots split evenly, on loopback.
+    """A Redis Cluster of three masters, slots split evenly, on loopback; with
+    `replicas=True` each master has one replica (CLUSTER REPLICATE), which the cluster
+    promotes by itself when its master dies (node timeout 1 s).
 
     Built with CLUSTER ADDSLOTS and CLUSTER MEET, so only redis-server is needed (no
     redis-cli): cluster mode and sentinel mode are both in the one redis-server binary.
@@ -157,25 +160,30 @@ class RedisClusterServers:
 
     def __init__(self, nodes: list[RedisServer]) -> None:
         self.nodes = nodes
+        self.replicas: list[RedisServer] = []  # replicas[i] copies nodes[i]
         seeds = ",".join(f"127.0.0.1:{node.port}" for node in nodes)
         self.url = f"redis+cluster://{seeds}"
 
+    @staticmethod
+    def _node(directory: Path, tls: Path | None) -> RedisServer:
+        port = _cluster_port()
+        node = RedisServer(
+            port,
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
+            "--cluster-node-timeout", "1000",
+            "--dir", str(directory),
+            *(("--tls-cluster", "yes") if tls else ()),
+            tls=tls,
+        )  # fmt: skip
+        node.restart()
+        return node
+
     @classmethod
-    def start(cls, directory: Path, tls: Path | None = None) -> RedisClusterServers:
-        nodes = []
-        for _ in range(3):
-            port = _cluster_port()
-            node = RedisServer(
-                port,
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
-                "--cluster-node-timeout", "1000",
-                "--dir", str(directory),
-                *(("--tls-cluster", "yes") if tls else ()),
-                tls=tls,
-            )  # fmt: skip
-            node.restart()
-            nodes.append(node)
+    def start(
+        cls, directory: Path, tls: Path | None = None, replicas: bool = False
+    ) -> RedisClusterServers:
+        nodes = [cls._node(directory, tls) for _ in range(3)]
         cluster = cls(nodes)
         if tls is not None:
             cluster.url = cluster.url.replace("redis+", "rediss+") + f"?ssl_ca_certs={tls}"
@@ -196,10 +204,34 @@ class RedisClusterServers:
                     ),
                     "the cluster to agree",
                 )
+            if replicas:
+                cluster._add_replicas(directory, tls)
         except BaseException:
             cluster.stop()
             raise
         return cluster
+
+    def _add_replicas(self, directory: Path, tls: Path | None) -> None:
+        for master in self.nodes:
+            replica = self._node(directory, tls)
+            self.replicas.append(replica)
+            client = replica.client()
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", master.port)
+            master_id = master.client().execute_command("CLUSTER", "MYID")
+            wait_until(
+                lambda c=client, m=master_id: m in str(c.execute_command("CLUSTER", "NODES")),
+                "the replica to meet its master",
+            )
+            client.execute_command("CLUSTER", "REPLICATE", master_id)
+        for replica in self.replicas:
+            wait_until(
+                lambda r=replica: r.client().info("replication").get("master_link_status")
+                == "up",
+                "the replica to sync",
+            )
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        return self.replicas[self.nodes.index(master)]
 
     def node_for(self, key: str) -> RedisServer:
         """The master holding `key`'s slot."""
@@ -211,7 +243,7 @@ class RedisClusterServers:
             node.client().flushall()
 
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in self.nodes + self.replicas:
             node.stop()
 
 

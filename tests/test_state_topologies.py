@@ -469,6 +469,68 @@ async def test_the_cluster_node_holding_the_state_lost_and_back(
         cluster.stop()
 
 
+@needs_redis
+async def test_a_cluster_master_dies_and_its_replica_takes_over(
+    fake: FakeProviderServer, tmp_path: Path
+) -> None:
+    # Its own cluster, with a replica per master: the master holding the state is killed
+    # and the cluster promotes its replica by itself (node timeout 1 s).
+    cluster = RedisClusterServers.start(tmp_path, replicas=True)
+    try:
+        holder = cluster.node_for("{llmrouter}")
+        replica = cluster.replica_of(holder)
+        clock = ManualClock(wall_start=time.time())
+        limit = worst_case() * 10
+        async with Router(
+            deployments=[deployment(fake)],
+            budgets=[Budget(limit, period="day", name="daily")],
+            state=cluster.url,
+            retry=NO_RETRY,
+            clock=clock,
+        ) as router:
+            for _ in range(2):
+                await router.achat(PROMPT, max_tokens=60)
+            router.budgets.status()  # this router's settles have landed on the master
+            # Replication is asynchronous: a write the master acknowledged but had not sent
+            # to its replica when it died is lost. Here the replica has everything first.
+            assert holder.client().execute_command("WAIT", 1, 2000) == 1
+            holder.stop()
+            # While the cluster has no master for the slot: the typed error, fast, nothing sent.
+            started = time.monotonic()
+            with pytest.raises(StateUnavailableError):
+                await router.achat(PROMPT, max_tokens=60)
+            assert time.monotonic() - started < 1.5
+            assert fake.request_count() == 2
+            wait_until(
+                lambda: replica.client().info("replication")["role"] == "master",
+                "the cluster to promote the replica",
+                30,
+            )
+            # Calls continue once the client has the new slot map: each try is quick and
+            # either the typed error or an answer, never a bare redis exception (any other
+            # exception fails the test) and never a hang.
+            answered = 0
+            for _ in range(20):
+                clock.advance(2.5)  # past the guard's pause: the next call asks the store
+                started = time.monotonic()
+                try:
+                    await router.achat(PROMPT, max_tokens=60)
+                    answered += 1
+                except StateUnavailableError:
+                    await asyncio.sleep(0.1)  # redis-py re-reads the slot map at most 1/s
+                assert time.monotonic() - started < 1.5
+                if answered == 2:
+                    break
+            assert answered == 2 and fake.request_count() == 4
+            # The budget is whole: the spend before the failover survived it (replicated),
+            # the spend after it is added, and no hold is left behind.
+            (status,) = router.budgets.status()
+            assert status.spent_usd == pytest.approx(float(router.costs.total))
+            assert status.reserved_usd == 0
+    finally:
+        cluster.stop()
+
+
 async def test_a_frozen_cache_server_is_a_miss_not_a_hang(fake: FakeProviderServer) -> None:
     if SERVER is None:
         pytest.skip(SKIP_REASON)
