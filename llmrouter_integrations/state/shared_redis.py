@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .redis_clients import sync_client
+from .redis_wire import ScriptWire
 from .shared import (
     SETTLED_TTL_S,
     WINDOW_S,
@@ -217,15 +218,15 @@ class RedisState:
             self._client: Any = sync_client(url, timeout_s=timeout_s)
         else:
             self._client = url
-        self._budget = self._client.register_script(_BUDGET)
-        self._pause = self._client.register_script(_PAUSE)
-        self._admit = self._client.register_script(_ADMIT)
-        self._open = self._client.register_script(_OPEN)
-        self._fail = self._client.register_script(_FAIL)
-        self._forget = self._client.register_script(_FORGET)
-        self._join = self._client.register_script(_JOIN)
-        self._lock = self._client.register_script(_LOCK)
-        self._unlock = self._client.register_script(_UNLOCK)
+        self._budget = ScriptWire(self._client, _BUDGET)
+        self._pause = ScriptWire(self._client, _PAUSE)
+        self._admit = ScriptWire(self._client, _ADMIT)
+        self._open = ScriptWire(self._client, _OPEN)
+        self._fail = ScriptWire(self._client, _FAIL)
+        self._forget = ScriptWire(self._client, _FORGET)
+        self._join = ScriptWire(self._client, _JOIN)
+        self._lock = ScriptWire(self._client, _LOCK)
+        self._unlock = ScriptWire(self._client, _UNLOCK)
         self._calls = CallScripts(self._client)
         self._finish_seen = False  # whether a finish script call succeeded (it is loaded)
 

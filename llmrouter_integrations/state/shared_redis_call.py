@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from .redis_wire import ScriptWire
 from .shared import (
     SETTLED_TTL_S,
     WINDOW_S,
@@ -103,8 +104,9 @@ end
 # KEYS: circuit, its failure count, the rate keys (spends, tokens, total, permits, pause,
 # headroom view, sends), then three per account. ARGV: now, circuit?, probe end, rate?, permit, rpm, tpm, concurrency, tokens,
 # permit lease end, window, hold id, amount, hold end, accounts, then four per account.
-# Returns {circuit state, open until, refused account (-1: none), its spent, its reserved,
-# rate wait ('' when not asked), the fleet's consecutive failures}.
+# Returns one string (a flat array costs redis-py a parse per element): circuit state, open
+# until, refused account (-1: none), its spent, its reserved, rate wait ('' when not asked),
+# the fleet's consecutive failures, joined by '|'.
 _ADMIT_CALL = (
     _PREP
     + _VIEW
@@ -114,9 +116,9 @@ local cstate = ''
 if ARGV[2] == '1' then
   local ends = redis.call('HGET', KEYS[1], 'until')
   if not ends then cstate = 'closed'
-  elseif now < tonumber(ends) then return {'open', ends, -1, '0', '0', '', '0'}
+  elseif now < tonumber(ends) then return 'open|' .. ends .. '|-1|0|0||0'
   elseif now < tonumber(redis.call('HGET', KEYS[1], 'probe') or '0') then
-    return {'busy', '0', -1, '0', '0', '', '0'}
+    return 'busy|0|-1|0|0||0'
   else cstate = 'probe' end
 end
 local failures = '0'
@@ -128,7 +130,7 @@ for i = 1, n do
   local reserved = tonumber(redis.call('HGET', a, 'reserved'))
   if need > 0 and spent + reserved + need > limit then
     local spent_s, reserved_s = redis.call('HGET', a, 'spent'), redis.call('HGET', a, 'reserved')
-    return {cstate, '0', i - 1, spent_s, reserved_s, '', failures}
+    return table.concat({cstate, '0', i - 1, spent_s, reserved_s, '', failures}, '|')
   end
 end
 for i = 1, n do
@@ -212,7 +214,7 @@ if ARGV[4] == '1' then
   if w == math.huge then wait = 'inf' else wait = tostring(w) end
 end
 if cstate == 'probe' then redis.call('HSET', KEYS[1], 'probe', ARGV[3]) end
-return {cstate, '0', -1, '0', '0', wait, failures}
+return table.concat({cstate, '0', -1, '0', '0', wait, failures}, '|')
 """
 )
 
@@ -345,8 +347,8 @@ class CallScripts:
     """
 
     def __init__(self, client: Any) -> None:
-        self._admit = client.register_script(_ADMIT_CALL)
-        self._finish = client.register_script(_FINISH_CALL)
+        self._admit = ScriptWire(client, _ADMIT_CALL)
+        self._finish = ScriptWire(client, _FINISH_CALL)
 
     def admit(self, state: KeySpace, plan: CallPlan, now: float) -> CallVerdict:
         rate, hold = plan.rate, plan.hold
@@ -377,15 +379,14 @@ class CallScripts:
             args += [hold.hold_id, hold.amount, _num(now + hold.lease_s), len(hold.accounts)]
             keys += state._account_keys(hold.accounts)
             args += _account_args(hold.accounts)
-        reply = state._call(self._admit, keys, args)
-        state_name, until, index, spent, reserved, wait, failures = reply
+        reply = _text(state._call(self._admit, keys, args))
+        state_name, until, index, spent, reserved, waited, failures = reply.split("|")
         circuit = None
         if plan.circuit:
-            circuit = Admission(_text(state_name), float(until), int(failures))
+            circuit = Admission(state_name, float(until), int(failures))
         refusal = None
         if int(index) >= 0:
             refusal = Refusal(int(index), int(spent), int(reserved))
-        waited = _text(wait)
         return CallVerdict(circuit, refusal, float(waited) if waited else None)
 
     def finish(

@@ -1,0 +1,184 @@
+"""`ScriptWire` (state/redis_wire.py): the hand-packed EVALSHA says exactly what redis-py would.
+
+Against a real redis-server: odd keys and arguments (unicode, empty, CRLF, RESP markers,
+big and negative numbers, raw bytes) come back from Lua byte for byte; a server that forgot
+its scripts loads them again; a timed-out call never leaves its late reply to be read as
+the next call's; a script error leaves the connection usable; Sentinel masters take the
+packed path and Cluster clients keep redis-py's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _redis import SERVER, SKIP_REASON, RedisClusterServers, RedisServer, SentinelSet
+
+from llmrouter_integrations.state.redis_clients import sync_client
+from llmrouter_integrations.state.redis_wire import ScriptWire, bulk
+from llmrouter_integrations.state.shared import StoreUnavailable
+from llmrouter_integrations.state.shared_redis import RedisState
+
+redis = pytest.importorskip("redis")
+
+# Every KEY, then every ARGV, back as they arrived.
+ECHO = """
+local out = {}
+for _, k in ipairs(KEYS) do out[#out+1] = k end
+for _, a in ipairs(ARGV) do out[#out+1] = a end
+return out
+"""
+
+ODD_KEYS = [
+    "{llmrouter}:plain",
+    "{llmrouter}:dé ploy/ment 🙂",
+    "{llmrouter}:a\r\nb",
+    "{llmrouter}:",
+]
+ODD_ARGS: list[Any] = [
+    "",
+    "é🙂\u2028",
+    "a\r\n$3\r\nxyz\r\n*1",  # RESP framing inside a value must stay a value
+    " ",
+    0,
+    -1,
+    2**63 + 7,
+    -(2**70),
+    0.1,
+    1e300,
+    -0.0,
+    b"",
+    b"\x00\xff\r\n$",
+    "x" * 70_000,  # past redis-py's own buffer cutoff
+]
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return repr(value).encode()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    if SERVER is None:
+        pytest.skip(SKIP_REASON)
+    started = RedisServer.start()
+    yield started
+    started.stop()
+
+
+def test_odd_keys_and_arguments_reach_lua_byte_for_byte(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    wire = ScriptWire(client, ECHO)
+    assert wire.fast
+    reply = wire(keys=ODD_KEYS, args=ODD_ARGS)
+    assert reply == [key.encode() for key in ODD_KEYS] + [_as_bytes(a) for a in ODD_ARGS]
+    client.close()
+
+
+def test_the_packed_command_is_what_redis_py_would_send(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url)
+    wire = ScriptWire(client, ECHO)
+    connection = client.connection_pool.get_connection()
+    theirs = b"".join(
+        connection.pack_command("EVALSHA", wire.sha, len(ODD_KEYS), *ODD_KEYS, *ODD_ARGS)
+    )
+    client.connection_pool.release(connection)
+    assert wire.pack(ODD_KEYS, ODD_ARGS) == theirs
+    # The remembered key pieces do not change a second packing.
+    assert wire.pack(ODD_KEYS, ODD_ARGS) == theirs
+    client.close()
+
+
+def test_a_client_s_own_encoding_is_kept(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url, encoding="latin-1", decode_responses=True)
+    wire = ScriptWire(client, ECHO)
+    assert wire(keys=["{llmrouter}:é"], args=["ñ"]) == ["{llmrouter}:é", "ñ"]
+    raw = redis.Redis.from_url(server.url)
+    assert ScriptWire(raw, ECHO)(keys=[], args=["ñ".encode("latin-1")]) == [b"\xf1"]
+    client.close()
+    raw.close()
+
+
+def test_what_is_not_a_redis_argument_is_refused() -> None:
+    with pytest.raises(TypeError, match="bool"):
+        bulk(True)
+    with pytest.raises(TypeError, match="NoneType"):
+        bulk(None)  # type: ignore[arg-type]
+
+
+def test_a_server_that_forgot_the_script_loads_it_again(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    wire = ScriptWire(client, "return ARGV[1] .. '!'")
+    assert wire(keys=[], args=["a"]) == b"a!"
+    client.script_flush()
+    assert wire(keys=[], args=["b"]) == b"b!"
+    client.close()
+
+
+def test_a_script_error_is_the_server_s_message_and_the_connection_goes_on(
+    server: RedisServer,
+) -> None:
+    client = redis.Redis.from_url(server.url, socket_timeout=5, max_connections=1)
+    broken = ScriptWire(client, "return redis.call('NOSUCHCOMMAND')")
+    echo = ScriptWire(client, ECHO)
+    with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)unknown"):
+        broken(keys=[], args=[])
+    assert echo(keys=[], args=["after"]) == [b"after"]  # the one connection, still in step
+    client.close()
+
+
+def test_a_late_reply_is_never_read_as_the_next_call_s(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url, socket_timeout=0.3, max_connections=1)
+    wire = ScriptWire(client, ECHO)
+    assert wire(keys=[], args=["warm"]) == [b"warm"]
+    server.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(redis.exceptions.TimeoutError):
+            wire(keys=[], args=["first"])
+        assert time.monotonic() - started < 3
+    finally:
+        server.resume()
+    # The frozen server now answers "first" on the old socket: it must have been dropped.
+    assert wire(keys=[], args=["second"]) == [b"second"]
+    client.close()
+
+
+def test_through_redis_state_an_outage_is_store_unavailable() -> None:
+    state = RedisState(redis.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=0.2))
+    assert state._calls._admit.fast
+    with pytest.raises(StoreUnavailable, match=r"^Redis state: ConnectionError$"):
+        state.count_failure("deployment")
+
+
+def test_sentinel_masters_take_the_packed_path(redis_sentinel: SentinelSet) -> None:
+    client = sync_client(redis_sentinel.url(db=2), timeout_s=2.0)
+    wire = ScriptWire(client, ECHO)
+    assert wire.fast
+    assert wire(keys=ODD_KEYS[:2], args=ODD_ARGS[:3]) == [
+        *(key.encode() for key in ODD_KEYS[:2]),
+        *(_as_bytes(a) for a in ODD_ARGS[:3]),
+    ]
+    client.close()
+
+
+def test_cluster_clients_keep_redis_py_s_path(redis_cluster: RedisClusterServers) -> None:
+    client = sync_client(redis_cluster.url, timeout_s=2.0)
+    wire = ScriptWire(client, ECHO)
+    assert not wire.fast
+    keys = ["{llmrouter}:a", "{llmrouter}:é"]
+    assert wire(keys=keys, args=["", 7]) == [b"{llmrouter}:a", "{llmrouter}:é".encode(), b"", b"7"]
+    client.close()
+
+
+def test_a_lazy_cluster_is_not_connected_by_making_a_wire() -> None:
+    client = sync_client("redis+cluster://127.0.0.1:1,127.0.0.1:2", timeout_s=0.2)
+    wire = ScriptWire(client, ECHO)  # must not ask the (absent) nodes for the slot map
+    assert not wire.fast
+    assert client._client is None
