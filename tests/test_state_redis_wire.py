@@ -18,7 +18,13 @@ from _redis import SERVER, SKIP_REASON, RedisClusterServers, RedisServer, Sentin
 
 from llmrouter_integrations.state.redis_clients import sync_client
 from llmrouter_integrations.state.redis_wire import ScriptWire, bulk
-from llmrouter_integrations.state.shared import StoreUnavailable
+from llmrouter_integrations.state.shared import (
+    CallPlan,
+    Headroom,
+    RateAsk,
+    RateDone,
+    StoreUnavailable,
+)
 from llmrouter_integrations.state.shared_redis import RedisState
 
 redis = pytest.importorskip("redis")
@@ -182,3 +188,26 @@ def test_a_lazy_cluster_is_not_connected_by_making_a_wire() -> None:
     wire = ScriptWire(client, ECHO)  # must not ask the (absent) nodes for the slot map
     assert not wire.fast
     assert client._client is None
+
+
+def test_finished_calls_leave_nothing_per_call_behind(server: RedisServer) -> None:
+    # 60 calls under a concurrency limit, each finished with the provider's headers: no key
+    # of the store grows with the number of calls (each send's number once stayed, forever).
+    url = server.fresh(3)
+    state = RedisState(url, timeout_s=5.0)
+    said = Headroom(requests_limit=1000, requests_left=900, requests_reset_s=1.0)
+    for i in range(60):
+        ask = RateAsk("dep", f"permit-{i}", None, None, 4, 10, 300.0)
+        verdict = state.admit_call(CallPlan(circuit="dep", rate=ask), time.time())
+        assert verdict.rate_wait == 0.0
+        state.finish_call(None, RateDone("dep", f"permit-{i}", 0, said), time.time())
+    state.close()
+    client = redis.Redis.from_url(url, decode_responses=True)
+    sizes: dict[str, int] = {}
+    for key in client.scan_iter():
+        kind = client.type(key)
+        sizes[key] = (
+            client.hlen(key) if kind == "hash" else client.zcard(key) if kind == "zset" else 1
+        )
+    assert sizes and max(sizes.values()) < 10, sizes
+    client.close()

@@ -42,22 +42,24 @@ _VIEW = """
 -- The provider's headroom (state/headroom.py, in Lua): hash V holds sends, tsent, mark
 -- and per limit k ('r' requests, 't' tokens): k_limit, k_left, k_reset, k_hint.
 local function hnum(v, field) return tonumber(redis.call('HGET', v, field) or '') end
-local function hroll(v, k, now, window)
-  local reset = hnum(v, k .. '_reset')
-  if reset == nil or now < reset then return end
-  local limit = redis.call('HGET', v, k .. '_limit')
-  if not limit then redis.call('HDEL', v, k .. '_left', k .. '_reset'); return end
-  local hint = hnum(v, k .. '_hint') or 0
-  if hint <= 0 then hint = window end
-  redis.call('HSET', v, k .. '_left', limit, k .. '_reset', now + hint)
-end
+-- The wait for `need` more, and whether a remaining count is kept (a send draws from it).
+-- One HMGET reads the four fields; a reset that has come refills the count (hint: the
+-- longest reset the provider named, else the window).
 local function hwait(v, k, need, now, window)
-  hroll(v, k, now, window)
-  local left, reset = hnum(v, k .. '_left'), hnum(v, k .. '_reset')
-  if left == nil or reset == nil or left >= need then return 0 end
-  local limit = hnum(v, k .. '_limit')
-  if limit ~= nil and need > limit then return 0 end
-  return math.max(0, reset - now)
+  local f = redis.call('HMGET', v, k .. '_left', k .. '_reset', k .. '_limit', k .. '_hint')
+  local left, reset, limit = tonumber(f[1] or ''), tonumber(f[2] or ''), f[3]
+  local kept = f[1] ~= false
+  if reset ~= nil and now >= reset then
+    if not limit then redis.call('HDEL', v, k .. '_left', k .. '_reset'); return 0, false end
+    local hint = tonumber(f[4] or '') or 0
+    if hint <= 0 then hint = window end
+    left, reset, kept = tonumber(limit), now + hint, true
+    redis.call('HSET', v, k .. '_left', limit, k .. '_reset', reset)
+  end
+  if left == nil or reset == nil or left >= need then return 0, kept end
+  local cap = tonumber(limit or '')
+  if cap ~= nil and need > cap then return 0, kept end
+  return math.max(0, reset - now), kept
 end
 local function hnote(v, k, limit, left, reset_s, since, now, window)
   if limit ~= '' then redis.call('HSET', v, k .. '_limit', limit) end
@@ -85,19 +87,22 @@ local function prep(k, first, now)
   local kexp = tonumber(ARGV[first+2])
   local levels = {}
   for v in string.gmatch(ARGV[first+3], '[^,]+') do levels[#levels+1] = tonumber(v) end
-  if redis.call('EXISTS', a) == 0 then
+  local got = redis.call('HMGET', a, 'spent', 'reserved')
+  local spent, reserved = tonumber(got[1] or ''), tonumber(got[2] or '')
+  if spent == nil then
+    spent, reserved = tonumber(ARGV[first+1]), 0
     local crossed = 0
-    for _, l in ipairs(levels) do if tonumber(ARGV[first+1]) >= l then crossed = crossed + 1 end end
+    for _, l in ipairs(levels) do if spent >= l then crossed = crossed + 1 end end
     redis.call('HSET', a, 'spent', ARGV[first+1], 'reserved', 0, 'alerted', crossed)
     if kexp > 0 then redis.call('PEXPIREAT', a, kexp) end
   end
   local expired = redis.call('ZRANGEBYSCORE', h, '-inf', now)
   for _, id in ipairs(expired) do
-    redis.call('HINCRBY', a, 'reserved', -tonumber(redis.call('HGET', m, id) or '0'))
+    reserved = redis.call('HINCRBY', a, 'reserved', -tonumber(redis.call('HGET', m, id) or '0'))
     redis.call('HDEL', m, id)
   end
   if #expired > 0 then redis.call('ZREMRANGEBYSCORE', h, '-inf', now) end
-  return a, h, m, tonumber(ARGV[first]), kexp, levels
+  return a, h, m, tonumber(ARGV[first]), kexp, levels, spent, reserved
 end
 """
 
@@ -125,9 +130,7 @@ local failures = '0'
 if cstate == 'closed' then failures = redis.call('GET', KEYS[2]) or '0' end
 local n, need = tonumber(ARGV[15]), tonumber(ARGV[13])
 for i = 1, n do
-  local a, h, m, limit = prep(7 + 3*i, 12 + 4*i, now)
-  local spent = tonumber(redis.call('HGET', a, 'spent'))
-  local reserved = tonumber(redis.call('HGET', a, 'reserved'))
+  local a, h, m, limit, kexp, levels, spent, reserved = prep(7 + 3*i, 12 + 4*i, now)
   if need > 0 and spent + reserved + need > limit then
     local spent_s, reserved_s = redis.call('HGET', a, 'spent'), redis.call('HGET', a, 'reserved')
     return table.concat({cstate, '0', i - 1, spent_s, reserved_s, '', failures}, '|')
@@ -157,7 +160,7 @@ if ARGV[4] == '1' then
     redis.call('HDEL', st, o)
   end
   if #old > 0 then redis.call('ZREMRANGEBYSCORE', s, '-inf', since) end
-  local w = 0
+  local w, rkept, tkept = 0, false, false
   if conc >= 0 then
     redis.call('ZREMRANGEBYSCORE', c, '-inf', now)
     if redis.call('ZCARD', c) >= conc then w = math.huge end
@@ -165,8 +168,13 @@ if ARGV[4] == '1' then
   if w == 0 then
     local pause = tonumber(redis.call('GET', p) or '0')
     if pause > now then w = pause - now end
-    w = math.max(w, hwait(v, 'r', 1, now, window))
-    if tokens > 0 then w = math.max(w, hwait(v, 't', tokens, now, window)) end
+    local rw, tw
+    rw, rkept = hwait(v, 'r', 1, now, window)
+    w = math.max(w, rw)
+    if tokens > 0 then
+      tw, tkept = hwait(v, 't', tokens, now, window)
+      w = math.max(w, tw)
+    end
     local count = redis.call('ZCARD', s)
     if rpm >= 0 and count + 1 > rpm then
       local idx = math.max(count - rpm, 0)
@@ -203,10 +211,8 @@ if ARGV[4] == '1' then
     end
     local seq = redis.call('HINCRBY', v, 'sends', 1)
     local tsent = redis.call('HINCRBY', v, 'tsent', tokens)
-    if redis.call('HEXISTS', v, 'r_left') == 1 then redis.call('HINCRBYFLOAT', v, 'r_left', -1) end
-    if redis.call('HEXISTS', v, 't_left') == 1 then
-      redis.call('HINCRBYFLOAT', v, 't_left', -tokens)
-    end
+    if rkept then redis.call('HINCRBYFLOAT', v, 'r_left', -1) end
+    if tkept then redis.call('HINCRBYFLOAT', v, 't_left', -tokens) end
     redis.call('PEXPIRE', v, math.floor(window * 1440000))
     redis.call('HSET', sq, id, seq .. ',' .. tsent)
     redis.call('PEXPIRE', sq, math.floor(window * 2000))
@@ -240,9 +246,14 @@ if ARGV[1] == '1' then
   end
 end
 local mode, hold, now, n = ARGV[4], ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[9])
-if ARGV[1] == '1' and ARGV[10] == '1' then
+local sent = false
+if ARGV[1] == '1' then
+  -- The send's number is read once, here: forgotten, it cannot pile up under steady traffic.
+  sent = redis.call('HGET', KEYS[7], ARGV[2])
+  if sent then redis.call('HDEL', KEYS[7], ARGV[2]) end
+end
+if ARGV[10] == '1' then
   local v, window = KEYS[6], tonumber(ARGV[17])
-  local sent = redis.call('HGET', KEYS[7], ARGV[2])
   if sent then
     local comma = string.find(sent, ',')
     local seq, tmark = tonumber(string.sub(sent, 1, comma - 1)), tonumber(string.sub(sent, comma + 1))
