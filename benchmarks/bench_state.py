@@ -5,14 +5,16 @@ one Router per setting, identical except for `state=`: one deployment with an `r
 limit, a daily `Budget` that never runs out, the circuit breaker. Per call that is, with
 shared state: one store round trip before it (`admit_call`: the circuit admission, the
 rate-window count and the budget hold) and one after it (`finish_call`: the settle, with
-the provider's rate-limit headers). Measures sequential latency (p50/p99, and what each
-adds over state=None), throughput at concurrency 64, and the store round trips per call
+the provider's rate-limit headers), which a background thread sends, several calls' in
+one trip when they queue up. Measures sequential latency (p50/p99, and what each adds
+over state=None), throughput at concurrency 64, and the store round trips per call
 (counted at the store's one entry point: each SQLite transaction, each Redis script
 call); then times each store operation on its own (p50), which stays readable on a busy
 machine.
 
     python benchmarks/bench_state.py            # ~1 min
     python benchmarks/bench_state.py --quick    # ~15 s
+    python benchmarks/bench_state.py --quick --ab   # + rows settling on the caller's path
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def start_redis(port: int) -> subprocess.Popen[bytes] | None:
     raise RuntimeError("redis-server did not start")
 
 
+# A row whose router sends the trip after each call on the caller's path, as before the
+# settler (state/settler.py): the A/B of that change, interleaved in the same run.
+INLINE = " inline"
+
+
 def counted_store(url: str | None) -> tuple[Any, list[int]]:
     """A store for `url` whose round trips are counted at its one entry point."""
     if url is None:
@@ -91,7 +98,7 @@ async def run(
     counters: dict[str, list[int]] = {}
     for name, state in states.items():
         store, counters[name] = counted_store(state)
-        routers[name] = Router(
+        router = routers[name] = Router(
             deployments=[
                 Deployment(
                     provider="openai",
@@ -104,6 +111,9 @@ async def run(
             budgets=[Budget(1_000_000, period="day")],
             state=store,
         )
+        if name.endswith(INLINE):  # the trip after each call back on the caller's path
+            router.budgets.shared.settler = None
+            router.limits.shared.settler = None
     messages = BODY["messages"]
 
     made = {name: [0] for name in routers}
@@ -189,21 +199,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="also rows with the trip after each call on the caller's path (' inline')",
+    )
     args = parser.parse_args()
     n, total = (500, 2000) if args.quick else (3000, 10000)
     port, redis_port = free_port(), free_port()
     server = start_server(port)
     redis = start_redis(redis_port)
     workdir = tempfile.mkdtemp(prefix="bench-state-")
-    states: dict[str, str | None] = {
-        "state=None": None,
-        "sqlite": f"sqlite:///{os.path.join(workdir, 'state.db')}",
-    }
+    sqlite = f"sqlite:///{os.path.join(workdir, 'state.db')}"
+    states: dict[str, str | None] = {"state=None": None, "sqlite": sqlite}
+    if args.ab:
+        states["sqlite" + INLINE] = sqlite
     if redis is not None:
         states["redis"] = f"redis://127.0.0.1:{redis_port}/0"
+        if args.ab:
+            states["redis" + INLINE] = states["redis"]
     try:
         results = asyncio.run(run(f"http://127.0.0.1:{port}", states, n, total, args.concurrency))
-        operations = store_operations(states, n)
+        operations = store_operations({k: v for k, v in states.items() if INLINE not in k}, n)
     finally:
         server.terminate()
         server.wait()
@@ -218,21 +235,21 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     )
     print(
-        f"{'state':<12} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
+        f"{'state':<15} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
         f"{'req/s':>8} {'% of none':>10} {'trips/call':>11}"
     )
     for name, row in results.items():
         print(
-            f"{name:<12} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} "
+            f"{name:<15} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} "
             f"{row['p50_ms'] - base['p50_ms']:+8.3f} {row['p99_ms'] - base['p99_ms']:+8.3f} "
             f"{row['rps']:8.0f} {100 * row['rps'] / base['rps']:9.0f}% {row['trips']:11.2f}"
         )
     print()
     print("store operations, p50 us (each is one round trip / transaction; a call makes both)")
     labels = ["admit_call", "finish_call", "per call"]
-    print(f"{'state':<12} " + " ".join(f"{label:>13}" for label in labels))
+    print(f"{'state':<15} " + " ".join(f"{label:>13}" for label in labels))
     for name, row in operations.items():
-        print(f"{name:<12} " + " ".join(f"{row[label]:13.0f}" for label in labels))
+        print(f"{name:<15} " + " ".join(f"{row[label]:13.0f}" for label in labels))
     if redis is None:
         print("(redis-server not installed: Redis row skipped)")
 

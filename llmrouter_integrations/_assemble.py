@@ -349,7 +349,7 @@ def build_stack(
 
         circuits = stack.health_tracker.shared = SharedCircuits(guard)
         limits.shared = SharedRates(guard, settler=settler)
-        stack.trip = StoreTrip(guard, limits, probe_lease_s=circuits.probe_lease_s)
+        stack.trip = StoreTrip(guard, limits, probe_lease_s=circuits.probe_lease_s, settler=settler)
     retry_policy = retry or RetryPolicy()
     if prompt_cache not in (None, "auto"):
         raise ConfigurationError(f"prompt_cache must be None or 'auto', got {prompt_cache!r}")

@@ -33,7 +33,13 @@ from test_state_processes import KEY, PROMPT, worst_case
 from llmrouter_integrations import Budget, Deployment, ManualClock, Router, RouterEvent
 from llmrouter_integrations.langchain import ChatLLMRouter
 from llmrouter_integrations.llama_index import LLMRouter, RouterBudgetAlertEvent
-from llmrouter_integrations.state.shared import CallDone, RateDone, Settled, SharedState
+from llmrouter_integrations.state.shared import (
+    CallDone,
+    RateDone,
+    Settled,
+    SharedState,
+    StoreUnavailable,
+)
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.state.shared_sqlite import SQLiteState
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
@@ -62,6 +68,10 @@ class HeldSettles:
         assert self.gate.wait(30)
         self.batches.append(len(calls))
         return self.inner.finish_calls(calls)
+
+    def finish_and_admit(self, calls: Sequence[CallDone], plan: Any, now: float) -> Any:
+        self.batches.append(len(calls))  # riding on a call's own trip: not held
+        return self.inner.finish_and_admit(calls, plan, now)
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +336,78 @@ def test_a_forked_child_sends_its_own_settles_not_the_parent_s(tmp_path: Path) -
     assert os.WEXITSTATUS(status) == 0
     assert store.read([account], time.time())[0].spent == 12
     store.close()
+
+
+class Counted:
+    """A real store that records which operation each round trip was, and can fail one."""
+
+    def __init__(self, inner: SharedState) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+        self.fail_next_ride = False
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.inner, name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name == "finish_and_admit" and self.fail_next_ride:
+                self.fail_next_ride = False
+                raise StoreUnavailable("the store did not answer")
+            return value(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture
+def no_solo_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queued trips wait for a ride (or for someone waiting on them), never time out alone."""
+    from llmrouter_integrations.state import settler
+
+    monkeypatch.setattr(settler, "_RIDE_S", 60.0)
+
+
+def test_a_call_s_trip_after_rides_on_the_next_call_s_trip_before(
+    fake: FakeProviderServer, make_store: Any, no_solo_trips: None
+) -> None:
+    store = Counted(make_store())
+    router = Router(
+        deployments=[deployment(fake, rpm=10_000)],
+        budgets=[budget()],
+        state=store,  # type: ignore[arg-type]
+    )
+    with router:
+        costs = [router.complete(PROMPT, max_tokens=60).cost or 0 for _ in range(3)]
+        # One round trip per call: each call's settle went with the next call's admission.
+        assert store.calls == ["admit_call", "finish_and_admit", "finish_and_admit"]
+        (status,) = router.budgets.status()  # the last one is sent now, not after a timeout
+        assert store.calls[3:] == ["finish_call", "read"]
+    assert status.spent_usd == pytest.approx(sum(costs)) and status.reserved_usd == 0
+
+
+def test_a_ride_that_fails_keeps_the_settles_it_carried_and_pushes_them_once(
+    fake: FakeProviderServer, tmp_path: Path, no_solo_trips: None
+) -> None:
+    from llmrouter_integrations import StateUnavailableError
+
+    store = Counted(SQLiteState(str(tmp_path / "state.db")))
+    clock = ManualClock(wall_start=time.time())
+    router = Router(
+        deployments=[deployment(fake)],
+        budgets=[budget()],
+        state=store,  # type: ignore[arg-type]
+        clock=clock,
+    )
+    with router:
+        first = router.complete(PROMPT, max_tokens=60)
+        store.fail_next_ride = True  # the next call's trip carries first's settle, and fails
+        with pytest.raises(StateUnavailableError):
+            router.complete(PROMPT, max_tokens=60)
+        clock.advance(3.0)  # past the guard's retry time
+        third = router.complete(PROMPT, max_tokens=60)
+        (status,) = router.budgets.status()
+    assert status.spent_usd == pytest.approx((first.cost or 0) + (third.cost or 0))
+    assert status.reserved_usd == 0
+    assert fake.request_count() == 2

@@ -315,3 +315,43 @@ def test_state_urls(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as caught:
         shared_state_from_spec("postgres://user:pw-secret@db/0")
     assert "pw-secret" not in str(caught.value)
+
+
+def test_finish_calls_does_in_one_trip_what_each_finish_call_would(
+    make_state: Factory, request: pytest.FixtureRequest
+) -> None:
+    from llmrouter_integrations.state.shared import CallDone, CallPlan, HoldAsk, RateAsk, RateDone
+
+    one, reader = make_state(), make_state()  # `one` has sent no script yet
+    daily = account("daily", 10_000, alerts=(1000,))
+    for i in range(3):  # three calls take the deployment's three concurrency slots
+        rate = RateAsk("dep", f"p{i}", None, None, 3, 10, 300.0)
+        plan = CallPlan(rate=rate, hold=HoldAsk(f"h{i}", (daily,), 2000, 300.0))
+        assert one.admit_call(plan, T0).rate_wait == 0.0
+    busy = CallPlan(rate=RateAsk("dep", "x", None, None, 3, 10, 300.0))
+    assert one.admit_call(busy, T0).rate_wait == math.inf
+    calls = [
+        CallDone(("h0", (daily,), 300), RateDone("dep", "p0"), T0 + 1),
+        CallDone(("h1", (daily,), 300), RateDone("dep", "p1"), T0 + 1),
+        CallDone(("h2", (daily,), None), RateDone("dep", "p2"), T0 + 1),
+    ]
+    results = one.finish_calls(calls)
+    # Settled 300 and 600 (the alert at 1000 not yet crossed); the third hold released.
+    assert [r.spent if r else None for r in results] == [[300], [600], None]
+    assert reader.read([daily], T0 + 1) == [AccountState(600, 0)]
+    again = one.finish_calls([calls[0], CallDone(("h9", (daily,), 500), None, T0 + 2)])
+    assert again[0] is not None and again[0].spent == [600]  # sent twice, counted once
+    assert again[1] is not None and again[1].spent == [1100] and again[1].crossed == [(0, 0)]
+    # Every slot is free again: three new sends fit at once.
+    for i in range(3):
+        ask = RateAsk("dep", f"q{i}", None, None, 3, 10, 300.0)
+        assert reader.admit_call(CallPlan(rate=ask), T0 + 2).rate_wait == 0.0
+    if request.node.callspec.params["make_state"] == "redis":
+        # A server that forgot its scripts (restarted): the pipeline loads it and goes on.
+        one._client.script_flush()  # type: ignore[attr-defined]
+        late = [CallDone((f"l{i}", (daily,), 100), None, T0 + 3) for i in range(3)]
+        assert [r.spent if r else None for r in one.finish_calls(late)] == [
+            [1200],
+            [1300],
+            [1400],
+        ]

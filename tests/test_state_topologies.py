@@ -600,7 +600,10 @@ async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
             # That call also took the local router's outage allowance (a hold in the store).
             assert local.budgets.status()[0].reserved_usd > 0
             spent_before = closed.costs.total + local.costs.total
-            # Make sure the replica has both writes before the master dies.
+            # Make sure the replica has both writes (and both settles, which a router sends
+            # after its call) before the master dies.
+            assert closed.settler is not None and closed.settler.drain()
+            assert local.settler is not None and local.settler.drain()
             watched.master.client().execute_command("WAIT", 1, 2000)
             old_master = watched.master.port
             watched.master.stop()
@@ -622,6 +625,7 @@ async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
             after = await closed.achat("after the switch", max_tokens=60)
             assert after.text and not after.cached
             await local.achat("after the switch, again", max_tokens=60)  # pushes its outage spend
+            assert local.settler is not None and local.settler.drain()  # its own settle too
             # The spend before the switch survived it (replicated), and the outage's is added.
             # (Settles leave the call's path: a router's status() waits for its own only.)
             local.budgets.status()

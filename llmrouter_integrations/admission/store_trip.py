@@ -18,10 +18,19 @@ again as before.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..state.guard import StateGuard
-from ..state.shared import CallPlan, CallVerdict, HoldAsk, RateAsk, Refusal
+from ..state.settler import Settler
+from ..state.shared import (
+    CallPlan,
+    CallVerdict,
+    HoldAsk,
+    RateAsk,
+    Refusal,
+    Settled,
+    StoreUnavailable,
+)
 from ..types import ChatRequest
 from .call import Prefetched
 from .limits import RateLimits
@@ -39,11 +48,18 @@ class StoreTrip:
     """
 
     def __init__(
-        self, guard: StateGuard, limits: RateLimits, *, probe_lease_s: float | None
+        self,
+        guard: StateGuard,
+        limits: RateLimits,
+        *,
+        probe_lease_s: float | None,
+        settler: Settler | None = None,
     ) -> None:
         self.guard = guard
         self.limits = limits
         self.probe_lease_s = probe_lease_s
+        # Its queued trips after earlier calls ride on this trip (one round trip for both).
+        self.settler = settler
 
     def _rate_ask(self, request: ChatRequest, deployment: str) -> RateAsk | None:
         tokens = request_tokens(request)
@@ -64,12 +80,33 @@ class StoreTrip:
         rate = self._rate_ask(request, deployment) if admission is not None else None
         circuit = deployment if self.probe_lease_s is not None else None
         plan = CallPlan(circuit, self.probe_lease_s or 0.0, rate, hold)
-        verdict = self.guard.run(self.guard.store.admit_call, plan, self.guard.clock.wall())
+        verdict = self._ask(plan)
         if admission is not None:
             counted = None
             if rate is not None and verdict.rate_wait is not None:
                 counted = (rate.permit_id, rate.tokens, verdict.rate_wait)
             admission.prefetched = Prefetched(deployment, verdict.circuit, counted)
+        return verdict
+
+    def _ask(self, plan: CallPlan) -> CallVerdict:
+        guard, settler = self.guard, self.settler
+        wall = guard.clock.wall()
+        riding = settler.take() if settler is not None else []
+        if not riding:
+            return guard.run(guard.store.admit_call, plan, wall)
+        assert settler is not None
+        results: Sequence[Settled | StoreUnavailable | None]
+        try:
+            calls = [queued.call for queued in riding]
+            results, verdict = guard.run(guard.store.finish_and_admit, calls, plan, wall)
+        except StoreUnavailable as error:
+            results = [error] * len(riding)
+            raise
+        except BaseException:
+            results = [StoreUnavailable("the trip carrying it failed")] * len(riding)
+            raise
+        finally:
+            settler.land(riding, results)
         return verdict
 
     def hold_via(

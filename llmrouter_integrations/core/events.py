@@ -49,9 +49,10 @@ class Deferred:
     """Work a request left to finish in the background (its settle with the shared store),
     which may still emit events to the request's listeners; `finish()` says it is over."""
 
-    __slots__ = ("_callbacks", "_done", "_lock")
+    __slots__ = ("_callbacks", "_done", "_hurry", "_lock")
 
-    def __init__(self) -> None:
+    def __init__(self, hurry: Callable[[], Any] | None = None) -> None:
+        self._hurry = hurry  # asks the work to go ahead now (someone is waiting)
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], Any]] = []
@@ -71,9 +72,13 @@ class Deferred:
         return self._done.is_set()
 
     def wait(self, timeout: float) -> bool:
+        if self._hurry is not None and not self._done.is_set():
+            self._hurry()
         return self._done.wait(timeout)
 
     async def wait_async(self, timeout: float) -> bool:
+        if self._hurry is not None and not self._done.is_set():
+            self._hurry()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -170,13 +175,14 @@ def listen_to_events(handler: EventHandler) -> Iterator[Listening]:
         _request_listeners.reset(token)
 
 
-def defer() -> Deferred | None:
+def defer(hurry: Callable[[], Any] | None = None) -> Deferred | None:
     """Register background work of the current request with its listeners (None: it has
-    none, so nobody waits); the worker calls `finish()` on it once its events are out."""
+    none, so nobody waits); the worker calls `finish()` on it once its events are out,
+    and `hurry()` is called when a listener starts waiting for it."""
     listeners = _request_listeners.get()
     if not listeners:
         return None
-    deferred = Deferred()
+    deferred = Deferred(hurry)
     for listening in listeners:
         listening._deferred.append(deferred)
     return deferred

@@ -28,6 +28,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from ..core.events import Deferred, defer
 from .guard import StateGuard
 from .shared import Account, CallDone, RateDone, Settled, StoreUnavailable
 
-__all__ = ["Settler"]
+__all__ = ["Riding", "Settler"]
 
 log = logging.getLogger("llmrouter_integrations")
 
@@ -45,6 +46,10 @@ log = logging.getLogger("llmrouter_integrations")
 Landed = Callable[[Settled | StoreUnavailable | None], None]
 
 _IDLE_S = 2.0  # a worker with nothing to do for this long stops (a new one starts on demand)
+# How long a queued trip waits for a ride: the next call's trip before it (`take`) carries
+# it in the same round trip; after this the worker sends it alone. Anyone waiting for it
+# (`drain`, an adapter flushing its call's events) has it sent at once.
+_RIDE_S = 0.002
 _EXIT_DRAIN_S = 2.0  # at interpreter exit, how long to wait for queued trips
 
 _OPEN: weakref.WeakSet[Settler] = weakref.WeakSet()
@@ -56,6 +61,10 @@ class _Queued:
     then: Landed | None
     context: contextvars.Context | None
     deferred: Deferred | None
+    at: float = 0.0  # when it was queued (time.monotonic())
+
+
+Riding = list[_Queued]  # queued trips a caller's own store trip carries (`take`, `land`)
 
 
 class Settler:
@@ -71,13 +80,18 @@ class Settler:
         timeout = float(getattr(guard.store, "timeout_s", 1.0))
         self.drain_s = drain_s if drain_s is not None else max(1.0, 4 * timeout)
         self.inline = guard.store.backend == "memory"
-        self._cond = threading.Condition()
+        # One lock; the worker sleeps on `_wake` (never woken per call: it ticks every
+        # `_RIDE_S` while it has work), `drain` callers on `_done`.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
         self._queue: list[_Queued] = []
         self._queued = 0  # trips queued since the start (or the fork)
         self._landed = 0  # of those, trips sent (or failed) with their `then` done
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed = False
+        self._hurry = False  # someone waits: send what is queued now
         self.batches = 0  # round trips the worker made (for tests and benchmarks)
         _OPEN.add(self)
 
@@ -86,20 +100,44 @@ class Settler:
         if self.inline or self._closed:
             self._send([_Queued(call, then, None, None)])
             return
-        deferred = defer() if then is not None else None
+        deferred = defer(self.hurry) if then is not None else None
         context = contextvars.copy_context() if then is not None else None
-        with self._cond:
+        queued = _Queued(call, then, context, deferred, time.monotonic())
+        with self._lock:
             if self._pid != os.getpid():  # a forked child: the parent's queue is the parent's
                 self._forked()
-            self._queue.append(_Queued(call, then, context, deferred))
+            self._queue.append(queued)
             self._queued += 1
             if self._worker is None:
                 self._worker = threading.Thread(
                     target=self._work, name="llmrouter-settler", daemon=True
                 )
                 self._worker.start()
-            else:
-                self._cond.notify()
+
+    def take(self) -> Riding:
+        """The queued trips, for the caller's own next store trip to carry; it must hand
+        them back to `land` with their results (or the failure), whatever happens."""
+        if not self._queue or self.inline:
+            return []
+        with self._lock:
+            if self._pid != os.getpid():
+                self._forked()
+            riding, self._queue = self._queue, []
+        return riding
+
+    def land(self, riding: Riding, results: Sequence[Settled | StoreUnavailable | None]) -> None:
+        """What a store trip that carried `riding` (from `take`) answered for them."""
+        self._follow_up(riding, results)
+        with self._lock:
+            self._landed += len(riding)
+            self._done.notify_all()
+
+    def hurry(self) -> None:
+        """Send what is queued now, without waiting for a ride."""
+        if self._queue:
+            with self._lock:
+                self._hurry = True
+                self._wake.notify()
 
     @property
     def busy(self) -> bool:
@@ -112,18 +150,22 @@ class Settler:
         if threading.current_thread() is self._worker:
             return not self.busy
         wait = self.drain_s if timeout is None else timeout
-        with self._cond:
+        with self._lock:
             if self._pid != os.getpid():
                 self._forked()
             target = self._queued
-            return self._cond.wait_for(lambda: self._landed >= target, wait)
+            if self._landed >= target:
+                return True
+            self._hurry = True
+            self._wake.notify()
+            return self._done.wait_for(lambda: self._landed >= target, wait)
 
     def close(self, timeout: float | None = None) -> bool:
         """Drain, then send later trips inline (a closed router's stragglers)."""
         drained = self.drain(timeout)
-        self._closed = True
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            self._closed = True
+            self._wake.notify()
         _OPEN.discard(self)
         return drained
 
@@ -135,19 +177,28 @@ class Settler:
 
     def _work(self) -> None:
         me = threading.current_thread()
+        active = time.monotonic()  # when it last had something to send
         while True:
-            with self._cond:
-                if not self._queue:
-                    self._cond.wait_for(lambda: bool(self._queue) or self._closed, _IDLE_S)
-                if not self._queue or self._worker is not me:
-                    if self._worker is me:
-                        self._worker = None
+            with self._lock:
+                if self._worker is not me:
                     return
+                if not (self._hurry or self._closed):
+                    self._wake.wait(_RIDE_S)
+                now = time.monotonic()
+                if not self._queue:
+                    if self._closed or now - active > _IDLE_S:
+                        self._worker = None
+                        return
+                    continue
+                active = now
+                if not (self._hurry or self._closed) and now - self._queue[0].at < _RIDE_S:
+                    continue  # young enough to wait for a ride on the next call's trip
+                self._hurry = False
                 batch, self._queue = self._queue, []
             self._send(batch)
-            with self._cond:
+            with self._lock:
                 self._landed += len(batch)
-                self._cond.notify_all()
+                self._done.notify_all()
 
     def _send(self, batch: list[_Queued]) -> None:
         results: list[Settled | StoreUnavailable | None]
@@ -167,6 +218,12 @@ class Settler:
         except Exception as error:  # never into anyone: the costs are kept to push
             log.exception("settling with the shared state failed")
             results = [StoreUnavailable(f"{type(error).__name__}")] * len(batch)
+        self._follow_up(batch, results)
+
+    @staticmethod
+    def _follow_up(
+        batch: list[_Queued], results: Sequence[Settled | StoreUnavailable | None]
+    ) -> None:
         for queued, result in zip(batch, results, strict=True):
             try:
                 if queued.then is not None:

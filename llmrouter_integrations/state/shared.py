@@ -328,6 +328,14 @@ class SharedState(Protocol):
         it again is safe."""
         ...
 
+    def finish_and_admit(
+        self, calls: Sequence[CallDone], plan: CallPlan, now: float
+    ) -> tuple[list[Settled | None], CallVerdict]:
+        """`finish_calls(calls)` then `admit_call(plan, now)` in one round trip: the trips
+        after earlier calls ride on the next call's trip before it. A failure raises
+        `StoreUnavailable` (and may leave the finishes done, as `finish_calls`)."""
+        ...
+
     # -- in-flight locks ------------------------------------------------------------------------
     def acquire_lock(self, key: str, owner: str, now: float, lease_s: float) -> bool:
         """Take the lock if free or its lease ended."""

@@ -285,6 +285,11 @@ class MemoryState:
     def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
         return [self.finish_call(call.hold, call.rate, call.now) for call in calls]
 
+    def finish_and_admit(
+        self, calls: Sequence[CallDone], plan: CallPlan, now: float
+    ) -> tuple[list[Settled | None], CallVerdict]:
+        return self.finish_calls(calls), self.admit_call(plan, now)
+
     def open_circuit(self, name: str, until: float) -> None:
         with self._lock:
             self._circuits[name] = (until, 0.0)

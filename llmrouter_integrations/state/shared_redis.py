@@ -239,17 +239,18 @@ class RedisState:
         except Exception as error:  # redis errors, OSError, timeouts: all mean "not now"
             raise _unavailable(error) from None
 
-    def _call_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """`script` once per (keys, args), pipelined: one round trip (two when the server
-        has not seen the script yet: it is loaded and the refused calls are sent again)."""
+    def _call_many(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        """Each (script, keys, args), pipelined: one round trip (two when the server has
+        not seen a script yet: it is loaded and the refused calls are sent again)."""
         from redis.exceptions import NoScriptError
 
         try:
-            replies = self._pipelined(script.sha, calls)
+            replies = self._pipelined(calls)
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
-                script.sha = self._client.script_load(script.script)
-                again = self._pipelined(script.sha, [calls[i] for i in missing])
+                for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+                    self._client.script_load(script.script)
+                again = self._pipelined([calls[i] for i in missing])
                 for index, reply in zip(missing, again, strict=True):
                     replies[index] = reply
             for reply in replies:
@@ -259,10 +260,10 @@ class RedisState:
         except Exception as error:  # as `_call`: every failure means "not now"
             raise _unavailable(error) from None
 
-    def _pipelined(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    def _pipelined(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
         return list(pipe.execute(raise_on_error=False))
 
     # -- budgets --------------------------------------------------------------------------------
@@ -394,6 +395,13 @@ class RedisState:
         now: float,
     ) -> Settled | None:
         return self._calls.finish(self, hold, rate, now)
+
+    def finish_and_admit(
+        self, calls: Sequence[CallDone], plan: CallPlan, now: float
+    ) -> tuple[list[Settled | None], CallVerdict]:
+        if not self._finish_seen:  # see finish_calls: the first finish goes alone
+            return self.finish_calls(calls), self.admit_call(plan, now)
+        return self._calls.finish_and_admit(self, calls, plan, now)
 
     def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
         if len(calls) == 1 or not self._finish_seen:

@@ -348,7 +348,7 @@ class KeySpace(Protocol):
     def _account_keys(self, accounts: Sequence[Account]) -> list[str]: ...
     def _settled_key(self, hold_id: str) -> str: ...
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any: ...
-    def _call_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]: ...
+    def _call_many(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]: ...
 
 
 class CallScripts:
@@ -412,9 +412,27 @@ class CallScripts:
 
     def finish_many(self, state: KeySpace, calls: Sequence[CallDone]) -> list[Settled | None]:
         """Several `finish`es in one pipeline (one round trip)."""
-        packed = [self._finish_packed(state, call.hold, call.rate, call.now) for call in calls]
-        replies = state._call_many(self._finish, packed)
+        replies = state._call_many(self._finishes(state, calls))
         return [_settled(call.hold, reply) for call, reply in zip(calls, replies, strict=True)]
+
+    def _finishes(
+        self, state: KeySpace, calls: Sequence[CallDone]
+    ) -> list[tuple[Any, list[str], list[Any]]]:
+        return [
+            (self._finish, *self._finish_packed(state, call.hold, call.rate, call.now))
+            for call in calls
+        ]
+
+    def finish_and_admit(
+        self, state: KeySpace, calls: Sequence[CallDone], plan: CallPlan, now: float
+    ) -> tuple[list[Settled | None], CallVerdict]:
+        """`finish_many`, then `admit`, in one pipeline (one round trip)."""
+        riding = _Riding(state, self._finishes(state, calls))
+        verdict = self.admit(riding, plan, now)
+        settled = [
+            _settled(call.hold, reply) for call, reply in zip(calls, riding.replies, strict=True)
+        ]
+        return settled, verdict
 
     @staticmethod
     def _finish_packed(
@@ -450,6 +468,23 @@ class CallScripts:
         args.append(_num(WINDOW_S))
         args += _account_args(accounts)
         return keys, args
+
+
+class _Riding:
+    """`admit`'s key space whose one script call also carries other calls before it (in
+    one pipeline); their replies are left in `replies`."""
+
+    def __init__(self, state: KeySpace, before: list[tuple[Any, list[str], list[Any]]]) -> None:
+        self._state = state
+        self._before = before
+        self.replies: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
+
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        *self.replies, reply = self._state._call_many([*self._before, (script, keys, args)])
+        return reply
 
 
 def _settled(

@@ -347,18 +347,27 @@ class SQLiteState:
 
     # -- one call -------------------------------------------------------------------------------
     def admit_call(self, plan: CallPlan, now: float) -> CallVerdict:
-        def run(db: sqlite3.Connection) -> CallVerdict:
-            circuit = None if plan.circuit is None else self._circuit(db, plan.circuit, now)
-            if circuit is not None and circuit.state in ("open", "busy"):
-                return CallVerdict(circuit)
-            if plan.hold is not None:
-                refusal = self._reserve(db, plan.hold, now)
-                if refusal is not None:
-                    return CallVerdict(circuit, refusal)
-            wait = None if plan.rate is None else acquire_send(db, plan.rate, now)
-            if plan.circuit is not None and circuit is not None and circuit.state == "probe":
-                self._claim_probe(db, plan.circuit, now + plan.probe_lease_s)
-            return CallVerdict(circuit, None, wait)
+        return self._run(lambda db: self._admit(db, plan, now))
+
+    def _admit(self, db: sqlite3.Connection, plan: CallPlan, now: float) -> CallVerdict:
+        circuit = None if plan.circuit is None else self._circuit(db, plan.circuit, now)
+        if circuit is not None and circuit.state in ("open", "busy"):
+            return CallVerdict(circuit)
+        if plan.hold is not None:
+            refusal = self._reserve(db, plan.hold, now)
+            if refusal is not None:
+                return CallVerdict(circuit, refusal)
+        wait = None if plan.rate is None else acquire_send(db, plan.rate, now)
+        if plan.circuit is not None and circuit is not None and circuit.state == "probe":
+            self._claim_probe(db, plan.circuit, now + plan.probe_lease_s)
+        return CallVerdict(circuit, None, wait)
+
+    def finish_and_admit(
+        self, calls: Sequence[CallDone], plan: CallPlan, now: float
+    ) -> tuple[list[Settled | None], CallVerdict]:
+        def run(db: sqlite3.Connection) -> tuple[list[Settled | None], CallVerdict]:
+            settled = [self._finish(db, call.hold, call.rate, call.now) for call in calls]
+            return settled, self._admit(db, plan, now)
 
         return self._run(run)
 
