@@ -95,6 +95,7 @@ def test_two_prefixes_on_one_redis_are_two_budgets(redis_server: RedisServer) ->
         with router("app1") as first, router("app1") as same, router("app2") as other:
             cost = first.complete("hi", max_tokens=5).cost
             assert cost
+            assert first.settler is not None and first.settler.drain()  # its settle landed
             # The same prefix shares the spend; another prefix is another app's budget.
             assert [s.spent_usd for s in same.budgets.status()] == [pytest.approx(cost)]
             assert [s.spent_usd for s in other.budgets.status()] == [0]
