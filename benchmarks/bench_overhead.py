@@ -9,6 +9,7 @@ or GIL), then measures on the same loopback server and the same request body:
 
     python benchmarks/bench_overhead.py            # ~30 s
     python benchmarks/bench_overhead.py --quick    # ~5 s
+    python benchmarks/bench_overhead.py --imports-only [--package ../other/llmrouter_integrations]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 MODEL = "gpt-4o-mini"
+PACKAGE = Path(__file__).resolve().parent.parent / "llmrouter_integrations"
 BODY = {
     "model": MODEL,
     "messages": [{"role": "user", "content": "Explain quantum computing in one sentence."}],
@@ -106,22 +108,31 @@ async def throughput(call: Callable[[], Awaitable[object]], total: int, concurre
     return total / (time.perf_counter() - start)
 
 
-def import_time_ms(runs: int = 7, *, bytecode: bool = True) -> tuple[float, float]:
-    """Median `import llmrouter_integrations` (wall ms, CPU ms) in fresh interpreters.
+def import_time_ms(
+    statement: str = "import llmrouter_integrations",
+    runs: int = 7,
+    *,
+    bytecode: bool = True,
+    package: Path = PACKAGE,
+) -> tuple[float, float]:
+    """Median time of `statement` (wall ms, CPU ms) in fresh interpreters.
 
     CPU time (process_time) is the steadier number on a busy shared machine, where wall
     time also counts waiting for a core.
 
     With bytecode: the package's .pyc files exist (any run after the first). Without: a copy
     of the package with no __pycache__, imported with -B, as on the first run after a clone
-    (dependencies keep their bytecode either way).
+    (dependencies keep their bytecode either way). `package` is the directory copied (another
+    checkout's, for an A/B comparison). PYTHONDONTWRITEBYTECODE is dropped from
+    the children's environment: inherited, it would silently turn the first into the second.
     """
     code = (
         "import time; t=time.perf_counter(); c=time.process_time(); "
-        "import llmrouter_integrations as m; "
-        "print(time.perf_counter()-t, time.process_time()-c, m.__file__)"
+        f"{statement}; "
+        "print(time.perf_counter()-t, time.process_time()-c, "
+        "__import__('llmrouter_integrations').__file__)"
     )
-    package = Path(__file__).resolve().parent.parent / "llmrouter_integrations"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     samples = []
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "llmrouter_integrations"
@@ -129,12 +140,13 @@ def import_time_ms(runs: int = 7, *, bytecode: bool = True) -> tuple[float, floa
         flags = [] if bytecode else ["-B"]
         if bytecode:  # write the .pyc files once
             subprocess.run(
-                [sys.executable, "-c", code], cwd=scratch, check=True, capture_output=True
+                [sys.executable, "-c", code], cwd=scratch, env=env, check=True, capture_output=True
             )
         for _ in range(runs):
             out = subprocess.run(
                 [sys.executable, *flags, "-c", code],
                 cwd=scratch,
+                env=env,
                 capture_output=True,
                 text=True,
                 check=True,
@@ -204,11 +216,29 @@ async def run(base: str, n: int, total: int, concurrency: int) -> dict[str, dict
     return results
 
 
+def print_import_times(package: Path = PACKAGE) -> None:
+    statements = ("import llmrouter_integrations", "from llmrouter_integrations import Router")
+    for statement in statements:
+        for label, bytecode in (("with bytecode", True), ("without bytecode", False)):
+            wall, cpu = import_time_ms(statement, bytecode=bytecode, package=package)
+            print(
+                f"{statement} {label}: {wall:.0f} ms wall, {cpu:.0f} ms CPU "
+                f"(median of 7 fresh interpreters; load average {os.getloadavg()[0]:.1f})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--imports-only", action="store_true", help="only the import times")
+    parser.add_argument(
+        "--package", type=Path, default=PACKAGE, help="the package directory whose import to time"
+    )
     args = parser.parse_args()
+    if args.imports_only:
+        print_import_times(args.package)
+        return
     n, total = (500, 2000) if args.quick else (3000, 10000)
     port = free_port()
     server = start_server(port)
@@ -233,12 +263,7 @@ def main() -> None:
             f"{row['p50_ms'] - floor['p50_ms']:8.3f} {row['p99_ms'] - floor['p99_ms']:8.3f} "
             f"{row['rps']:8.0f} {100 * row['rps'] / floor['rps']:11.0f}%"
         )
-    for label, bytecode in (("with bytecode", True), ("without bytecode", False)):
-        wall, cpu = import_time_ms(bytecode=bytecode)
-        print(
-            f"import llmrouter_integrations {label}: {wall:.0f} ms wall, {cpu:.0f} ms CPU "
-            f"(median of 7 fresh interpreters; load average {os.getloadavg()[0]:.1f})"
-        )
+    print_import_times(args.package)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,10 @@ LlamaIndex: `from llmrouter_integrations.llama_index import LLMRouter`.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
-from .admission.limits import RateLimitWaitError
-from .compat import APILoader
-from .core.clock import ManualClock, SystemClock
-from .core.events import RouterEvent, listen_to_events
-from .costs.ledger import CostLedger, LedgerEntry
 from .errors import (
     AllDeploymentsFailedError,
     AuthenticationError,
@@ -44,23 +40,6 @@ from .errors import (
     StateUnavailableError,
     SyncCallInEventLoopError,
 )
-from .layers.retry import RetryPolicy
-from .router import Router
-from .routing.health import BreakerPolicy, DeploymentHealth
-from .routing.strategies import (
-    BalancedStrategy,
-    Candidate,
-    CostStrategy,
-    LatencyStrategy,
-    LeastBusyStrategy,
-    PriorityStrategy,
-    QualityStrategy,
-    RoundRobinStrategy,
-    RoutingStrategy,
-    WeightedStrategy,
-)
-from .state import CacheStore, LedgerStore, MemoryLedgerStore
-from .telemetry import InstrumentationSettings, instrument_all
 from .types import (
     Attempt,
     ChatChunk,
@@ -81,8 +60,37 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from .admission.limits import RateLimitWaitError
+    from .compat import APILoader
+    from .core.clock import ManualClock, SystemClock
+    from .core.events import RouterEvent, listen_to_events
     from .costs.budget import Budget
-    from .state import MemoryCacheStore, RedisCacheStore, SQLiteCacheStore, SQLiteLedgerStore
+    from .costs.ledger import CostLedger, LedgerEntry
+    from .layers.retry import RetryPolicy
+    from .router import Router
+    from .routing.health import BreakerPolicy, DeploymentHealth
+    from .routing.strategies import (
+        BalancedStrategy,
+        Candidate,
+        CostStrategy,
+        LatencyStrategy,
+        LeastBusyStrategy,
+        PriorityStrategy,
+        QualityStrategy,
+        RoundRobinStrategy,
+        RoutingStrategy,
+        WeightedStrategy,
+    )
+    from .state import (
+        CacheStore,
+        LedgerStore,
+        MemoryCacheStore,
+        MemoryLedgerStore,
+        RedisCacheStore,
+        SQLiteCacheStore,
+        SQLiteLedgerStore,
+    )
+    from .telemetry import InstrumentationSettings, instrument_all
 
 
 __all__ = [
@@ -161,18 +169,53 @@ __all__ = [
 ]
 
 
-_STORES = ("MemoryCacheStore", "RedisCacheStore", "SQLiteCacheStore", "SQLiteLedgerStore")
+# Everything but the errors and the data types loads on first use (PEP 562), so a plain
+# `import llmrouter_integrations` stays light: the router's layers, planner and stores are
+# imported when `Router` (or another of these names) is first looked up.
+_LAZY = {
+    "APILoader": ".compat",
+    "BalancedStrategy": ".routing.strategies",
+    "BreakerPolicy": ".routing.health",
+    "Budget": ".costs.budget",
+    "CacheStore": ".state",
+    "Candidate": ".routing.strategies",
+    "CostLedger": ".costs.ledger",
+    "CostStrategy": ".routing.strategies",
+    "DeploymentHealth": ".routing.health",
+    "InstrumentationSettings": ".telemetry",
+    "LatencyStrategy": ".routing.strategies",
+    "LeastBusyStrategy": ".routing.strategies",
+    "LedgerEntry": ".costs.ledger",
+    "LedgerStore": ".state",
+    "ManualClock": ".core.clock",
+    "MemoryCacheStore": ".state",
+    "MemoryLedgerStore": ".state",
+    "PriorityStrategy": ".routing.strategies",
+    "QualityStrategy": ".routing.strategies",
+    "RateLimitWaitError": ".admission.limits",
+    "RedisCacheStore": ".state",
+    "RetryPolicy": ".layers.retry",
+    "RoundRobinStrategy": ".routing.strategies",
+    "Router": ".router",
+    "RouterEvent": ".core.events",
+    "RoutingStrategy": ".routing.strategies",
+    "SQLiteCacheStore": ".state",
+    "SQLiteLedgerStore": ".state",
+    "SystemClock": ".core.clock",
+    "WeightedStrategy": ".routing.strategies",
+    "instrument_all": ".telemetry",
+    "listen_to_events": ".core.events",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first use to keep `import llmrouter_integrations` light: Budget lives with
-    # the budget arithmetic, the stores' modules import sqlite3 or redis.
-    if name == "Budget":
-        from .costs.budget import Budget
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmrouter_integrations' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # looked up once; later reads are plain attribute reads
+    return value
 
-        return Budget
-    if name in _STORES:
-        from . import state
 
-        return getattr(state, name)
-    raise AttributeError(f"module 'llmrouter_integrations' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -10,13 +10,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, cast
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ._secrets import mask_url
 from ._validate import check_deployment
 from .content import ContentPart, ProviderBlock, part_from_dict
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 __all__ = [
     "Attempt",
@@ -316,6 +317,10 @@ class Deployment:
 
     def __post_init__(self) -> None:
         if isinstance(self.api_key, str):
+            # Imported here, not at the top: pydantic costs ~35 ms of `import
+            # llmrouter_integrations`, and only a deployment with a key needs it.
+            from pydantic import SecretStr
+
             self.api_key = SecretStr(self.api_key)
         if self.name is None:
             self.name = f"{self.provider}/{self.model}"
