@@ -43,11 +43,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, behavior: dict[str, object] | None = None) -> subprocess.Popen[bytes]:
+    """The fake in its own process; `behavior` adds `ModelBehavior` fields for MODEL."""
     # The fake advertises OpenAI-like rate-limit headers (10k requests/min by default), which
     # the router obeys; raise them so the benchmark measures overhead, not a rate limit.
     limits = {"rate_limit": 100_000_000, "tokens_per_minute": 10_000_000_000}
-    config = {"models": {MODEL: limits}, "record_limit": 1000}
+    config = {"models": {MODEL: {**limits, **(behavior or {})}}, "record_limit": 1000}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as config_file:
         json.dump(config, config_file)
     process = subprocess.Popen(

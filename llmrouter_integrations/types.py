@@ -327,6 +327,15 @@ class Deployment:
         self.tags = tuple(self.tags)
         check_deployment(self)  # a key or header no HTTP request can carry: refused now
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        # A pydantic model holding Deployments (the LangChain adapter's) resolves `api_key`'s
+        # annotation in this module, where SecretStr is imported only for type checkers.
+        from pydantic import SecretStr
+
+        globals()["SecretStr"] = SecretStr
+        return handler(source)
+
     @property
     def key(self) -> str:
         """The deployment's name (never None after construction)."""

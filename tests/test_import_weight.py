@@ -79,3 +79,21 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         assert "Routr" in str(error)
     else:
         raise AssertionError("a misspelled name resolved")
+
+
+def test_framework_models_over_deployments_build_in_a_fresh_interpreter() -> None:
+    # Their pydantic models hold Deployments, whose key annotation names SecretStr: it must
+    # resolve though the package no longer imports pydantic up front.
+    script = """
+from llmrouter_integrations import Deployment
+from llmrouter_integrations.langchain import ChatLLMRouter
+from llmrouter_integrations.llama_index import LLMRouter
+deployment = Deployment("openai", "gpt-4o-mini", api_key="sk-x", base_url="http://127.0.0.1:9/v1")
+print(type(ChatLLMRouter(deployments=[deployment]).deployments[0].api_key).__name__)
+print(LLMRouter(deployments=[deployment]).metadata.model_name)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SecretStr", "gpt-4o-mini"]
