@@ -6,7 +6,9 @@ event each, plus the final usage event), and measures this process's CPU time
 
 - raw aiohttp (the floor): POST, read `data:` lines, `json.loads` each, collect the text;
 - `Router.astream` (one deployment), iterating its `ChatChunk`s;
-- `ChatLLMRouter.astream` (LangChain), iterating its `AIMessageChunk`s.
+- `ChatLLMRouter.astream` (LangChain), iterating its `AIMessageChunk`s;
+- `ChatOpenAI.astream` (langchain-openai, when installed: `pip install langchain-openai`),
+  the same LangChain loop through the OpenAI SDK, for comparison.
 
 Contenders take turns in interleaved rounds, so drift on a shared machine hits each alike.
 
@@ -24,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bench_overhead import MODEL, free_port, start_server
 
@@ -104,11 +107,37 @@ async def run(base: str, streams: int, rounds: int) -> dict[str, list[float]]:
             "Router.astream": via_router,
             "ChatLLMRouter.astream": via_langchain,
         }
+        openai_chat = _chat_openai(base)
+        if openai_chat is not None:
+
+            async def via_chat_openai() -> int:
+                chunks = 0
+                async for chunk in openai_chat.astream(PROMPT):
+                    chunks += bool(chunk.content)
+                return chunks
+
+            calls["ChatOpenAI.astream"] = via_chat_openai
+            results["ChatOpenAI.astream"] = []
         for _ in range(rounds):
             for name, call in calls.items():
                 results[name].append(await cpu_per_chunk(call, streams))
         await router.aclose()
     return results
+
+
+def _chat_openai(base: str) -> Any:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        print("langchain-openai is not installed: ChatOpenAI.astream not measured")
+        return None
+    return ChatOpenAI(
+        model=MODEL,
+        api_key="sk-bench",
+        base_url=f"{base}/v1",
+        max_tokens=400,
+        stream_usage=True,
+    )
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from llmrouter_integrations.errors import ServerError
 from llmrouter_integrations.layers.http import _encode_json, _parse_json
 from llmrouter_integrations.providers._common import (
     int_or_none,
+    load_json,
     lowercase_view,
     parse_duration,
 )
@@ -145,6 +146,32 @@ def test_reply_parsing_fails_like_json_loads(body: bytes) -> None:
         json.loads(body)
     with pytest.raises(ValueError) as got:
         _parse_json(body)
+    assert type(got.value) is type(expected.value) and str(got.value) == str(expected.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"choices":[{"delta":{"content":"\\u00e9 é \\ud83d\\ude00"}}]}',
+        '  {"a": 1}',
+        '{"a": 1}\r\n\t ',
+        "[1, 2.5, null, true]",
+        '"just a string"',
+        '{"big": 123456789012345678901234567890, "f": 1e400, "n": NaN, "i": -Infinity}',
+    ],
+)
+def test_stream_event_parsing_matches_json_loads(text: str) -> None:
+    assert json.dumps(load_json(text)) == json.dumps(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": 1} trailing', '{"a": 1}\x0c', "", "{bad", '\ufeff{"a": 1}', '{"a": "\x01"}']
+)
+def test_stream_event_parsing_fails_like_json_loads(text: str) -> None:
+    with pytest.raises(ValueError) as expected:
+        json.loads(text)
+    with pytest.raises(ValueError) as got:
+        load_json(text)
     assert type(got.value) is type(expected.value) and str(got.value) == str(expected.value)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ProviderStatusError, ResponseDecodeError
 from ..types import ChatChunk, FinishReason, ProviderBlock, ToolCallDelta
 from . import _anthropic_wire as wire
-from ._common import reads_provider_data, shorten
+from ._common import load_json, reads_provider_data, shorten
 
 if TYPE_CHECKING:
     from ..transport.sse import SSEEvent
@@ -64,7 +64,7 @@ class AnthropicMessagesStream:
                 return []
             data = '{"error": {"message": "the provider sent an error event"}}'  # still an error
         try:
-            payload = json.loads(data)
+            payload = load_json(data)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ResponseDecodeError(
                 f"stream event is not JSON: {shorten(data, 80)!r}", model=self._model

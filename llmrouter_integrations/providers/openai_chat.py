@@ -30,6 +30,7 @@ from ._common import (
     describe,
     int_or_none,
     kept_body,
+    load_json,
     lower_headers,
     lowercase_view,
     make_status_error,
@@ -353,7 +354,7 @@ class OpenAIChatStream:
             self._done = True
             return []
         try:
-            payload = json.loads(data)
+            payload = load_json(data)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ResponseDecodeError(
                 f"stream event is not JSON: {shorten(data, 80)!r}", model=self._model
