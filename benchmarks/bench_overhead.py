@@ -4,7 +4,9 @@ Runs FakeProviderServer in its own process (so the server does not share our eve
 or GIL), then measures on the same loopback server and the same request body:
 
 - sequential latency (concurrency 1): p50 / p99 per call, and the router's added p50/p99;
-- throughput at concurrency 64 (requests per second);
+- throughput at concurrency 64 (requests per second, median of interleaved rounds) and
+  its share of raw aiohttp's (median of the per-round ratios), and this process's CPU
+  time per request while at it (the steadier number when other work shares the cores);
 - `import llmrouter_integrations` time in a fresh interpreter.
 
     python benchmarks/bench_overhead.py            # ~30 s
@@ -93,7 +95,10 @@ async def sequential(call: Callable[[], Awaitable[object]], n: int) -> list[floa
     return times
 
 
-async def throughput(call: Callable[[], Awaitable[object]], total: int, concurrency: int) -> float:
+async def throughput(
+    call: Callable[[], Awaitable[object]], total: int, concurrency: int
+) -> tuple[float, float]:
+    """(requests per second, this process's CPU microseconds per request)."""
     for _ in range(20):
         await call()
     remaining = total
@@ -104,9 +109,9 @@ async def throughput(call: Callable[[], Awaitable[object]], total: int, concurre
             remaining -= 1
             await call()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - start)
+    return total / (time.perf_counter() - start), (time.process_time() - cpu) / total * 1e6
 
 
 def import_time_ms(
@@ -161,7 +166,9 @@ def import_time_ms(
     )
 
 
-async def run(base: str, n: int, total: int, concurrency: int) -> dict[str, dict[str, float]]:
+async def run(
+    base: str, n: int, total: int, concurrency: int, rounds: int = 3
+) -> dict[str, dict[str, float]]:
     import aiohttp
     import httpx
 
@@ -203,15 +210,25 @@ async def run(base: str, n: int, total: int, concurrency: int) -> dict[str, dict
             for _ in range(5):
                 for name, call in calls.items():
                     latencies[name] += await sequential(call, n // 5)
-            for name, call in calls.items():
-                rps = statistics.median(
-                    [await throughput(call, total, concurrency) for _ in range(3)]
-                )
+            # Throughput too, in rounds: each round times every contender once, and the
+            # share of raw aiohttp is taken per round, so a burst of load elsewhere on the
+            # machine skews one round's pair rather than one contender.
+            rates: dict[str, list[float]] = {name: [] for name in calls}
+            cpus: dict[str, list[float]] = {name: [] for name in calls}
+            for _ in range(rounds):
+                for name, call in calls.items():
+                    rate, cpu = await throughput(call, total, concurrency)
+                    rates[name].append(rate)
+                    cpus[name].append(cpu)
+            for name in calls:
                 values = latencies[name]
+                shares = [r / f for r, f in zip(rates[name], rates["raw aiohttp"], strict=True)]
                 results[name] = {
                     "p50_ms": percentile(values, 0.5) * 1000,
                     "p99_ms": percentile(values, 0.99) * 1000,
-                    "rps": rps,
+                    "rps": statistics.median(rates[name]),
+                    "share": statistics.median(shares),
+                    "cpu_us": statistics.median(cpus[name]),
                 }
             await router.aclose()
     return results
@@ -232,6 +249,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=None, help="throughput rounds (3, quick 5)")
     parser.add_argument("--imports-only", action="store_true", help="only the import times")
     parser.add_argument(
         "--package", type=Path, default=PACKAGE, help="the package directory whose import to time"
@@ -241,28 +259,30 @@ def main() -> None:
         print_import_times(args.package)
         return
     n, total = (500, 2000) if args.quick else (3000, 10000)
+    rounds = args.rounds or (5 if args.quick else 3)
     port = free_port()
     server = start_server(port)
     try:
-        results = asyncio.run(run(f"http://127.0.0.1:{port}", n, total, args.concurrency))
+        results = asyncio.run(run(f"http://127.0.0.1:{port}", n, total, args.concurrency, rounds))
     finally:
         server.terminate()
         server.wait()
     floor = results["raw aiohttp"]
     print(
         f"loopback fake server in its own process; {n} sequential calls, "
-        f"{total} calls at concurrency {args.concurrency}; python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} cores"
+        f"{total} calls at concurrency {args.concurrency} x {rounds} interleaved rounds; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{'client':<12} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
-        f"{'req/s':>8} {'% of aiohttp':>12}"
+        f"{'req/s':>8} {'% of aiohttp':>12} {'CPU us/req':>10}"
     )
     for name, row in results.items():
         print(
             f"{name:<12} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} "
             f"{row['p50_ms'] - floor['p50_ms']:8.3f} {row['p99_ms'] - floor['p99_ms']:8.3f} "
-            f"{row['rps']:8.0f} {100 * row['rps'] / floor['rps']:11.0f}%"
+            f"{row['rps']:8.0f} {100 * row['share']:11.0f}% {row['cpu_us']:10.1f}"
         )
     print_import_times(args.package)
 
