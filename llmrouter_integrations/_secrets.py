@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
 from .errors import ProviderError
 
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
 __all__ = [
     "REDACTED",
     "mask_url",
+    "schema_with_secret_str",
     "scrub_error",
     "secret_forms",
+    "secret_str",
     "split_url_credentials",
     "url_secrets",
 ]
@@ -33,6 +39,35 @@ __all__ = [
 REDACTED = "***"
 _MAX_DEPTH = 64  # error bodies nest little; deeper structures are withheld, not walked
 _MAX_CHAIN = 16
+
+
+def secret_str(value: SecretStr | str | None) -> SecretStr | None:
+    """A key as `pydantic.SecretStr` (a str is wrapped; None or a SecretStr stay as they are).
+
+    pydantic is imported on first use: it is about 35 ms of `import llmrouter_integrations`,
+    and only a deployment with a key needs it.
+
+    >>> secret_str("sk-1")
+    SecretStr('**********')
+    """
+    if not isinstance(value, str):
+        return value
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def schema_with_secret_str(cls: type[Any], source: Any, handler: Any) -> Any:
+    """`__get_pydantic_core_schema__` for a class whose annotations name SecretStr while its
+    module imports it only for type checkers (`Deployment`, held by the LangChain adapter's
+    model): pydantic resolves those names in that module, so SecretStr is put there first.
+
+    >>> __get_pydantic_core_schema__ = classmethod(schema_with_secret_str)
+    """
+    from pydantic import SecretStr
+
+    vars(sys.modules[cls.__module__])["SecretStr"] = SecretStr
+    return handler(source)
 
 
 def secret_forms(*secrets: str | None) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ._secrets import mask_url
+from ._secrets import mask_url, schema_with_secret_str, secret_str
 from ._validate import check_deployment
 from .content import ContentPart, ProviderBlock, part_from_dict
 
@@ -314,27 +314,14 @@ class Deployment:
     capabilities: dict[str, bool] | None = None
     tags: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
+    __get_pydantic_core_schema__ = classmethod(schema_with_secret_str)
 
     def __post_init__(self) -> None:
-        if isinstance(self.api_key, str):
-            # Imported here, not at the top: pydantic costs ~35 ms of `import
-            # llmrouter_integrations`, and only a deployment with a key needs it.
-            from pydantic import SecretStr
-
-            self.api_key = SecretStr(self.api_key)
+        self.api_key = secret_str(self.api_key)  # a str is wrapped in SecretStr at once
         if self.name is None:
             self.name = f"{self.provider}/{self.model}"
         self.tags = tuple(self.tags)
         check_deployment(self)  # a key or header no HTTP request can carry: refused now
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        # A pydantic model holding Deployments (the LangChain adapter's) resolves `api_key`'s
-        # annotation in this module, where SecretStr is imported only for type checkers.
-        from pydantic import SecretStr
-
-        globals()["SecretStr"] = SecretStr
-        return handler(source)
 
     @property
     def key(self) -> str:
