@@ -17,7 +17,7 @@ import pytest
 from _redis import SERVER, SKIP_REASON, RedisClusterServers, RedisServer, SentinelSet
 
 from llmrouter_integrations.state.redis_clients import sync_client
-from llmrouter_integrations.state.redis_wire import ScriptWire, bulk
+from llmrouter_integrations.state.redis_wire import ScriptWire, bulk, call_pipelined
 from llmrouter_integrations.state.shared import (
     CallPlan,
     Headroom,
@@ -154,6 +154,100 @@ def test_a_late_reply_is_never_read_as_the_next_call_s(server: RedisServer) -> N
     # The frozen server now answers "first" on the old socket: it must have been dropped.
     assert wire(keys=[], args=["second"]) == [b"second"]
     client.close()
+
+
+def test_pipelined_calls_come_back_in_order_byte_for_byte_around_an_error(
+    server: RedisServer,
+) -> None:
+    client = redis.Redis.from_url(server.url, socket_timeout=5, max_connections=1)
+    echo = ScriptWire(client, ECHO)
+    broken = ScriptWire(client, "return redis.call('NOSUCHCOMMAND')")
+    echo(keys=[], args=["load"])
+    assert client.script_load(broken.script) == broken.sha
+    connection_type = client.connection_pool.connection_class
+    real_send = connection_type.send_packed_command
+    sent: list[int] = []
+
+    def counting(connection: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(len(command))
+        real_send(connection, command, check_health)
+
+    calls: list[tuple[Any, list[str], list[Any]]] = [
+        (echo, ODD_KEYS, ODD_ARGS),
+        (broken, [], []),
+        (echo, ODD_KEYS[:1], ["after"]),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connection_type, "send_packed_command", counting)
+        replies = call_pipelined(calls)
+    assert replies is not None
+    assert replies[0] == [*(k.encode() for k in ODD_KEYS), *(_as_bytes(a) for a in ODD_ARGS)]
+    assert isinstance(replies[1], redis.exceptions.ResponseError)
+    assert "unknown" in str(replies[1]).lower()
+    assert replies[2] == [ODD_KEYS[0].encode(), b"after"]
+    assert sent == [1]  # one write for the three calls
+    assert echo(keys=[], args=["still in step"]) == [b"still in step"]
+    client.close()
+
+
+def test_a_pipeline_the_server_forgot_the_scripts_of_loads_them_and_settles_once(
+    server: RedisServer,
+) -> None:
+    # finish_calls pipelines its settles; after SCRIPT FLUSH every call of it is refused
+    # (NOSCRIPT), loaded, and sent again: each hold settled exactly once.
+    from llmrouter_integrations.state.shared import Account, CallDone, HoldAsk
+
+    url = server.fresh(4)
+    state = RedisState(url, timeout_s=5.0)
+    account = (Account("acct", limit=10**12),)
+    now = time.time()
+    for i in range(3):
+        plan = CallPlan(hold=HoldAsk(f"h{i}", account, 1_000, 300.0))
+        assert state.admit_call(plan, now).refusal is None
+    redis.Redis.from_url(url).script_flush()
+    settled = state.finish_calls([CallDone((f"h{i}", account, 400), None, now) for i in range(3)])
+    assert [s.spent[0] for s in settled if s is not None] == [400, 800, 1200]
+    assert state.read(account, now)[0].spent == 1200
+    assert state.read(account, now)[0].reserved == 0
+    state.close()
+
+
+def test_batched_finishes_and_finish_then_admit_are_packed_here(server: RedisServer) -> None:
+    # redis-py's own pipeline packs every argument in Python (~250 us a call pair here).
+    from llmrouter_integrations.state.shared import Account, CallDone, HoldAsk
+
+    url = server.fresh(5)
+    state = RedisState(url, timeout_s=5.0)
+    account = (Account("acct", limit=10**12),)
+    now = time.time()
+    for i in range(3):
+        state.admit_call(CallPlan(hold=HoldAsk(f"h{i}", account, 1_000, 300.0)), now)
+    state.finish_calls([CallDone(("h0", account, 10), None, now)])  # scripts loaded
+    connection_class = state._client.connection_pool.connection_class
+    packed_by_redis_py: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("pack_command", "pack_commands"):
+            real = getattr(connection_class, name)
+
+            def counted(self: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
+                packed_by_redis_py.append(_name)
+                return _real(self, *args)
+
+            patch.setattr(connection_class, name, counted)
+        state.finish_calls([CallDone((f"h{i}", account, 10), None, now) for i in (1, 2)])
+        state.finish_and_admit(
+            [CallDone(("h9", account, None), None, now)],
+            CallPlan(hold=HoldAsk("h3", account, 1_000, 300.0)),
+            now,
+        )
+    assert packed_by_redis_py == []
+    assert state.read(account, now)[0].spent == 30
+    state.close()
+
+
+def test_cluster_pipelines_keep_redis_py_s_path() -> None:
+    assert call_pipelined([(object(), [], [])]) is None
+    assert call_pipelined([]) == []
 
 
 def test_through_redis_state_an_outage_is_store_unavailable() -> None:

@@ -22,7 +22,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Arg", "ScriptWire", "bulk"]
+__all__ = ["Arg", "ScriptWire", "bulk", "call_pipelined"]
 
 Arg = str | bytes | int | float
 
@@ -118,6 +118,39 @@ class ScriptWire:
                 return connection.read_response()
         finally:
             pool.release(connection)
+
+
+def call_pipelined(calls: Sequence[tuple[Any, Sequence[str], Sequence[Arg]]]) -> list[Any] | None:
+    """Several script calls in one write and one round trip on one pooled connection.
+
+    Replies come back in order; an error reply (a script error, NOSCRIPT) takes its place in
+    the list as redis-py's exception object, the others being read all the same so the
+    connection stays in step. None when a call cannot be packed here (its script is not a
+    fast `ScriptWire`, or the scripts' clients differ): the caller pipelines through redis-py.
+
+    >>> call_pipelined([(finish, keys, args), (admit, keys2, args2)])
+    [[b'1200'], b'ok|...']
+    """
+    if not calls:
+        return []
+    first = calls[0][0]
+    pool = getattr(first, "_pool", None)
+    if pool is None or any(getattr(wire, "_pool", None) is not pool for wire, _, _ in calls):
+        return None
+    packed = b"".join(wire.pack(keys, args) for wire, keys, args in calls)
+    errors = first._exceptions.ResponseError
+    connection = pool.get_connection(*first._get_args)
+    try:
+        connection.send_packed_command([packed])
+        replies: list[Any] = []
+        for _ in calls:
+            try:
+                replies.append(connection.read_response())
+            except errors as error:  # one script's error: the replies after it still come
+                replies.append(error)
+        return replies
+    finally:
+        pool.release(connection)
 
 
 def _plain_pool(client: Any) -> Any:

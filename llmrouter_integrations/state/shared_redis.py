@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .redis_clients import sync_client
-from .redis_wire import ScriptWire
+from .redis_wire import ScriptWire, call_pipelined
 from .shared import (
     SETTLED_TTL_S,
     WINDOW_S,
@@ -261,6 +261,9 @@ class RedisState:
             raise _unavailable(error) from None
 
     def _pipelined(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        packed = call_pipelined(calls)  # redis-py's pipeline packs each argument in Python
+        if packed is not None:
+            return packed
         pipe = self._client.pipeline(transaction=False)
         for script, keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
