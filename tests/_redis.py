@@ -286,13 +286,41 @@ class SentinelSet:
                 lambda: replica.client().info("replication")["master_link_status"] == "up",
                 "the replica to sync",
             )
-            wait_until(
-                lambda: sentinel.client().sentinel_slaves("mymaster"), "the sentinel to see it"
-            )
+            # Listed is not enough: until the sentinel has its own link to the replica and
+            # the replica's INFO, SENTINEL FAILOVER refuses it (NOGOODSLAVE; seen under load).
+            wait_until(lambda: watched.replica_ready(), "the sentinel to know the replica")
         except BaseException:
             watched.stop()
             raise
         return watched
+
+    def replica_ready(self) -> bool:
+        """Whether the sentinel could promote the replica now: linked, answering, its INFO
+        fresh and its own link to the master up."""
+        for replica in self.sentinel.client().sentinel_slaves("mymaster"):
+            if (
+                not replica["is_disconnected"]
+                and not replica["is_sdown"]
+                and int(replica["info-refresh"]) < 5_000
+                and replica["master-link-status"] == "ok"
+            ):
+                return True
+        return False
+
+    def failover(self) -> None:
+        """Promote the replica now (SENTINEL FAILOVER), asking again while the sentinel says
+        it has no replica good enough yet."""
+
+        def asked() -> bool:
+            try:
+                self.sentinel.client().execute_command("SENTINEL", "FAILOVER", "mymaster")
+            except Exception as error:
+                if "NOGOODSLAVE" in str(error):
+                    return False
+                raise
+            return True
+
+        wait_until(asked, "the sentinel to take the failover", 30)
 
     def master_port(self) -> int:
         """The master's port as clients see it: SENTINEL MASTERS (what redis-py asks), which

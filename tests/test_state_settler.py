@@ -338,6 +338,38 @@ def test_a_forked_child_sends_its_own_settles_not_the_parent_s(tmp_path: Path) -
     store.close()
 
 
+def test_a_child_forked_while_the_worker_held_its_lock_does_not_hang(tmp_path: Path) -> None:
+    # gunicorn --preload forks whenever it likes: a lock the parent's worker thread held at
+    # that instant would stay held in the child, which has no such thread to release it.
+    from llmrouter_integrations.state.guard import StateGuard
+    from llmrouter_integrations.state.settler import Settler
+    from llmrouter_integrations.state.shared import Account
+
+    store = SQLiteState(str(tmp_path / "state.db"), timeout_s=2.0)
+    account = Account("daily", limit=10**12)
+    settler = Settler(StateGuard(store))
+    with settler._lock:  # as the parent's worker holds it, mid-tick
+        pid = os.fork()
+        if pid == 0:
+            code = 2
+            try:
+                landed: list[object] = []
+                settler.submit(CallDone(("child", (account,), 5), None, time.time()), landed.append)
+                code = 0 if settler.drain(10) and isinstance(landed[0], Settled) else 1
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a child's exit, not waiting out a backoff
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the lock its parent held")
+    assert os.WEXITSTATUS(done[1]) == 0
+    assert store.read([account], time.time())[0].spent == 5
+    store.close()
+
+
 class Counted:
     """A real store that records which operation each round trip was, and can fail one."""
 
@@ -411,3 +443,35 @@ def test_a_ride_that_fails_keeps_the_settles_it_carried_and_pushes_them_once(
     assert status.spent_usd == pytest.approx((first.cost or 0) + (third.cost or 0))
     assert status.reserved_usd == 0
     assert fake.request_count() == 2
+
+
+def test_on_redis_the_riding_settles_and_the_admission_are_one_write_and_one_wait(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.connection import Connection
+
+    from llmrouter_integrations.state.shared import Account, CallPlan, HoldAsk
+
+    store = RedisState(redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}", timeout_s=2.0)
+    daily = Account("daily", limit=10**9)
+    now = time.time()
+    for hold in ("h1", "h2"):
+        assert store.admit_call(CallPlan(hold=HoldAsk(hold, (daily,), 1000, 300.0)), now).admitted
+    store.finish_calls([CallDone(("h0", (daily,), 1), None, now)])  # the script is loaded
+    writes: list[int] = []
+    send = Connection.send_packed_command
+
+    def counted(self: Connection, command: Any, check_health: bool = True) -> None:
+        writes.append(len(command) if isinstance(command, list) else 1)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    done = [CallDone(("h1", (daily,), 400), None, now), CallDone(("h2", (daily,), None), None, now)]
+    settled, verdict = store.finish_and_admit(
+        done, CallPlan(hold=HoldAsk("h3", (daily,), 1000, 300.0)), now
+    )
+    assert len(writes) == 1  # two settles and the admission, in one write
+    assert [s.spent if s else None for s in settled] == [[401], None] and verdict.admitted
+    monkeypatch.undo()
+    assert store.read([daily], now)[0].reserved == 1000  # h1 and h2 gone, h3 held
+    store.close()

@@ -615,7 +615,7 @@ async def test_a_sentinel_failover_fails_fast_then_recovers_on_the_new_master(
             assert time.monotonic() - started < 1.0
             assert (await local.achat("during the switch", max_tokens=60)).text
             # Only now may the sentinel promote the replica.
-            watched.sentinel.client().execute_command("SENTINEL", "FAILOVER", "mymaster")
+            watched.failover()
             wait_until(lambda: watched.master_port() != old_master, "the failover", 30)
             wait_until(
                 lambda: watched.replica.client().info("replication")["role"] == "master",

@@ -169,6 +169,14 @@ class Settler:
         _OPEN.discard(self)
         return drained
 
+    def _after_fork(self) -> None:
+        # In a forked child: a lock its parent's worker held at that instant would stay
+        # held for good (the thread that would release it did not come along).
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._forked()
+
     def _forked(self) -> None:
         self._queue = []
         self._queued = self._landed = 0
@@ -251,3 +259,11 @@ def _drain_at_exit() -> None:
             settler.close(_EXIT_DRAIN_S)
         except Exception:  # pragma: no cover - best effort at exit
             log.exception("draining the settler at exit failed")
+
+
+def _after_fork_in_child() -> None:
+    for settler in list(_OPEN):
+        settler._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
