@@ -39,7 +39,7 @@ async def run(base: str) -> None:
         start = time.perf_counter()
         await call()
         times.append(time.perf_counter() - start)
-    rps = statistics.median([await throughput(call, 3000, 64) for _ in range(3)])
+    rps = statistics.median([(await throughput(call, 3000, 64))[0] for _ in range(3)])
     print(
         f"ChatLLMRouter.ainvoke: p50 {percentile(times, 0.5) * 1000:.2f} ms, "
         f"p99 {percentile(times, 0.99) * 1000:.2f} ms; {rps:.0f} req/s at concurrency 64"

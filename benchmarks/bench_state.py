@@ -132,7 +132,7 @@ async def run(
             latencies[name] += await sequential(call, n // 5)
     results: dict[str, dict[str, float]] = {}
     for name, call in calls.items():
-        rps = statistics.median([await throughput(call, total, concurrency) for _ in range(3)])
+        rps = statistics.median([(await throughput(call, total, concurrency))[0] for _ in range(3)])
         values = latencies[name]
         results[name] = {
             "p50_ms": percentile(values, 0.5) * 1000,

@@ -228,7 +228,7 @@ async def run(
                     return await target.achat(messages, max_tokens=60)
 
                 cpu_before = time.process_time()
-                samples[name].append(await throughput(call, total, concurrency))
+                samples[name].append((await throughput(call, total, concurrency))[0])
                 # Client CPU per call (this process only; the server runs in another): less
                 # swayed than req/s by other jobs on a shared machine.
                 cpu[name].append((time.process_time() - cpu_before) / (total + 20))
