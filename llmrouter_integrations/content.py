@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ContentPart", "PartType", "ProviderBlock", "part_from_dict"]
+__all__ = ["ContentPart", "PartType", "ProviderBlock", "part_from_dict", "split_data_url"]
 
 PartType = Literal["text", "image", "file", "audio", "provider"]
 
@@ -85,10 +85,14 @@ class ContentPart:
         return _AUDIO_FORMATS.get((self.media_type or "").lower())
 
 
-def _split_data_url(url: str) -> tuple[str | None, str | None]:
-    """(media type, base64 data) of a base64 data: URL, else (None, None)."""
+def split_data_url(url: str) -> tuple[str | None, str] | None:
+    """(media type, base64 data) of a base64 data: URL, else None.
+
+    >>> split_data_url("data:application/pdf;base64,JVBERi0=")
+    ('application/pdf', 'JVBERi0=')
+    """
     if not url.startswith("data:") or ";base64," not in url:
-        return None, None
+        return None
     head, _, data = url[5:].partition(";base64,")
     return head or None, data
 
@@ -96,9 +100,10 @@ def _split_data_url(url: str) -> tuple[str | None, str | None]:
 def _file_from_dict(kind: str, part: Mapping[str, Any]) -> ContentPart:
     if kind == "file":  # OpenAI: {"file": {"file_data": "data:...;base64,...", "filename": ...}}
         spec = part.get("file") or {}
-        media_type, data = _split_data_url(str(spec.get("file_data") or ""))
-        if data is None:
+        inline = split_data_url(str(spec.get("file_data") or ""))
+        if inline is None:
             raise ValueError("a file part needs file_data as a base64 data: URL")
+        media_type, data = inline
         return ContentPart(
             type="file", media_type=media_type, data=data, filename=spec.get("filename")
         )

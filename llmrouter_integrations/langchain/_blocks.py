@@ -13,6 +13,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
+from ..content import split_data_url
 from ..types import ContentPart, ProviderBlock
 
 __all__ = [
@@ -103,13 +104,6 @@ def _part_body(block: Mapping[str, Any]) -> ContentPart | None:
     raise UnsupportedContentError(f"unsupported content block type: {kind!r}")
 
 
-def _split_data_url(url: str) -> tuple[str | None, str] | None:
-    if not url.startswith("data:") or ";base64," not in url:
-        return None
-    head, _, data = url[5:].partition(";base64,")
-    return head or None, data
-
-
 def _inline_data(block: Mapping[str, Any]) -> str | None:
     """Base64 data in the v1 (`base64`) or v0 (`source_type="base64"`, `data`) shape."""
     data = block.get("base64")
@@ -164,7 +158,7 @@ def _file(block: Mapping[str, Any]) -> ContentPart:
     if isinstance(spec, Mapping):  # OpenAI: {"file": {"file_data": "data:...", "filename"}}
         if spec.get("file_id"):
             _refuse_file_id(spec, "file")
-        inline = _split_data_url(str(spec.get("file_data") or ""))
+        inline = split_data_url(str(spec.get("file_data") or ""))
         if inline is None:
             raise UnsupportedContentError("an OpenAI file block needs file_data as a data: URL")
         media_type, payload = inline
