@@ -35,6 +35,7 @@ from ..errors import (
     ProviderTimeoutError,
     ResponseDecodeError,
 )
+from ..providers.base import PARSER_ERRORS
 from ..transport.base import HTTPRequest, Transport
 from ..transport.sse import SSEDecoder
 from ..types import ChatChunk, ChatRequest, ChatResponse, CostDetail, Deployment, Usage
@@ -196,7 +197,7 @@ class DeploymentBackend:
                 parsed = self.dialect.parse_response(data)
             except ProviderError:
                 raise
-            except _PARSER_ERRORS as exc:
+            except PARSER_ERRORS as exc:
                 raise _unreadable(exc) from exc
         except ProviderError as error:
             self._tag(error, model)
@@ -386,25 +387,13 @@ class DeploymentBackend:
         scrub_error(error, self._secret_forms)
 
 
-# What a dialect parser raises when a reply is not shaped as it expects.
-_PARSER_ERRORS = (
-    KeyError,
-    IndexError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    RecursionError,
-    OverflowError,
-)
-
-
 def _guarded(function: Callable[..., Any], *args: Any) -> Any:
     """Call a dialect parser; a parser tripping over the reply is a decode error, not a crash."""
     try:
         return function(*args)
     except ProviderError:
         raise
-    except _PARSER_ERRORS as exc:
+    except PARSER_ERRORS as exc:
         raise _unreadable(exc) from exc
 
 

@@ -27,6 +27,7 @@ from ..errors import (
     RouterError,
     error_for_status,
 )
+from .base import PARSER_ERRORS
 
 __all__ = [
     "MAX_TOKEN_COUNT",
@@ -58,16 +59,6 @@ __all__ = [
 Now = Callable[[], float]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-# What parsing code raises when a reply is shaped in a way nobody anticipated.
-PARSER_ERRORS = (
-    KeyError,
-    IndexError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    RecursionError,
-    OverflowError,
-)
 
 _EXCERPT_CHARS = 200
 # No single call uses a billion tokens; a bigger count is a broken server, not usage.

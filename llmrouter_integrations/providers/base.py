@@ -17,9 +17,28 @@ if TYPE_CHECKING:
     from ..errors import ProviderStatusError
     from ..transport.sse import SSEEvent
 
-__all__ = ["Dialect", "Endpoint", "ParsedResponse", "Quirks", "RateLimitInfo", "StreamState"]
+__all__ = [
+    "PARSER_ERRORS",
+    "Dialect",
+    "Endpoint",
+    "ParsedResponse",
+    "Quirks",
+    "RateLimitInfo",
+    "StreamState",
+]
 
 Quirks = Callable[[dict[str, Any], ChatRequest], dict[str, Any]]
+# What a dialect's parser raises when a reply is shaped in a way nobody anticipated: the
+# HTTP layer and the dialects turn these into a ResponseDecodeError.
+PARSER_ERRORS = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+)
 
 
 @dataclass(frozen=True, slots=True)
