@@ -10,7 +10,8 @@ one trip when they queue up. Measures sequential latency (p50/p99, and what each
 over state=None), throughput at concurrency 64, and the store round trips per call
 (counted at the store's one entry point: each SQLite transaction, each Redis script
 call); then times each store operation on its own (p50), which stays readable on a busy
-machine.
+machine, and for Redis the server's own mean time per script (the rest is the wire and
+redis-py).
 
     python benchmarks/bench_state.py            # ~1 min
     python benchmarks/bench_state.py --quick    # ~15 s
@@ -165,6 +166,24 @@ def _operations(
     return {"admit_call": admit, "finish_call": finish}
 
 
+def _script_timer(url: str | None) -> Callable[[], float] | None:
+    """For Redis: resets the server's command stats; the returned function reads the mean
+    microseconds the server spent per EVALSHA since (the Lua run, without the wire)."""
+    if url is None or not url.startswith("redis"):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.config_resetstat()
+
+    def read() -> float:
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        client.close()
+        return float(stats.get("usec_per_call", 0.0))
+
+    return read
+
+
 def store_operations(states: dict[str, str | None], n: int) -> dict[str, dict[str, float]]:
     """p50 microseconds of each store operation a call makes, called directly (no router)."""
     import uuid
@@ -183,13 +202,16 @@ def store_operations(states: dict[str, str | None], n: int) -> dict[str, dict[st
         row: dict[str, float] = {}
         for label, operation in operations.items():
             operation(-1)
+            server = _script_timer(url)
             samples = []
             for i in range(n):
                 start = time.perf_counter()
                 operation(i)
                 samples.append(time.perf_counter() - start)
             row[label] = statistics.median(samples) * 1e6
-        row["per call"] = sum(row.values())
+            if server is not None:
+                row[label + " in Lua"] = server()
+        row["per call"] = row["admit_call"] + row["finish_call"]
         out[name] = row
         store.close()
     return out
@@ -245,11 +267,17 @@ def main() -> None:
             f"{row['rps']:8.0f} {100 * row['rps'] / base['rps']:9.0f}% {row['trips']:11.2f}"
         )
     print()
-    print("store operations, p50 us (each is one round trip / transaction; a call makes both)")
+    print(
+        "store operations, p50 us (each is one round trip / transaction; a call makes both); "
+        "'in Lua': the server's mean time per script (INFO commandstats)"
+    )
     labels = ["admit_call", "finish_call", "per call"]
     print(f"{'state':<15} " + " ".join(f"{label:>13}" for label in labels))
     for name, row in operations.items():
         print(f"{name:<15} " + " ".join(f"{row[label]:13.0f}" for label in labels))
+        if "admit_call in Lua" in row:
+            inside = [row["admit_call in Lua"], row["finish_call in Lua"]]
+            print(f"{'  in Lua':<15} " + " ".join(f"{value:13.0f}" for value in inside))
     if redis is None:
         print("(redis-server not installed: Redis row skipped)")
 
