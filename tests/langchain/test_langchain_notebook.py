@@ -27,7 +27,14 @@ def test_quickstart_notebook_executes_and_shows_fallback_and_cost() -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     saved = _text_outputs(notebook)
     client = NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT)}},
+        # A cell's printed output comes on its own channel after the cell's reply; nbclient
+        # waits 4 s for it by default and then drops it silently (seen on a loaded machine).
+        iopub_timeout=60,
+        raise_on_iopub_timeout=True,
     )
     client.execute()  # raises CellExecutionError on the first failing cell
     fresh = _text_outputs(notebook)
