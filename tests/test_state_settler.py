@@ -475,3 +475,29 @@ def test_on_redis_the_riding_settles_and_the_admission_are_one_write_and_one_wai
     monkeypatch.undo()
     assert store.read([daily], now)[0].reserved == 1000  # h1 and h2 gone, h3 held
     store.close()
+
+
+def test_an_idle_router_s_settler_sleeps_and_the_next_call_wakes_it(
+    fake: FakeProviderServer, make_store: Any
+) -> None:
+    """A thread that ticks while its router has nothing to send takes the GIL from every
+    other router and thread in the process; a settle queued later must still land alone."""
+    router = Router(deployments=[deployment(fake)], budgets=[budget()], state=make_store())
+    with router:
+        first = router.complete(PROMPT, max_tokens=60).cost or 0.0
+        settler = router.settler
+        assert settler is not None
+        deadline = time.monotonic() + 5
+        while settler.busy and time.monotonic() < deadline:  # lands alone, after its ride
+            threading.Event().wait(0.005)
+        assert not settler.busy
+        threading.Event().wait(0.02)  # the tick that sees nothing new puts it to sleep
+        woke = settler.wakeups
+        threading.Event().wait(0.1)  # 50 ticks' worth of time
+        assert settler.wakeups - woke <= 1, settler.wakeups - woke
+        second = router.complete(PROMPT, max_tokens=60).cost or 0.0
+        # Nobody waits for this settle: the sleeping worker must have been woken for it.
+        deadline = time.monotonic() + 5
+        while spend(make_store, router)[1] and time.monotonic() < deadline:
+            threading.Event().wait(0.005)
+        assert spend(make_store, router) == (pytest.approx(first + second), 0.0)

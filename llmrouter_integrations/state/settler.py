@@ -80,8 +80,11 @@ class Settler:
         timeout = float(getattr(guard.store, "timeout_s", 1.0))
         self.drain_s = drain_s if drain_s is not None else max(1.0, 4 * timeout)
         self.inline = guard.store.backend == "memory"
-        # One lock; the worker sleeps on `_wake` (never woken per call: it ticks every
-        # `_RIDE_S` while it has work), `drain` callers on `_done`.
+        # One lock; the worker sleeps on `_wake`, `drain` callers on `_done`. While calls
+        # keep coming the worker ticks every `_RIDE_S` and is never woken per call (a
+        # wake-up per call costs the caller the GIL); once a tick saw nothing new it sleeps
+        # until the next `submit` wakes it (`_sleeping`), so an idle router's thread costs
+        # its process nothing.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
@@ -92,7 +95,9 @@ class Settler:
         self._pid = os.getpid()
         self._closed = False
         self._hurry = False  # someone waits: send what is queued now
+        self._sleeping = False  # the worker waits for a submit, not for a tick
         self.batches = 0  # round trips the worker made (for tests and benchmarks)
+        self.wakeups = 0  # times the worker woke up (for tests and benchmarks)
         _OPEN.add(self)
 
     def submit(self, call: CallDone, then: Landed | None = None) -> None:
@@ -108,6 +113,8 @@ class Settler:
                 self._forked()
             self._queue.append(queued)
             self._queued += 1
+            if self._sleeping:
+                self._wake.notify()
             if self._worker is None:
                 self._worker = threading.Thread(
                     target=self._work, name="llmrouter-settler", daemon=True
@@ -185,21 +192,34 @@ class Settler:
 
     def _work(self) -> None:
         me = threading.current_thread()
-        active = time.monotonic()  # when it last had something to send
+        seen = -1  # `_queued` at the previous tick: anything submitted since?
         while True:
             with self._lock:
                 if self._worker is not me:
                     return
                 if not (self._hurry or self._closed):
-                    self._wake.wait(_RIDE_S)
-                now = time.monotonic()
+                    if not self._queue and self._queued == seen:
+                        # Nothing new since the last tick: sleep until a submit wakes it.
+                        self._sleeping = True
+                        woken = self._wake.wait(_IDLE_S)
+                        self._sleeping = False
+                        if not (woken or self._queue or self._hurry or self._closed):
+                            self._worker = None  # idle for `_IDLE_S`: a submit starts anew
+                            return
+                    else:
+                        due = self._queue[0].at + _RIDE_S if self._queue else 0.0
+                        self._wake.wait(
+                            max(due - time.monotonic(), _RIDE_S / 4) if due else _RIDE_S
+                        )
+                    self.wakeups += 1
+                seen = self._queued
                 if not self._queue:
-                    if self._closed or now - active > _IDLE_S:
+                    if self._closed:
                         self._worker = None
                         return
                     continue
-                active = now
-                if not (self._hurry or self._closed) and now - self._queue[0].at < _RIDE_S:
+                young = time.monotonic() - self._queue[0].at < _RIDE_S
+                if young and not (self._hurry or self._closed):
                     continue  # young enough to wait for a ride on the next call's trip
                 self._hurry = False
                 batch, self._queue = self._queue, []
