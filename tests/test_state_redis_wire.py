@@ -17,7 +17,7 @@ import pytest
 from _redis import SERVER, SKIP_REASON, RedisClusterServers, RedisServer, SentinelSet
 
 from llmrouter_integrations.state.redis_clients import sync_client
-from llmrouter_integrations.state.redis_wire import ScriptWire, bulk, call_pipelined
+from llmrouter_integrations.state.redis_wire import ScriptWire, bulk, call_many
 from llmrouter_integrations.state.shared import (
     CallPlan,
     Headroom,
@@ -98,6 +98,11 @@ def test_the_packed_command_is_what_redis_py_would_send(server: RedisServer) -> 
     assert wire.pack(ODD_KEYS, ODD_ARGS) == theirs
     # The remembered key pieces do not change a second packing.
     assert wire.pack(ODD_KEYS, ODD_ARGS) == theirs
+    # Nor do items encoded ahead, wherever they stand among plain ones.
+    keys = [wire.encode(ODD_KEYS[:2]), ODD_KEYS[2], wire.encode(ODD_KEYS[3:])]
+    args = [wire.encode([]), *ODD_ARGS[:3], wire.encode(ODD_ARGS[3:9]), *ODD_ARGS[9:]]
+    assert wire.pack(keys, args) == theirs
+    assert wire.pack([wire.encode(ODD_KEYS)], [wire.encode(ODD_ARGS)]) == theirs
     client.close()
 
 
@@ -156,14 +161,13 @@ def test_a_late_reply_is_never_read_as_the_next_call_s(server: RedisServer) -> N
     client.close()
 
 
-def test_pipelined_calls_come_back_in_order_byte_for_byte_around_an_error(
+def test_calls_in_one_write_come_back_in_order_and_an_error_is_raised_after_all_ran(
     server: RedisServer,
 ) -> None:
     client = redis.Redis.from_url(server.url, socket_timeout=5, max_connections=1)
     echo = ScriptWire(client, ECHO)
     broken = ScriptWire(client, "return redis.call('NOSUCHCOMMAND')")
-    echo(keys=[], args=["load"])
-    assert client.script_load(broken.script) == broken.sha
+    setter = ScriptWire(client, "return redis.call('SET', KEYS[1], ARGV[1])")
     connection_type = client.connection_pool.connection_class
     real_send = connection_type.send_packed_command
     sent: list[int] = []
@@ -172,22 +176,84 @@ def test_pipelined_calls_come_back_in_order_byte_for_byte_around_an_error(
         sent.append(len(command))
         real_send(connection, command, check_health)
 
+    assert call_many([(echo, ODD_KEYS, ODD_ARGS), (echo, ODD_KEYS[:1], ["after"])]) == [
+        [*(k.encode() for k in ODD_KEYS), *(_as_bytes(a) for a in ODD_ARGS)],
+        [ODD_KEYS[0].encode(), b"after"],
+    ]
     calls: list[tuple[Any, list[str], list[Any]]] = [
         (echo, ODD_KEYS, ODD_ARGS),
         (broken, [], []),
-        (echo, ODD_KEYS[:1], ["after"]),
+        (setter, ["{llmrouter}:after-the-error"], ["ran"]),
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(connection_type, "send_packed_command", counting)
-        replies = call_pipelined(calls)
-    assert replies is not None
-    assert replies[0] == [*(k.encode() for k in ODD_KEYS), *(_as_bytes(a) for a in ODD_ARGS)]
-    assert isinstance(replies[1], redis.exceptions.ResponseError)
-    assert "unknown" in str(replies[1]).lower()
-    assert replies[2] == [ODD_KEYS[0].encode(), b"after"]
-    assert sent == [1]  # one write for the three calls
+        with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)unknown"):
+            call_many(calls)
+    assert sent == [1]  # one write for the three calls (and the scripts not loaded yet)
+    assert client.get("{llmrouter}:after-the-error") == b"ran"
     assert echo(keys=[], args=["still in step"]) == [b"still in step"]
     client.close()
+
+
+def test_a_script_is_loaded_in_the_same_write_as_its_first_call(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url, socket_timeout=5, max_connections=1)
+    client.script_flush()
+    connection_type = client.connection_pool.connection_class
+    real_read = connection_type.read_response
+    replies: list[Any] = []
+
+    def reading(connection: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            replies.append(real_read(connection, *args, **kwargs))
+        except Exception as error:
+            replies.append(error)
+            raise
+        return replies[-1]
+
+    first = ScriptWire(client, "return 'first'")
+    second = ScriptWire(client, "return 'second'")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connection_type, "read_response", reading)
+        assert call_many([(first, [], []), (second, [], []), (first, [], [])]) == [
+            b"first",
+            b"second",
+            b"first",
+        ]
+        # Two loads, three calls; no NOSCRIPT refused first.
+        assert replies == [first.sha.encode(), second.sha.encode(), b"first", b"second", b"first"]
+        replies.clear()
+        assert first(keys=[], args=[]) == b"first"
+        assert replies == [b"first"]  # known to be there now: no second load
+    client.close()
+
+
+def test_a_flushed_server_gets_the_earlier_call_first_when_a_later_one_is_known_again(
+    server: RedisServer,
+) -> None:
+    # A settle riding on the next admission: after SCRIPT FLUSH an admission alone loads its
+    # script again; the next settle + admission must still free the slot before the
+    # admission asks for it (the settle's script was refused and sent after the
+    # admission had run: the admission saw its own deployment full).
+    from llmrouter_integrations.state.shared import CallDone
+
+    url = server.fresh(6)
+    state = RedisState(url, timeout_s=5.0)
+    now = time.time()
+
+    def ask(permit: str, name: str = "dep") -> CallPlan:
+        return CallPlan(rate=RateAsk(name, permit, None, None, 1, 10, 300.0))
+
+    assert state.admit_call(ask("p0"), now).rate_wait == 0.0
+    state.finish_calls([CallDone(None, RateDone("dep", "p0"), now)])
+    assert state.admit_call(ask("p1"), now).rate_wait == 0.0  # the one slot, taken
+    redis.Redis.from_url(url).script_flush()
+    assert state.admit_call(ask("x", "other"), now).rate_wait == 0.0
+    settled, verdict = state.finish_and_admit(
+        [CallDone(None, RateDone("dep", "p1"), now)], ask("p2"), now
+    )
+    assert settled == [None]
+    assert verdict.rate_wait == 0.0
+    state.close()
 
 
 def test_a_pipeline_the_server_forgot_the_scripts_of_loads_them_and_settles_once(
@@ -245,9 +311,8 @@ def test_batched_finishes_and_finish_then_admit_are_packed_here(server: RedisSer
     state.close()
 
 
-def test_cluster_pipelines_keep_redis_py_s_path() -> None:
-    assert call_pipelined([(object(), [], [])]) is None
-    assert call_pipelined([]) == []
+def test_no_calls_make_no_trip() -> None:
+    assert call_many([]) == []
 
 
 def test_through_redis_state_an_outage_is_store_unavailable() -> None:
@@ -274,6 +339,18 @@ def test_cluster_clients_keep_redis_py_s_path(redis_cluster: RedisClusterServers
     assert not wire.fast
     keys = ["{llmrouter}:a", "{llmrouter}:é"]
     assert wire(keys=keys, args=["", 7]) == [b"{llmrouter}:a", "{llmrouter}:é".encode(), b"", b"7"]
+    # Several calls: redis-py's cluster pipeline, encoded items spelled out again, and a
+    # server that forgot the scripts loads them and answers the refused calls.
+    client.script_flush()
+    setter = ScriptWire(client, "return redis.call('SET', KEYS[1], ARGV[1])")
+    replies = call_many(
+        [
+            (wire, [wire.encode(keys)], [wire.encode(["x", 1]), "y"]),
+            (setter, ["{llmrouter}:set"], ["v"]),
+        ]
+    )
+    assert replies == [[b"{llmrouter}:a", "{llmrouter}:é".encode(), b"x", b"1", b"y"], b"OK"]
+    assert client.get("{llmrouter}:set") == b"v"
     client.close()
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import uuid
 
 from ..state.guard import StateGuard
+from ..state.ids import new_id
 from ..state.settler import Settler
 from ..state.shared import CallDone, RateDone, StoreUnavailable
 
@@ -47,7 +47,7 @@ class SharedRates:
         tokens: int,
     ) -> tuple[str, float] | None:
         """(permit id, seconds to wait: 0.0 = taken) or None when the store is down."""
-        permit_id = uuid.uuid4().hex
+        permit_id = new_id()
         store = self.guard.store
         try:
             wait = self.guard.run(

@@ -17,10 +17,10 @@ again as before.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 
 from ..state.guard import StateGuard
+from ..state.ids import new_id
 from ..state.settler import Settler
 from ..state.shared import (
     CallPlan,
@@ -68,7 +68,7 @@ class StoreTrip:
             return None
         rpm, tpm, concurrency = limits
         lease = self.guard.store.lease_s
-        return RateAsk(deployment, uuid.uuid4().hex, rpm, tpm, concurrency, tokens, lease)
+        return RateAsk(deployment, new_id(), rpm, tpm, concurrency, tokens, lease)
 
     def admit(
         self, request: ChatRequest, deployment: str, hold: HoldAsk | None = None

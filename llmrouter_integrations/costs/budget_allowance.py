@@ -25,11 +25,11 @@ it, so the store still holds it when the spend is pushed (for outages shorter th
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..state.guard import StateGuard
+from ..state.ids import new_id
 from ..state.shared import Account, StoreUnavailable
 
 __all__ = ["OutageAllowance", "Shortfall"]
@@ -64,7 +64,7 @@ class OutageAllowance:
         self.guard = guard
         self.lease_s = lease_s
         self.renew_s = renew_s
-        self.member = uuid.uuid4().hex
+        self.member = new_id()
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
         self._specs: dict[str, Account] = {}
@@ -131,7 +131,7 @@ class OutageAllowance:
         amount = max(0, spec.limit - state.spent - state.reserved) // (4 * members)
         if not amount:
             return
-        hold = uuid.uuid4().hex
+        hold = new_id()
         try:
             refusal = self.guard.run(store.reserve, hold, [spec], amount, wall, self.lease_s)
         except StoreUnavailable:

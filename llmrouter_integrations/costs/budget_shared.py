@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from decimal import ROUND_FLOOR, Decimal
 
 from ..state.guard import StateGuard
+from ..state.ids import new_id
 from ..state.settler import Settler
 from ..state.shared import (
     Account,
@@ -116,7 +116,7 @@ class SharedBudgets:
         allowance = self.allowance
         if allowance is not None and allowance.pending:
             allowance.push(wall)
-        hold = uuid.uuid4().hex
+        hold = new_id()
         lease = self.lease_s
         if time_left_s is not None:
             lease = max(lease, time_left_s + _LEASE_MARGIN_S)
@@ -181,7 +181,7 @@ class SharedBudgets:
         with None when the store is down (the cost is kept to push; the slot's lease ends
         it)."""
         amount = to_nano(actual) if actual > 0 else 0
-        key = hold or uuid.uuid4().hex
+        key = hold or new_id()
 
         def landed(result: Settled | StoreUnavailable | None) -> None:
             if isinstance(result, StoreUnavailable):

@@ -12,9 +12,9 @@ all the processes read (`cache="sqlite:///..."` or `"redis://..."`).
 from __future__ import annotations
 
 import contextlib
-import uuid
 
 from ..state.guard import StateGuard
+from ..state.ids import new_id
 from ..state.shared import StoreUnavailable
 
 __all__ = ["FIRST_POLL_S", "MAX_POLL_S", "SharedFlights"]
@@ -36,7 +36,7 @@ class SharedFlights:
     def lead(self, key: str) -> str | None:
         """Our lock token if this process should call (an empty one when the store is
         down: then every process calls), or None while another process leads."""
-        owner = uuid.uuid4().hex
+        owner = new_id()
         store = self.guard.store
         try:
             taken = self.guard.run(

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .redis_clients import sync_client
-from .redis_wire import ScriptWire, call_pipelined
+from .redis_wire import ScriptWire, call_many
 from .shared import (
     SETTLED_TTL_S,
     WINDOW_S,
@@ -34,7 +34,8 @@ from .shared import (
     Settled,
     StoreUnavailable,
 )
-from .shared_redis_call import _PREP, CallScripts, parse_settled
+from .shared_redis_call import _PREP
+from .shared_redis_pack import CallScripts, parse_settled
 
 __all__ = ["RedisState"]
 
@@ -228,46 +229,19 @@ class RedisState:
         self._lock = ScriptWire(self._client, _LOCK)
         self._unlock = ScriptWire(self._client, _UNLOCK)
         self._calls = CallScripts(self._client)
-        self._finish_seen = False  # whether a finish script call succeeded (it is loaded)
 
     def __repr__(self) -> str:
         return f"RedisState(prefix={self.prefix!r})"  # the URL may hold a password
 
-    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _call(self, script: ScriptWire, keys: list[Any], args: list[Any]) -> Any:
+        return self._call_many([(script, keys, args)])[0]
+
+    def _call_many(self, calls: list[tuple[ScriptWire, list[Any], list[Any]]]) -> list[Any]:
+        """Each (script, keys, args), in one write and one round trip (`redis_wire.call_many`)."""
         try:
-            return script(keys=keys, args=args)
+            return call_many(calls)
         except Exception as error:  # redis errors, OSError, timeouts: all mean "not now"
             raise _unavailable(error) from None
-
-    def _call_many(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
-        """Each (script, keys, args), pipelined: one round trip (two when the server has
-        not seen a script yet: it is loaded and the refused calls are sent again)."""
-        from redis.exceptions import NoScriptError
-
-        try:
-            replies = self._pipelined(calls)
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if missing:
-                for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-                    self._client.script_load(script.script)
-                again = self._pipelined([calls[i] for i in missing])
-                for index, reply in zip(missing, again, strict=True):
-                    replies[index] = reply
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
-        except Exception as error:  # as `_call`: every failure means "not now"
-            raise _unavailable(error) from None
-
-    def _pipelined(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
-        packed = call_pipelined(calls)  # redis-py's pipeline packs each argument in Python
-        if packed is not None:
-            return packed
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(pipe.execute(raise_on_error=False))
 
     # -- budgets --------------------------------------------------------------------------------
     def _budget_call(
@@ -387,7 +361,7 @@ class RedisState:
     def reset_failures(self, name: str) -> None:
         self._call(self._forget, [self._failures_key(name)], [])
 
-    # -- one call (state/shared_redis_call.py) ------------------------------------------------
+    # -- one call (state/shared_redis_call.py, packed by shared_redis_pack.py) ----------------
     def admit_call(self, plan: CallPlan, now: float) -> CallVerdict:
         return self._calls.admit(self, plan, now)
 
@@ -402,18 +376,9 @@ class RedisState:
     def finish_and_admit(
         self, calls: Sequence[CallDone], plan: CallPlan, now: float
     ) -> tuple[list[Settled | None], CallVerdict]:
-        if not self._finish_seen:  # see finish_calls: the first finish goes alone
-            return self.finish_calls(calls), self.admit_call(plan, now)
         return self._calls.finish_and_admit(self, calls, plan, now)
 
     def finish_calls(self, calls: Sequence[CallDone]) -> list[Settled | None]:
-        if len(calls) == 1 or not self._finish_seen:
-            # Alone, the first time: a script the server has not loaded yet is refused once
-            # and loaded (NOSCRIPT), rather than refused for every call of a pipeline.
-            first = calls[0]
-            done = [self.finish_call(first.hold, first.rate, first.now)]
-            self._finish_seen = True
-            return done + (self._calls.finish_many(self, calls[1:]) if len(calls) > 1 else [])
         return self._calls.finish_many(self, calls)
 
     # -- locks ----------------------------------------------------------------------------------
