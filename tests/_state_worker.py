@@ -13,6 +13,9 @@ Prints one JSON line with what happened (counts, cost) and exits. Modes:
 - rounds: prints "ready"; per line on stdin ("N" or "N SECONDS"), moves the clock on by
   SECONDS (with `wall`: a ManualClock at that wall time), then N sequential calls; prints
   the deployments that answered and the first deployment's circuit; "" ends it.
+- open: prints "ready"; per line on stdin (a folder), opens an SQLite state, ledger and cache
+  store on new files there (default timeouts) and uses each once; prints "ok" or the error (as JSON).
+  No Router: many of these start together on one new file, as web server workers do.
 - turns: one call per line on stdin (the parent takes the workers in turn); prints, after
   each, the deployment that answered and the first deployment's circuit; "" ends it.
 """
@@ -179,6 +182,31 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def use_cache(cache: Any) -> None:
+    await cache.set("key", {"n": 1})
+    await cache.aclose()
+
+
+def open_new_files() -> None:
+    from llmrouter_integrations.state import SQLiteCacheStore, SQLiteLedgerStore
+    from llmrouter_integrations.state.shared import Account
+
+    print("ready", flush=True)
+    while folder := sys.stdin.readline().strip():
+        try:
+            state = SQLiteState(f"{folder}/state.db")
+            state.read([Account("daily", limit=1)], time.time())
+            state.close()
+            SQLiteLedgerStore(f"{folder}/ledger.db").close()
+            asyncio.run(use_cache(SQLiteCacheStore(f"{folder}/cache.db")))
+            print(json.dumps("ok"), flush=True)
+        except Exception as error:  # reported to the parent, which fails the test with it
+            print(json.dumps(f"{type(error).__name__}: {error}"), flush=True)
+
+
 if __name__ == "__main__":
+    if json.loads(sys.argv[1])["mode"] == "open":
+        open_new_files()
+        sys.exit()
     result = asyncio.run(main(json.loads(sys.argv[1])))
     print(json.dumps(result), flush=True)

@@ -7,13 +7,10 @@ are skipped, so CI must install it to run them.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
+from _redis import SERVER, SKIP_REASON, RedisServer
 from pydantic import SecretStr
 
 from llmrouter_integrations.core.clock import ManualClock
@@ -21,35 +18,13 @@ from llmrouter_integrations.layers.cache import CacheBackend
 from llmrouter_integrations.state import RedisCacheStore, cache_store_from_spec
 from llmrouter_integrations.types import ChatChunk, ChatRequest, ChatResponse, Deployment, Message
 
-SERVER = shutil.which("redis-server")
-pytestmark = pytest.mark.skipif(SERVER is None, reason="redis-server is not installed")
+pytestmark = pytest.mark.skipif(SERVER is None, reason=SKIP_REASON)
 SECRET = "sk-live-SECRET-redis-0123456789"
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    assert SERVER is not None
-    process = subprocess.Popen(
-        [SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(5)
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 class Counting:

@@ -13,23 +13,14 @@ circuit too. So at most `threshold + processes - 1` requests reach the deploymen
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer
+from _processes import KEY, Worker, Workers, ask_all, open_store
 
-from llmrouter_integrations.state.shared_redis import RedisState
-from llmrouter_integrations.state.shared_sqlite import SQLiteState
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 
-WORKER = str(Path(__file__).with_name("_state_worker.py"))
-KEY = "sk-test-state-0123456789abcdef"
 FAILING = "openai/gpt-4o-mini"
 PROCESSES = 4
 THRESHOLD = 5
@@ -50,84 +41,33 @@ def _fresh(fake: FakeProviderServer) -> None:
     fake.set_behavior("gpt-4o", ModelBehavior())
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.fresh(abs(hash(request.node.name)) % 15 + 1)
-
-
-def open_store(url: str) -> Any:
-    if url.startswith("sqlite:///"):
-        return SQLiteState(url[len("sqlite:///") :], timeout_s=2.0)
-    return RedisState(url, timeout_s=2.0)
-
-
 class Fleet:
     """`PROCESSES` workers, each a Router with the failing deployment first, then a healthy one."""
 
-    def __init__(self, fake: FakeProviderServer, state_url: str) -> None:
+    def __init__(self, workers: Workers, fake: FakeProviderServer, state_url: str) -> None:
         # Every worker's clock is a ManualClock starting at one wall time: `round(advance=)`
         # moves them all on together, so the 600 s cooldown passes without a wait.
         spec = {"mode": "rounds", "state": state_url, "base_url": fake.openai_base_url,
                 "models": ["gpt-4o-mini", "gpt-4o"], "threshold": THRESHOLD, "wall": WALL}
-        env = dict(os.environ, PYTHONPATH=str(Path(WORKER).parent))
-        self.workers = [
-            subprocess.Popen(
-                [sys.executable, WORKER, json.dumps(spec)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True, env=env,
-            )
-            for _ in range(PROCESSES)
-        ]
+        self.workers: list[Worker] = workers.spawn(spec, count=PROCESSES)
         for worker in self.workers:  # every process is up (router built) before any call
-            assert worker.stdout is not None
-            assert worker.stdout.readline().strip() == "ready", self._stderr(worker)
+            worker.expect("ready")
 
     def round(self, calls: int, advance: float = 0.0) -> list[dict[str, Any]]:
         """Every worker moves its clock on by `advance` seconds, then makes `calls` sequential
         calls, all starting at once: the words go out before any answer is read."""
-        for worker in self.workers:
-            assert worker.stdin is not None
-            worker.stdin.write(f"{calls} {advance}\n" if advance else f"{calls}\n")
-            worker.stdin.flush()
-        out = []
-        for worker in self.workers:
-            assert worker.stdout is not None
-            line = worker.stdout.readline()
-            assert line, self._stderr(worker)
-            out.append(json.loads(line))
-        return out
+        return ask_all(self.workers, f"{calls} {advance}" if advance else f"{calls}")
 
     def close(self) -> None:
         for worker in self.workers:
-            if worker.poll() is None:
-                stdout, stderr = worker.communicate("\n", timeout=60)
-                assert worker.returncode == 0, stderr[-2000:]
-
-    @staticmethod
-    def _stderr(worker: subprocess.Popen[str]) -> str:
-        worker.kill()
-        return worker.communicate(timeout=10)[1][-2000:]
+            worker.result(last_word="")
 
 
 @pytest.fixture
-def fleet(fake: FakeProviderServer, state_url: str) -> Iterator[Fleet]:
-    started = Fleet(fake, state_url)
-    try:
-        yield started
-    finally:
-        started.close()
+def fleet(workers: Workers, fake: FakeProviderServer, state_url: str) -> Iterator[Fleet]:
+    started = Fleet(workers, fake, state_url)
+    yield started
+    started.close()
 
 
 def test_four_processes_failing_at_once_send_at_most_threshold_plus_three(
@@ -176,20 +116,18 @@ def test_when_the_rest_ends_one_probe_goes_for_the_whole_fleet(
 
 
 def test_processes_that_never_saw_it_open_still_probe_once_and_close_it(
-    fake: FakeProviderServer, state_url: str
+    fake: FakeProviderServer, state_url: str, workers: Workers
 ) -> None:
     # Another process opened the circuit and its rest is over; then 4 fresh processes start.
     store = open_store(state_url)
     store.open_circuit(FAILING, WALL - 1.0)
     store.close()
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=2.0))  # the probe is slow
-    fleet = Fleet(fake, state_url)
-    try:
-        done = fleet.round(1)
-        assert fake.request_count("gpt-4o-mini") == 1  # one probe for the fleet
-        assert sorted(r["answered"][0] for r in done).count(FAILING) == 1
-        # Its success closed the circuit for every process.
-        after = fleet.round(1)
-        assert [r["answered"] for r in after] == [[FAILING]] * PROCESSES
-    finally:
-        fleet.close()
+    fleet = Fleet(workers, fake, state_url)
+    done = fleet.round(1)
+    assert fake.request_count("gpt-4o-mini") == 1  # one probe for the fleet
+    assert sorted(r["answered"][0] for r in done).count(FAILING) == 1
+    # Its success closed the circuit for every process.
+    after = fleet.round(1)
+    assert [r["answered"] for r in after] == [[FAILING]] * PROCESSES
+    fleet.close()

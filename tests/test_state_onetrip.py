@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer
 
 from llmrouter_integrations import Budget, Deployment, Router
 from llmrouter_integrations.state.shared import (
@@ -35,15 +34,6 @@ from llmrouter_integrations.state.shared_sqlite import SQLiteState
 from llmrouter_integrations.testing import FakeProviderServer
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer
-from test_state_processes import KEY, PROMPT, open_store, results, spawn, worst_case
+from _processes import KEY, PROMPT, Workers, open_store, results, spawn, worst_case
+from _redis import RedisServer
 
 from llmrouter_integrations import (
     AllDeploymentsFailedError,
@@ -43,24 +41,6 @@ def fake() -> Iterator[FakeProviderServer]:
 def _fresh(fake: FakeProviderServer) -> None:
     fake.reset()
     fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    db = abs(hash(request.node.name)) % 15 + 1
-    return server.fresh(db)
 
 
 def deployment(fake: FakeProviderServer, **limits: int) -> Deployment:
@@ -105,7 +85,7 @@ class Monitor:
 
 
 def test_four_processes_make_one_store_trip_before_and_one_after_each_call(
-    fake: FakeProviderServer, state_url: str, request: pytest.FixtureRequest
+    fake: FakeProviderServer, state_url: str, request: pytest.FixtureRequest, workers: Workers
 ) -> None:
     calls = 50
     spec = {
@@ -121,7 +101,7 @@ def test_four_processes_make_one_store_trip_before_and_one_after_each_call(
     if state_url.startswith("redis"):
         monitor = Monitor(request.getfixturevalue("redis_server"))
     try:
-        done = results([spawn(spec) for _ in range(4)])
+        done = results(workers.spawn(spec, count=4))
     finally:
         sent = monitor.stop() if monitor is not None else Counter[str]()
     assert [r["outcomes"] for r in done] == [{"ok": calls}] * 4, done
@@ -158,7 +138,7 @@ def test_four_processes_share_what_the_provider_said_is_left(
 
 
 def test_a_killed_process_frees_its_concurrency_slot_after_the_lease(
-    fake: FakeProviderServer, state_url: str
+    fake: FakeProviderServer, state_url: str, workers: Workers
 ) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=30, usage={"output": 60}))
     spec = {
@@ -168,16 +148,15 @@ def test_a_killed_process_frees_its_concurrency_slot_after_the_lease(
         "max_concurrency": 1,
         "lease_s": 5.0,
     }
-    holder = spawn(spec)
+    (holder,) = workers.spawn(spec)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "sent"
+        holder.expect("sent")
         deadline = time.monotonic() + 10
         while fake.request_count() < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert fake.request_count() == 1  # in flight, holding the fleet's one slot
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(10)
+        holder.kill()
     fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
     clock = ManualClock(wall_start=time.time())
     with Router(

@@ -7,12 +7,7 @@ really sent.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -20,20 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _processes import KEY, PROMPT, Workers, ask_all, open_store, results, together, worst_case
 from _redis import SERVER, SKIP_REASON, RedisServer
 
 from llmrouter_integrations import Budget, BudgetExceededError, Deployment, ManualClock, Router
-from llmrouter_integrations.costs.pricing import Pricer
-from llmrouter_integrations.costs.tokens import estimate_input_tokens
 from llmrouter_integrations.state.shared import Account, from_nano
-from llmrouter_integrations.state.shared_redis import RedisState
-from llmrouter_integrations.state.shared_sqlite import SQLiteState
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
-from llmrouter_integrations.types import ChatRequest, Message
-
-WORKER = str(Path(__file__).with_name("_state_worker.py"))
-KEY = "sk-test-state-0123456789abcdef"
-PROMPT = "Explain shared budgets in one line."
 
 
 @pytest.fixture(scope="module")
@@ -48,73 +35,13 @@ def _fresh(fake: FakeProviderServer) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    db = abs(hash(request.node.name)) % 15 + 1
-    return server.fresh(db)
-
-
-def worst_case(max_tokens: int = 60) -> Decimal:
-    request = ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=max_tokens)
-    cost = Pricer().estimate(
-        Deployment("openai", "gpt-4o-mini"),
-        estimate_input_tokens(request),
-        max_tokens,
-        prices_provider="openai",
-    )
-    assert cost is not None
-    return cost
-
-
-def spawn(spec: dict[str, Any]) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(Path(WORKER).parent))
-    return subprocess.Popen(
-        [sys.executable, WORKER, json.dumps(spec)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def results(processes: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
-    out = []
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=60)
-        assert process.returncode == 0, stderr[-2000:]
-        out.append(json.loads(stdout.strip().splitlines()[-1]))
-    return out
-
-
-def open_store(url: str, **kw: Any) -> Any:
-    # 2 s store timeouts, as in the workers: these tests are about leases and counts, and
-    # on a loaded machine the default 0.25 s can fake an outage.
-    kw.setdefault("timeout_s", 2.0)
-    if url.startswith("sqlite:///"):
-        return SQLiteState(url[len("sqlite:///") :], **kw)
-    return RedisState(url, **kw)
-
-
 def test_four_processes_of_200_calls_never_overshoot(
-    fake: FakeProviderServer, state_url: str
+    fake: FakeProviderServer, state_url: str, workers: Workers
 ) -> None:
     limit = worst_case() * 100  # room for about 100 calls at their worst case, of 800
     spec = {"mode": "budget", "state": state_url, "base_url": fake.openai_base_url,
             "limit": str(limit), "calls": 200}
-    done = results([spawn(spec) for _ in range(4)])
+    done = results(workers.spawn(spec, count=4))
     ok = sum(r["outcomes"].get("ok", 0) for r in done)
     refused = sum(r["outcomes"].get("refused", 0) for r in done)
     spent = sum(Decimal(r["cost"]) for r in done)
@@ -137,23 +64,21 @@ def test_four_processes_of_200_calls_never_overshoot(
 
 
 def test_a_killed_process_frees_its_hold_after_the_lease(
-    fake: FakeProviderServer, state_url: str
+    fake: FakeProviderServer, state_url: str, workers: Workers
 ) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=30, usage={"output": 60}))
     limit = worst_case() * Decimal("1.5")  # one call's hold leaves too little for another
     spec = {"mode": "hold", "state": state_url, "base_url": fake.openai_base_url,
             "limit": str(limit), "lease_s": 5.0}
-    holder = spawn(spec)
+    (holder,) = workers.spawn(spec)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "sent"
+        holder.expect("sent")
         deadline = time.monotonic() + 30  # a fresh interpreter on a loaded machine
         while fake.request_count() < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert fake.request_count() == 1  # the call is at the provider, its worst case held
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(10)
+        holder.kill()
     fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
     # This process's clock: moving it past the lease stands in for waiting 5 s.
     clock = ManualClock(wall_start=time.time())
@@ -172,13 +97,13 @@ def test_a_killed_process_frees_its_hold_after_the_lease(
 
 
 def test_shared_rpm_holds_across_four_processes(
-    fake: FakeProviderServer, redis_server: RedisServer
+    fake: FakeProviderServer, redis_server: RedisServer, workers: Workers
 ) -> None:
     # One backend here to keep the suite quick; test_state_stores holds both to the same windows.
     state_url = redis_server.fresh(13)
     spec = {"mode": "rpm", "state": state_url, "base_url": fake.openai_base_url, "rpm": 10,
             "calls": 10}
-    done = results([spawn(spec) for _ in range(4)])
+    done = results(workers.spawn(spec, count=4))
     ok = sum(r["outcomes"].get("ok", 0) for r in done)
     # Each process alone would send its 10; the fleet's one-minute window lets 10 through.
     assert ok == 10 and fake.request_count() == 10, done
@@ -186,18 +111,18 @@ def test_shared_rpm_holds_across_four_processes(
 
 
 def test_a_circuit_opened_in_one_process_is_seen_by_another(
-    fake: FakeProviderServer, tmp_path: Path
+    fake: FakeProviderServer, tmp_path: Path, workers: Workers
 ) -> None:
     state_url = f"sqlite:///{tmp_path / 'state.db'}"  # Redis: test_state_router, test_state_stores
     fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
     fake.set_behavior("gpt-4o", ModelBehavior())
     spec = {"mode": "breaker", "state": state_url, "base_url": fake.openai_base_url,
             "calls": 8, "models": ["gpt-4o-mini", "gpt-4o"]}
-    (first,) = results([spawn(spec)])
+    (first,) = results(workers.spawn(spec))
     # The first deployment failed 5 times (each call then fell back), and its circuit opened.
     assert first["circuit"] == "open" and first["outcomes"] == {"ok": 8}
     assert fake.request_count("gpt-4o-mini") == 5
-    (second,) = results([spawn(spec)])
+    (second,) = results(workers.spawn(spec))
     # A fresh process that never saw it fail skips it from its first call.
     assert second["circuit"] == "open" and second["outcomes"] == {"ok": 8}
     assert fake.request_count("gpt-4o-mini") == 5 and fake.request_count("gpt-4o") == 16
@@ -205,27 +130,23 @@ def test_a_circuit_opened_in_one_process_is_seen_by_another(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_identical_requests_in_four_processes_make_one_call(
-    fake: FakeProviderServer, redis_server: RedisServer, tmp_path: Path, stream: bool
+    fake: FakeProviderServer, redis_server: RedisServer, tmp_path: Path, stream: bool,
+    workers: Workers,
 ) -> None:
     # Answers through Redis locks; streams through SQLite ones.
     state_url = f"sqlite:///{tmp_path / 'state.db'}" if stream else redis_server.fresh(12)
     fake.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.5))
     spec = {"mode": "cache", "state": state_url, "base_url": fake.openai_base_url,
             "cache": f"sqlite:///{tmp_path / 'cache.db'}", "stream": stream}
-    workers = [spawn(spec) for _ in range(4)]
-    for worker in workers:  # all four are running before any of them asks
-        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
-    for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-    done = results(workers)
+    fleet = workers.spawn(spec, count=4)
+    together(fleet)  # all four are running before any of them asks
+    done = results(fleet)
     assert fake.request_count() == 1
     assert len({r["text"] for r in done}) == 1
     assert sorted(r["cached"] for r in done) == [False, True, True, True]
 
 
-def test_redis_stopped_mid_run(fake: FakeProviderServer, tmp_path: Path) -> None:
+def test_redis_stopped_mid_run(fake: FakeProviderServer, workers: Workers) -> None:
     if SERVER is None:
         pytest.skip(SKIP_REASON)
     server = RedisServer.start()  # its own server: this test stops it
@@ -233,17 +154,14 @@ def test_redis_stopped_mid_run(fake: FakeProviderServer, tmp_path: Path) -> None
         limit = worst_case() * 100
         base = {"mode": "outage", "state": server.url, "base_url": fake.openai_base_url,
                 "limit": str(limit), "calls": 3, "timeout_s": 0.25}
-        closed = spawn(base)
-        local = spawn({**base, "state_failure": "local"})
+        (closed,) = workers.spawn(base)
+        (local,) = workers.spawn({**base, "state_failure": "local"})
         for worker in (closed, local):
-            assert worker.stdout is not None
-            assert json.loads(worker.stdout.readline()) == {"ok": 3}
+            assert worker.json() == {"ok": 3}
         server.stop()
         sent_before = fake.request_count()
         for worker in (closed, local):
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
+            worker.say("go")
         after_closed, after_local = results([closed, local])
     finally:
         server.stop()
@@ -256,24 +174,20 @@ def test_redis_stopped_mid_run(fake: FakeProviderServer, tmp_path: Path) -> None
 
 
 def test_failures_in_four_processes_add_up_to_one_threshold(
-    fake: FakeProviderServer, state_url: str
+    fake: FakeProviderServer, state_url: str, workers: Workers
 ) -> None:
     fake.set_behavior("gpt-4o-mini", ModelBehavior(permanent_error=500))
     fake.set_behavior("gpt-4o", ModelBehavior())
     spec = {"mode": "turns", "state": state_url, "base_url": fake.openai_base_url,
             "models": ["gpt-4o-mini", "gpt-4o"], "threshold": 5}
-    workers = [spawn(spec) for _ in range(4)]
-    seen: list[list[dict[str, Any]]] = [[] for _ in workers]
-    try:
-        for _ in range(3):  # the workers take turns: one call each, in order
-            for worker, log in zip(workers, seen):
-                assert worker.stdin is not None and worker.stdout is not None
-                worker.stdin.write("call\n")
-                worker.stdin.flush()
-                log.append(json.loads(worker.stdout.readline()))
-    finally:
-        for worker in workers:
-            worker.communicate("\n", timeout=60)
+    fleet = workers.spawn(spec, count=4)
+    seen: list[list[dict[str, Any]]] = [[] for _ in fleet]
+    for _ in range(3):  # the workers take turns: one call each, in order
+        for worker, log in zip(fleet, seen):
+            worker.say("call")
+            log.append(worker.json())
+    for worker in fleet:
+        worker.result(last_word="")
     # Each process failed at most twice itself, but the fleet's fifth failure opened the
     # circuit: the failing deployment got exactly 5 requests, then nothing (each process
     # alone would have sent it 5, 20 in all).
@@ -285,7 +199,7 @@ def test_failures_in_four_processes_add_up_to_one_threshold(
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_four_processes_spending_through_an_outage_stay_within_the_budget(
-    fake: FakeProviderServer, backend: str, tmp_path: Path
+    fake: FakeProviderServer, backend: str, tmp_path: Path, workers: Workers
 ) -> None:
     if backend == "redis" and SERVER is None:
         pytest.skip(SKIP_REASON)
@@ -296,34 +210,29 @@ def test_four_processes_spending_through_an_outage_stay_within_the_budget(
             "state_failure": "local", "calls": 5, "outage_calls": 25, "after": 1,
             "timeout_s": 0.1, "retry_s": 0.0}
     locker: sqlite3.Connection | None = None
-    workers = [spawn(base) for _ in range(4)]
+    fleet = workers.spawn(base, count=4)
     try:
-        for worker in workers:  # 20 calls while the store answers: most of the budget left
-            assert worker.stdout is not None
-            assert json.loads(worker.stdout.readline()) == {"ok": 5}
+        for worker in fleet:  # 20 calls while the store answers: most of the budget left
+            assert worker.json() == {"ok": 5}
         before = fake.request_count()
         if server is not None:
             server.pause()  # frozen: every store call times out
         else:  # another process holds the file's write lock: every hold times out
             locker = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
             locker.execute("BEGIN IMMEDIATE")
-        for worker in workers:
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
+        for worker in fleet:
+            worker.say("go")
         # A process started during the outage never reached the store: it holds no allowance.
-        (late,) = results([spawn({**base, "mode": "budget", "calls": 10})])
-        during = [json.loads(w.stdout.readline()) for w in workers if w.stdout is not None]
+        (late,) = results(workers.spawn({**base, "mode": "budget", "calls": 10}))
+        during = [worker.json() for worker in fleet]
         sent_during = fake.request_count() - before
         if server is not None:
             server.resume()
         elif locker is not None:
             locker.execute("ROLLBACK")
-        for worker in workers:
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
-        after = results(workers)
+        for worker in fleet:
+            worker.say("go")
+        after = results(fleet)
         store = open_store(url)
         (fleet,) = store.read([Account("daily|global|||" + str(int(time.time() // 86_400
                                                                    * 86_400)), 0)], time.time())
@@ -345,3 +254,20 @@ def test_four_processes_spending_through_an_outage_stay_within_the_budget(
     # What was spent during the outage reached the store with the first calls after it.
     # Each process gave its allowance back when it closed.
     assert from_nano(fleet.spent) == spent and fleet.reserved == 0
+
+
+def test_eight_processes_opening_one_new_file_at_the_same_instant_all_open_it(
+    tmp_path: Path, workers: Workers
+) -> None:
+    # Eight web-server workers starting together on a new state, ledger and cache file: each
+    # round, every worker gets the folder in the same instant. Switching a new file to WAL
+    # was refused at once ("database is locked", no busy wait) to all but one of them.
+    fleet = workers.spawn({"mode": "open"}, count=8)
+    for worker in fleet:
+        worker.expect("ready")
+    for round_ in range(40):
+        folder = tmp_path / str(round_)
+        folder.mkdir()
+        assert ask_all(fleet, str(folder)) == ["ok"] * 8, round_
+    for worker in fleet:
+        worker.result(last_word="")

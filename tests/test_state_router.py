@@ -13,7 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisClusterServers, RedisServer, SentinelSet, free_port
+from _processes import KEY, PROMPT, worst_case
+from _redis import RedisClusterServers, RedisServer, SentinelSet, free_port
 
 from llmrouter_integrations import (
     AllDeploymentsFailedError,
@@ -27,14 +28,9 @@ from llmrouter_integrations import (
     RoutingError,
     StateUnavailableError,
 )
-from llmrouter_integrations.costs.pricing import Pricer
-from llmrouter_integrations.costs.tokens import estimate_input_tokens
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
-from llmrouter_integrations.types import ChatRequest, Message
 
-KEY = "sk-test-state-0123456789abcdef"
-PROMPT = "Explain shared budgets in one line."
 NO_RETRY = RetryPolicy(max_attempts=1)
 MESSAGES = [{"role": "user", "content": PROMPT}]
 
@@ -49,15 +45,6 @@ def fake() -> Iterator[FakeProviderServer]:
 def _fresh(fake: FakeProviderServer) -> None:
     fake.reset()
     fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "redis", "redis-cluster", "redis-sentinel"])
@@ -104,18 +91,6 @@ def landed(router: Router, store: CountingStore) -> int:
 
 def deployment(fake: FakeProviderServer) -> Deployment:
     return Deployment("openai", "gpt-4o-mini", api_key=KEY, base_url=fake.openai_base_url)
-
-
-def worst_case(max_tokens: int = 60) -> Decimal:
-    request = ChatRequest(messages=[Message(role="user", content=PROMPT)], max_tokens=max_tokens)
-    cost = Pricer().estimate(
-        Deployment("openai", "gpt-4o-mini"),
-        estimate_input_tokens(request),
-        max_tokens,
-        prices_provider="openai",
-    )
-    assert cost is not None
-    return cost
 
 
 def router(fake: FakeProviderServer, state: object, limit: Decimal, **kw: object) -> Router:

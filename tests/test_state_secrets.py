@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer
+from _redis import RedisServer
 from otel_support import make_otel
 
 from llmrouter_integrations import (
@@ -44,15 +44,6 @@ def forms(key: str) -> set[str]:
 def fake() -> Iterator[FakeProviderServer]:
     with FakeProviderServer() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
 
 
 def stored_bytes(state: str, tmp_path: Path, redis_server: RedisServer | None) -> str:

@@ -21,14 +21,14 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer
+from _processes import KEY, PROMPT, worst_case
+from _redis import RedisServer
 from langchain_core.callbacks import BaseCallbackHandler
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index_instrumentation import get_dispatcher
 from pydantic import Field
-from test_state_processes import KEY, PROMPT, worst_case
 
 from llmrouter_integrations import Budget, Deployment, ManualClock, Router, RouterEvent
 from llmrouter_integrations.langchain import ChatLLMRouter
@@ -84,15 +84,6 @@ def fake() -> Iterator[FakeProviderServer]:
 def _fresh(fake: FakeProviderServer) -> None:
     fake.reset()
     fake.set_behavior("gpt-4o-mini", ModelBehavior(usage={"output": 60}))
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer, free_port
+from _redis import free_port
 
 from llmrouter_integrations.errors import ConfigurationError
 from llmrouter_integrations.state.shared import (
@@ -33,15 +33,6 @@ from llmrouter_integrations.state.shared_sqlite import SQLiteState
 from llmrouter_integrations.state.stores import shared_state_from_spec
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
 
 
 Factory = Callable[[], SharedState]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _processes import Workers, results, worst_case
 from _redis import (
     OPENSSL,
     SERVER,
@@ -30,7 +31,6 @@ from _redis import (
     make_certificate,
     wait_until,
 )
-from test_state_processes import results, spawn, worst_case
 
 from llmrouter_integrations import (
     Budget,
@@ -61,15 +61,6 @@ needs_redis = pytest.mark.skipif(SERVER is None, reason=SKIP_REASON)
 def fake() -> Iterator[FakeProviderServer]:
     with FakeProviderServer(valid_keys=[KEY]) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -390,13 +381,13 @@ async def test_every_key_a_script_touches_is_declared_and_shares_the_tag(
 
 
 def test_four_processes_on_a_cluster_never_overshoot(
-    fake: FakeProviderServer, redis_cluster: RedisClusterServers
+    fake: FakeProviderServer, redis_cluster: RedisClusterServers, workers: Workers
 ) -> None:
     redis_cluster.flush()
     limit = worst_case() * 50  # room for about 50 worst cases, of 400 calls
     spec = {"mode": "budget", "state": redis_cluster.url, "base_url": fake.openai_base_url,
             "limit": str(limit), "calls": 100}  # fmt: skip
-    done = results([spawn(spec) for _ in range(4)])
+    done = results(workers.spawn(spec, count=4))
     ok = sum(r["outcomes"].get("ok", 0) for r in done)
     refused = sum(r["outcomes"].get("refused", 0) for r in done)
     spent = sum(Decimal(r["cost"]) for r in done)

@@ -4,12 +4,11 @@ refused with the closest valid name, and a password never shows in the refusal."
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer
+from _redis import RedisServer
 
 from llmrouter_integrations import Budget, ConfigurationError, Deployment, Router
 from llmrouter_integrations.state import cache_store_from_spec, parse_store_url
@@ -19,15 +18,6 @@ from llmrouter_integrations.state.stores import shared_state_from_spec
 from llmrouter_integrations.testing import FakeProviderServer
 
 KEY = "sk-test-url-options-0123456789"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    server = RedisServer.start()
-    yield server
-    server.stop()
 
 
 def test_sqlite_timeout_reaches_the_connection(tmp_path: Path) -> None:

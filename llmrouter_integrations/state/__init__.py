@@ -7,7 +7,8 @@ in-flight locks) has its protocol in `shared` and one module per backend (`share
 `shared_sqlite`, `shared_redis`); `guard` turns a store outage into a quick fallback.
 `stores` opens the cache or ledger store a setting names; `url.parse_store_url` reads every
 `"memory" | "sqlite:///..." | "redis://..."` setting (and Redis Cluster and Sentinel URLs,
-which `redis_clients` turns into redis-py clients). SQLite and Redis load only when used.
+which `redis_clients` turns into redis-py clients); `sqlite_wal` sets up a new SQLite file that
+many processes open at once. SQLite and Redis load only when used.
 
     >>> from llmrouter_integrations.state import SQLiteCacheStore, cache_store_from_spec
 """

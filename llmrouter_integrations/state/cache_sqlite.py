@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from ..core.clock import SYSTEM_CLOCK, Clock
 from .cache import CacheValue, encode_entry
+from .sqlite_wal import use_wal
 
 __all__ = ["SQLiteCacheStore"]
 
@@ -72,7 +73,7 @@ class SQLiteCacheStore:
             if directory:
                 os.makedirs(directory, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
+            use_wal(connection, 30.0)
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=30000")
             with connection:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .ledger import NO_USER, UNTAGGED, LedgerEntry, LedgerFilter, Summary, check_grouping
+from .sqlite_wal import use_wal
 
 __all__ = ["SQLiteLedgerStore"]
 
@@ -175,7 +176,7 @@ class SQLiteLedgerStore:
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        db.execute("PRAGMA journal_mode = WAL")
+        use_wal(db, self.busy_timeout)
         # With WAL, NORMAL never corrupts the file; a power cut may lose the last batch.
         db.execute("PRAGMA synchronous = NORMAL")
         db.executescript(_SCHEMA)

@@ -34,6 +34,7 @@ from .shared import (
     StoreUnavailable,
 )
 from .shared_sqlite_rates import acquire_send, release_send
+from .sqlite_wal import use_wal
 
 __all__ = ["SQLiteState"]
 
@@ -105,7 +106,7 @@ class SQLiteState:
             db = sqlite3.connect(
                 self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
             )
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db, self.timeout_s)
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db, self._local.pid = db, os.getpid()
         return db
