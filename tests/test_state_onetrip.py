@@ -8,12 +8,14 @@ circuit or budget takes no rate slot, no hold and no probe.
 from __future__ import annotations
 
 import math
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _redis import RedisServer
 
 from llmrouter_integrations import Budget, Deployment, Router
 from llmrouter_integrations.state.shared import (
@@ -168,6 +170,64 @@ def test_holds_of_a_dead_process_expire_in_the_one_trip_too(state: SharedState) 
     refused = state.admit_call(CallPlan(hold=hold("h", 200, DAILY)), T0 + 29)
     assert refused.refusal == Refusal(0, 0, 900)
     assert state.admit_call(CallPlan(hold=hold("h", 200, DAILY)), T0 + 31).admitted
+
+
+def test_a_free_call_settles_its_zero_hold(state: SharedState) -> None:
+    # A local model costs nothing: its hold is 0. Redis once refused to take '-0' off the
+    # reserve (HINCRBY), so every free call's settle and release failed.
+    assert state.admit_call(CallPlan(hold=hold("free", 0, DAILY)), T0).admitted
+    settled = state.finish_call(("free", [DAILY], 0), None, T0 + 1)
+    assert settled is not None and settled.spent == [0]
+    assert state.admit_call(CallPlan(hold=hold("free2", 0, DAILY)), T0 + 1).admitted
+    assert state.finish_call(("free2", [DAILY], None), None, T0 + 2) is None
+    state.reserve("free3", [DAILY], 0, T0 + 2, 60.0)
+    assert state.settle("free3", [DAILY], 0, T0 + 3).spent == [0]
+    assert state.read([DAILY], T0 + 3) == [AccountState(0, 0)]
+
+
+def test_a_dead_hold_is_reclaimed_even_when_another_account_refuses(state: SharedState) -> None:
+    dead = HoldAsk("dead", (DAILY,), 900, 30.0)
+    assert state.admit_call(CallPlan(hold=dead), T0).admitted
+    assert state.admit_call(CallPlan(hold=hold("u", 250, USER)), T0).admitted
+    # DAILY's dead hold has expired; USER has no room: refused, nothing held, and DAILY's
+    # expired hold is gone all the same (every process sees its money back).
+    refused = state.admit_call(CallPlan(hold=hold("h", 100, DAILY, USER)), T0 + 31)
+    assert refused.refusal == Refusal(1, 0, 250)
+    assert state.read([DAILY, USER], T0 + 31) == [AccountState(0, 0), AccountState(0, 250)]
+    settled = state.finish_call(("u", [USER], 200), None, T0 + 32)
+    assert settled is not None and settled.spent == [200]
+    assert state.read([DAILY, USER], T0 + 32) == [AccountState(0, 0), AccountState(200, 0)]
+
+
+def test_every_key_a_call_writes_on_redis_expires(redis_server: RedisServer) -> None:
+    # The scripts renew expiries only when a key may be new or half a window has passed:
+    # no key may be left without one, whatever mix of limits and news a call brings.
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    state = RedisState(redis_server.url, prefix=prefix)
+    period = Account("daily|ttl", limit=10**9, expires_at=time.time() + 3600)
+    said = Headroom(100, 90, 1.0, 10_000, 9_000, 1.0)
+    client = redis.Redis.from_url(redis_server.url)
+
+    def without_expiry() -> list[bytes]:
+        return [key for key in client.keys(f"{{{prefix}}}*") if client.pttl(key) < 0]
+
+    try:
+        for i in range(12):
+            now = T0 + i * 7.0
+            ask = RateAsk("dep", f"p{i}", 100, 10_000, 4, 50, 300.0)
+            verdict = state.admit_call(CallPlan("dep", 60.0, ask, hold(f"h{i}", 10, period)), now)
+            assert verdict.admitted and verdict.rate_wait == 0.0
+            assert without_expiry() == []  # the process may die here: nothing stays forever
+            if i % 3 != 2:  # some calls are still in flight at the end
+                done = RateDone("dep", f"p{i}", -10, said if i % 2 else None)
+                state.finish_call((f"h{i}", [period], 5), done, now + 1)
+                assert without_expiry() == []
+        assert len(client.keys(f"{{{prefix}}}*")) >= 8
+    finally:
+        client.close()
+        state.close()
 
 
 # -- through the Router: what one call asks the store ----------------------------------------

@@ -53,7 +53,7 @@ local function prep_account(i) return prep(3*i-2, 7 + 4*(i-1), now) end
 local function drop(a, h, m)
   local held = redis.call('HGET', m, hold)
   if held then
-    redis.call('HINCRBY', a, 'reserved', -tonumber(held))
+    redis.call('HINCRBY', a, 'reserved', minus(tonumber(held)))
     redis.call('HDEL', m, hold)
     redis.call('ZREM', h, hold)
   end
@@ -61,9 +61,7 @@ end
 if mode == 'reserve' then
   local need = tonumber(amount)
   for i = 1, n do
-    local a, h, m, limit = prep_account(i)
-    local spent = tonumber(redis.call('HGET', a, 'spent'))
-    local reserved = tonumber(redis.call('HGET', a, 'reserved'))
+    local a, h, m, limit, kexp, spent, reserved = prep_account(i)
     if need > 0 and spent + reserved + need > limit then
       return {i - 1, redis.call('HGET', a, 'spent'), redis.call('HGET', a, 'reserved')}
     end
@@ -84,18 +82,12 @@ elseif mode == 'settle' then
   -- Once per hold: the marker says it was settled (a settle retried after a timeout).
   local fresh = redis.call('SET', KEYS[3*n+1], '1', 'NX', 'PX', math.floor(tonumber(hexp)))
   for i = 1, n do
-    local a, h, m, limit, kexp, levels = prep_account(i)
+    local a, h, m, limit, kexp, spent, reserved, spent_s, alerted = prep_account(i)
     drop(a, h, m)
-    local spent
-    if fresh then
-      spent = redis.call('HINCRBY', a, 'spent', amount)
-    else
-      spent = tonumber(redis.call('HGET', a, 'spent'))
-    end
+    if fresh then spent = redis.call('HINCRBY', a, 'spent', amount) end
     out[#out+1] = redis.call('HGET', a, 'spent')
-    local alerted = tonumber(redis.call('HGET', a, 'alerted'))
     local reached = 0
-    for _, l in ipairs(levels) do if spent >= l then reached = reached + 1 end end
+    for _, l in ipairs(levels(7 + 4*(i-1))) do if spent >= l then reached = reached + 1 end end
     for j = alerted, reached - 1 do out[#out+1] = -(i - 1) - 1; out[#out+1] = j end
     if reached > alerted then redis.call('HSET', a, 'alerted', reached) end
   end

@@ -9,6 +9,14 @@ provider's headers into the fleet's headroom and settles (or releases) the hold.
 `RedisState.acquire_rate` and `release_rate` are these scripts with only their rate part. The keys
 are `RedisState`'s own (one hash tag), so both scripts run on Redis Cluster too.
 
+Written for server time: each `redis.call` costs the server about a microsecond beyond the
+command itself (its arguments become Redis objects, its reply is encoded and parsed back
+into Lua), and each field read or written about half that. So the scripts read a hash once
+(one HMGET) and write it once (one multi-field HSET), skip writes that would change
+nothing, and renew the rate keys' expiry only when a key may have just been created or
+half a window has passed since the last renewal (the headroom view's `renewed` field).
+Money stays in `HINCRBY` (Lua numbers are doubles; Redis keeps the exact integers).
+
     >>> ScriptWire(client, _ADMIT_CALL)
 """
 
@@ -19,77 +27,103 @@ __all__: list[str] = []
 # Budget accounts: created on first sight (spend from the ledger, alerts already passed
 # marked), holds whose lease ended dropped. `first` is the index of the account's first
 # ARGV (limit, initial spend, key expiry in ms, alert levels), `k` of its first KEY.
-_VIEW = """
--- The provider's headroom (state/headroom.py, in Lua): hash V holds sends, tsent, mark
--- and per limit k ('r' requests, 't' tokens): k_limit, k_left, k_reset, k_hint.
-local function hnum(v, field) return tonumber(redis.call('HGET', v, field) or '') end
--- The wait for `need` more, and whether a remaining count is kept (a send draws from it).
--- One HMGET reads the four fields; a reset that has come refills the count (hint: the
--- longest reset the provider named, else the window).
-local function hwait(v, k, need, now, window)
-  local f = redis.call('HMGET', v, k .. '_left', k .. '_reset', k .. '_limit', k .. '_hint')
-  local left, reset, limit = tonumber(f[1] or ''), tonumber(f[2] or ''), f[3]
-  local kept = f[1] ~= false
-  if reset ~= nil and now >= reset then
-    if not limit then redis.call('HDEL', v, k .. '_left', k .. '_reset'); return 0, false end
-    local hint = tonumber(f[4] or '') or 0
-    if hint <= 0 then hint = window end
-    left, reset, kept = tonumber(limit), now + hint, true
-    redis.call('HSET', v, k .. '_left', limit, k .. '_reset', reset)
-  end
-  if left == nil or reset == nil or left >= need then return 0, kept end
-  local cap = tonumber(limit or '')
-  if cap ~= nil and need > cap then return 0, kept end
-  return math.max(0, reset - now), kept
-end
-local function hnote(v, k, limit, left, reset_s, since, now, window)
-  if limit ~= '' then redis.call('HSET', v, k .. '_limit', limit) end
-  local hint = hnum(v, k .. '_hint') or 0
-  if reset_s ~= '' then
-    hint = math.max(hint, tonumber(reset_s))
-    redis.call('HSET', v, k .. '_hint', hint)
-  end
-  if left == '' then return end
-  redis.call('HSET', v, k .. '_left', tonumber(left) - since)
-  if reset_s ~= '' then redis.call('HSET', v, k .. '_reset', now + tonumber(reset_s))
-  else
-    local reset = hnum(v, k .. '_reset')
-    if reset == nil or reset <= now then
-      if hint <= 0 then hint = window end
-      redis.call('HSET', v, k .. '_reset', now + hint)
-    end
-  end
-end
-"""
-
+# `prep` returns the keys, the limit, the key expiry, spent and reserved (Lua numbers), spent
+# as stored (exact, for replies) and the count of alerts already fired.
 _PREP = """
+local function levels(first)
+  local out = {}
+  for v in string.gmatch(ARGV[first+3], '[^,]+') do out[#out+1] = tonumber(v) end
+  return out
+end
+-- HINCRBY by minus a Lua number: -0 would print as '-0', which Redis refuses as an integer.
+local function minus(x) if x == 0 then return 0 end return -x end
 local function prep(k, first, now)
   local a, h, m = KEYS[k], KEYS[k+1], KEYS[k+2]
   local kexp = tonumber(ARGV[first+2])
-  local levels = {}
-  for v in string.gmatch(ARGV[first+3], '[^,]+') do levels[#levels+1] = tonumber(v) end
-  local got = redis.call('HMGET', a, 'spent', 'reserved')
-  local spent, reserved = tonumber(got[1] or ''), tonumber(got[2] or '')
+  local got = redis.call('HMGET', a, 'spent', 'reserved', 'alerted')
+  local spent_s = got[1]
+  local spent, reserved = tonumber(spent_s or ''), tonumber(got[2] or '')
+  local alerted = tonumber(got[3] or '') or 0
   if spent == nil then
-    spent, reserved = tonumber(ARGV[first+1]), 0
-    local crossed = 0
-    for _, l in ipairs(levels) do if spent >= l then crossed = crossed + 1 end end
-    redis.call('HSET', a, 'spent', ARGV[first+1], 'reserved', 0, 'alerted', crossed)
+    spent_s = ARGV[first+1]
+    spent, reserved, alerted = tonumber(spent_s), 0, 0
+    for _, l in ipairs(levels(first)) do if spent >= l then alerted = alerted + 1 end end
+    redis.call('HSET', a, 'spent', spent_s, 'reserved', 0, 'alerted', alerted)
     if kexp > 0 then redis.call('PEXPIREAT', a, kexp) end
   end
-  local expired = redis.call('ZRANGEBYSCORE', h, '-inf', now)
-  for _, id in ipairs(expired) do
-    reserved = redis.call('HINCRBY', a, 'reserved', -tonumber(redis.call('HGET', m, id) or '0'))
-    redis.call('HDEL', m, id)
+  -- Nothing reserved: no hold whose expiry would give anything back (left for later).
+  local expired = {}
+  if reserved > 0 then expired = redis.call('ZRANGEBYSCORE', h, '-inf', now) end
+  if #expired > 0 then
+    local freed = 0
+    for at = 1, #expired, 1000 do  -- unpack's stack is bounded: a long outage's holds in parts
+      local part = {unpack(expired, at, math.min(at + 999, #expired))}
+      for _, held in ipairs(redis.call('HMGET', m, unpack(part))) do
+        freed = freed + (tonumber(held or '') or 0)
+      end
+      redis.call('HDEL', m, unpack(part))
+    end
+    if freed ~= 0 then reserved = redis.call('HINCRBY', a, 'reserved', minus(freed)) end
+    redis.call('ZREMRANGEBYSCORE', h, '-inf', now)
   end
-  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', h, '-inf', now) end
-  return a, h, m, tonumber(ARGV[first]), kexp, levels, spent, reserved
+  return a, h, m, tonumber(ARGV[first]), kexp, spent, reserved, spent_s, alerted
+end
+"""
+
+# The provider's headroom (state/headroom.py, in Lua): hash V holds sends, tsent, mark, the
+# time its keys' expiry was last renewed, and per limit k ('r' requests, 't' tokens):
+# k_limit, k_left, k_reset, k_hint. Both scripts read V with one HMGET into `f` (`at` is
+# where limit k's four fields start) and collect their changes in `put` for one HSET.
+_VIEW = """
+-- The wait for `need` more, and the count a send draws from (nil: none kept). A reset
+-- that has come refills the count (hint: the longest reset the provider named, else the
+-- window); a refilled count is left in `put` for the caller to write.
+local function hwait(v, f, at, k, need, now, window, put)
+  local left, reset, limit = tonumber(f[at] or ''), tonumber(f[at+1] or ''), f[at+2]
+  local kept = f[at] ~= false
+  if reset ~= nil and now >= reset then
+    if not limit then redis.call('HDEL', v, k .. '_left', k .. '_reset'); return 0, nil end
+    local hint = tonumber(f[at+3] or '') or 0
+    if hint <= 0 then hint = window end
+    left, reset, kept = tonumber(limit), now + hint, true
+    put[k .. '_left'], put[k .. '_reset'] = left, reset
+  end
+  if not kept then left = nil end
+  if left == nil or reset == nil or left >= need then return 0, left end
+  local cap = tonumber(limit or '')
+  if cap ~= nil and need > cap then return 0, left end
+  return math.max(0, reset - now), left
+end
+-- A response's headers for limit k, as of `since` sends it had not seen yet.
+local function hnote(f, at, k, limit, left, reset_s, since, now, window, put)
+  if limit ~= '' then put[k .. '_limit'] = limit end
+  local hint = tonumber(f[at+3] or '') or 0
+  if reset_s ~= '' then
+    hint = math.max(hint, tonumber(reset_s))
+    put[k .. '_hint'] = hint
+  end
+  if left == '' then return end
+  put[k .. '_left'] = tonumber(left) - since
+  if reset_s ~= '' then put[k .. '_reset'] = now + tonumber(reset_s)
+  else
+    local reset = tonumber(f[at+1] or '')
+    if reset == nil or reset <= now then
+      if hint <= 0 then hint = window end
+      put[k .. '_reset'] = now + hint
+    end
+  end
+end
+local function hset(v, put)
+  local flat = {}
+  for field, value in pairs(put) do flat[#flat+1] = field; flat[#flat+1] = value end
+  if #flat > 0 then redis.call('HSET', v, unpack(flat)) end
 end
 """
 
 # KEYS: circuit, its failure count, the rate keys (spends, tokens, total, permits, pause,
-# headroom view, sends), then three per account. ARGV: now, circuit?, probe end, rate?, permit, rpm, tpm, concurrency, tokens,
-# permit lease end, window, hold id, amount, hold end, accounts, then four per account.
+# headroom view, sends), then three per account. ARGV: now, circuit?, probe end, rate?,
+# permit, rpm, tpm, concurrency, tokens, permit lease end, window, hold id, amount, hold
+# end, accounts, then four per account.
 # Returns one string (a flat array costs redis-py a parse per element): circuit state, open
 # until, refused account (-1: none), its spent, its reserved, rate wait ('' when not asked),
 # the fleet's consecutive failures, joined by '|'.
@@ -100,22 +134,23 @@ _ADMIT_CALL = (
 local now = tonumber(ARGV[1])
 local cstate = ''
 if ARGV[2] == '1' then
-  local ends = redis.call('HGET', KEYS[1], 'until')
-  if not ends then cstate = 'closed'
-  elseif now < tonumber(ends) then return 'open|' .. ends .. '|-1|0|0||0'
-  elseif now < tonumber(redis.call('HGET', KEYS[1], 'probe') or '0') then
-    return 'busy|0|-1|0|0||0'
+  local c = redis.call('HMGET', KEYS[1], 'until', 'probe')
+  if not c[1] then cstate = 'closed'
+  elseif now < tonumber(c[1]) then return 'open|' .. c[1] .. '|-1|0|0||0'
+  elseif now < tonumber(c[2] or '0') then return 'busy|0|-1|0|0||0'
   else cstate = 'probe' end
 end
 local failures = '0'
 if cstate == 'closed' then failures = redis.call('GET', KEYS[2]) or '0' end
 local n, need = tonumber(ARGV[15]), tonumber(ARGV[13])
+local idle = {}
 for i = 1, n do
-  local a, h, m, limit, kexp, levels, spent, reserved = prep(7 + 3*i, 12 + 4*i, now)
+  local a, h, m, limit, kexp, spent, reserved = prep(7 + 3*i, 12 + 4*i, now)
   if need > 0 and spent + reserved + need > limit then
     local spent_s, reserved_s = redis.call('HGET', a, 'spent'), redis.call('HGET', a, 'reserved')
     return table.concat({cstate, '0', i - 1, spent_s, reserved_s, '', failures}, '|')
   end
+  idle[i] = reserved <= 0
 end
 for i = 1, n do
   local a, h, m = KEYS[7 + 3*i], KEYS[8 + 3*i], KEYS[9 + 3*i]
@@ -123,7 +158,9 @@ for i = 1, n do
   redis.call('ZADD', h, ARGV[14], ARGV[12])
   redis.call('HSET', m, ARGV[12], ARGV[13])
   redis.call('HINCRBY', a, 'reserved', ARGV[13])
-  if kexp > 0 then
+  -- Nothing reserved: the holds' keys may be new (they vanish with their last hold); else
+  -- they exist and already expire with the period.
+  if kexp > 0 and idle[i] then
     redis.call('PEXPIREAT', h, kexp)
     redis.call('PEXPIREAT', m, kexp)
   end
@@ -136,27 +173,38 @@ if ARGV[4] == '1' then
   local tokens, window = tonumber(ARGV[9]), tonumber(ARGV[11])
   local since = now - window
   local old = redis.call('ZRANGEBYSCORE', s, '-inf', since)
-  for _, o in ipairs(old) do
-    redis.call('DECRBY', total, tonumber(redis.call('HGET', st, o) or '0'))
-    redis.call('HDEL', st, o)
+  if #old > 0 then
+    local freed = 0
+    for at = 1, #old, 1000 do
+      local part = {unpack(old, at, math.min(at + 999, #old))}
+      for _, t in ipairs(redis.call('HMGET', st, unpack(part))) do
+        freed = freed + (tonumber(t or '') or 0)
+      end
+      redis.call('HDEL', st, unpack(part))
+    end
+    if freed ~= 0 then redis.call('DECRBY', total, freed) end
+    redis.call('ZREMRANGEBYSCORE', s, '-inf', since)
   end
-  if #old > 0 then redis.call('ZREMRANGEBYSCORE', s, '-inf', since) end
-  local w, rkept, tkept = 0, false, false
+  local w, busy, count, f, rleft, tleft = 0, -1, 0, nil, nil, nil
+  local put = {}
   if conc >= 0 then
     redis.call('ZREMRANGEBYSCORE', c, '-inf', now)
-    if redis.call('ZCARD', c) >= conc then w = math.huge end
+    busy = redis.call('ZCARD', c)
+    if busy >= conc then w = math.huge end
   end
   if w == 0 then
     local pause = tonumber(redis.call('GET', p) or '0')
     if pause > now then w = pause - now end
+    f = redis.call('HMGET', v, 'r_left', 'r_reset', 'r_limit', 'r_hint',
+      't_left', 't_reset', 't_limit', 't_hint', 'sends', 'tsent', 'renewed')
     local rw, tw
-    rw, rkept = hwait(v, 'r', 1, now, window)
+    rw, rleft = hwait(v, f, 1, 'r', 1, now, window, put)
     w = math.max(w, rw)
     if tokens > 0 then
-      tw, tkept = hwait(v, 't', tokens, now, window)
+      tw, tleft = hwait(v, f, 5, 't', tokens, now, window, put)
       w = math.max(w, tw)
     end
-    local count = redis.call('ZCARD', s)
+    count = redis.call('ZCARD', s)
     if rpm >= 0 and count + 1 > rpm then
       local idx = math.max(count - rpm, 0)
       local oldest = redis.call('ZRANGE', s, idx, idx, 'WITHSCORES')
@@ -178,25 +226,38 @@ if ARGV[4] == '1' then
     end
   end
   if w == 0 then
+    -- Keys live 2.5 windows from a renewal, renewed every half window: at least two
+    -- windows after their last write, as when every send renewed them.
+    local renewed = tonumber(f[11] or '')
+    local renew = renewed == nil or now - renewed >= window / 2 or now < renewed
+    local ttl = math.floor(window * 2500)
     if rpm >= 0 or tpm >= 0 then
       local t = 0
       if tpm >= 0 then t = tokens end
       redis.call('ZADD', s, now, id)
       redis.call('HSET', st, id, t)
-      redis.call('INCRBY', total, t)
-      for _, k in ipairs({s, st, total}) do redis.call('PEXPIRE', k, math.floor(window * 2000)) end
+      local fresh = false
+      if t ~= 0 then fresh = redis.call('INCRBY', total, t) == t end
+      if renew or count == 0 then
+        for _, k in ipairs({s, st, total}) do redis.call('PEXPIRE', k, ttl) end
+      elseif fresh then redis.call('PEXPIRE', total, ttl) end
     end
     if conc >= 0 then
       redis.call('ZADD', c, ARGV[10], id)
-      redis.call('PEXPIRE', c, math.floor(window * 2000))
+      if renew or busy == 0 then redis.call('PEXPIRE', c, ttl) end
     end
-    local seq = redis.call('HINCRBY', v, 'sends', 1)
-    local tsent = redis.call('HINCRBY', v, 'tsent', tokens)
-    if rkept then redis.call('HINCRBYFLOAT', v, 'r_left', -1) end
-    if tkept then redis.call('HINCRBYFLOAT', v, 't_left', -tokens) end
-    redis.call('PEXPIRE', v, math.floor(window * 1440000))
+    local seq = (tonumber(f[9] or '') or 0) + 1
+    local tsent = (tonumber(f[10] or '') or 0) + tokens
+    put.sends, put.tsent = seq, tsent
+    if rleft ~= nil then put.r_left = rleft - 1 end
+    if tleft ~= nil then put.t_left = tleft - tokens end
+    if renew then put.renewed = now end
+    hset(v, put)
+    if renew then redis.call('PEXPIRE', v, math.floor(window * 1440000) + ttl) end
     redis.call('HSET', sq, id, seq .. ',' .. tsent)
     redis.call('PEXPIRE', sq, math.floor(window * 2000))
+  else
+    hset(v, put)
   end
   if w == math.huge then wait = 'inf' else wait = tostring(w) end
 end
@@ -219,11 +280,15 @@ _FINISH_CALL = (
 if ARGV[1] == '1' then
   redis.call('ZREM', KEYS[4], ARGV[2])
   local delta = tonumber(ARGV[3])
-  local held = redis.call('HGET', KEYS[2], ARGV[2])
-  if delta ~= 0 and held then
-    local new = math.max(0, tonumber(held) + delta)
-    redis.call('HSET', KEYS[2], ARGV[2], new)
-    redis.call('INCRBY', KEYS[3], new - tonumber(held))
+  if delta ~= 0 then
+    local held = redis.call('HGET', KEYS[2], ARGV[2])
+    if held then
+      local new = math.max(0, tonumber(held) + delta)
+      if new ~= tonumber(held) then
+        redis.call('HSET', KEYS[2], ARGV[2], new)
+        redis.call('INCRBY', KEYS[3], new - tonumber(held))
+      end
+    end
   end
 end
 local mode, hold, now, n = ARGV[4], ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[9])
@@ -233,17 +298,18 @@ if ARGV[1] == '1' then
   sent = redis.call('HGET', KEYS[7], ARGV[2])
   if sent then redis.call('HDEL', KEYS[7], ARGV[2]) end
 end
-if ARGV[10] == '1' then
+if ARGV[10] == '1' and sent then
   local v, window = KEYS[6], tonumber(ARGV[17])
-  if sent then
-    local comma = string.find(sent, ',')
-    local seq, tmark = tonumber(string.sub(sent, 1, comma - 1)), tonumber(string.sub(sent, comma + 1))
-    if seq >= (hnum(v, 'mark') or 0) then
-      redis.call('HSET', v, 'mark', seq)
-      local sends, tsent = hnum(v, 'sends') or seq, hnum(v, 'tsent') or tmark
-      hnote(v, 'r', ARGV[11], ARGV[12], ARGV[13], sends - seq, now, window)
-      hnote(v, 't', ARGV[14], ARGV[15], ARGV[16], tsent - tmark, now, window)
-    end
+  local comma = string.find(sent, ',')
+  local seq, tmark = tonumber(string.sub(sent, 1, comma - 1)), tonumber(string.sub(sent, comma + 1))
+  local f = redis.call('HMGET', v, 'r_left', 'r_reset', 'r_limit', 'r_hint',
+    't_left', 't_reset', 't_limit', 't_hint', 'sends', 'tsent', 'mark')
+  if seq >= (tonumber(f[11] or '') or 0) then
+    local put = {mark = seq}
+    local sends, tsent = tonumber(f[9] or '') or seq, tonumber(f[10] or '') or tmark
+    hnote(f, 1, 'r', ARGV[11], ARGV[12], ARGV[13], sends - seq, now, window, put)
+    hnote(f, 5, 't', ARGV[14], ARGV[15], ARGV[16], tsent - tmark, now, window, put)
+    hset(v, put)
   end
 end
 local out = {}
@@ -254,22 +320,29 @@ if mode == 'settle' then
   fresh = redis.call('SET', KEYS[8], '1', 'NX', 'PX', ARGV[8])
 end
 for i = 1, n do
-  local a, h, m, limit, kexp, levels = KEYS[6 + 3*i], KEYS[7 + 3*i], KEYS[8 + 3*i]
-  if mode == 'settle' then a, h, m, limit, kexp, levels = prep(6 + 3*i, 14 + 4*i, now) end
+  local a, h, m = KEYS[6 + 3*i], KEYS[7 + 3*i], KEYS[8 + 3*i]
+  local first = 14 + 4*i
+  local spent, spent_s, alerted
+  if mode == 'settle' then
+    local _l, _k, _r
+    a, h, m, _l, _k, spent, _r, spent_s, alerted = prep(6 + 3*i, first, now)
+  end
   local held = redis.call('HGET', m, hold)
   if held then
-    redis.call('HINCRBY', a, 'reserved', -tonumber(held))
+    redis.call('HINCRBY', a, 'reserved', minus(tonumber(held)))
     redis.call('HDEL', m, hold)
     redis.call('ZREM', h, hold)
   end
   if mode == 'settle' then
-    local spent
-    if fresh then spent = redis.call('HINCRBY', a, 'spent', ARGV[6])
-    else spent = tonumber(redis.call('HGET', a, 'spent')) end
-    out[#out+1] = redis.call('HGET', a, 'spent')
-    local alerted = tonumber(redis.call('HGET', a, 'alerted'))
+    if fresh then
+      spent = redis.call('HINCRBY', a, 'spent', ARGV[6])
+      -- Replies carry spend exactly: a Lua number prints so only below 2^53.
+      if math.abs(spent) < 2^53 then spent_s = string.format('%.0f', spent)
+      else spent_s = redis.call('HGET', a, 'spent') end
+    end
+    out[#out+1] = spent_s
     local reached = 0
-    for _, l in ipairs(levels) do if spent >= l then reached = reached + 1 end end
+    for _, l in ipairs(levels(first)) do if spent >= l then reached = reached + 1 end end
     for j = alerted, reached - 1 do out[#out+1] = -(i - 1) - 1; out[#out+1] = j end
     if reached > alerted then redis.call('HSET', a, 'alerted', reached) end
   end
