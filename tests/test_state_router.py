@@ -440,3 +440,31 @@ async def test_a_hold_outlives_a_slow_call_that_is_within_its_deadline(
             await other.achat(MESSAGES, max_tokens=60)
         await call
     assert fake.request_count() == 1
+
+
+async def test_per_user_budgets_hold_for_more_users_than_are_kept_made(
+    fake: FakeProviderServer, state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store's account of each user is made once and kept; past the kept number the
+    # oldest are made again, never mixed up: each user still has exactly their own limit.
+    from llmrouter_integrations.costs import budget
+
+    monkeypatch.setattr(budget, "_SPECS_KEPT", 2)
+    limit = worst_case() * Decimal("1.5")  # one call per user, not two
+    users = ["alice", "bob", "carol", "dave", "é | ,\r\n"]
+    async with Router(
+        deployments=[deployment(fake)],
+        budgets=[Budget(limit, period="day", scope="user")],
+        retry=NO_RETRY,
+        state=state_url,
+    ) as one:
+        for user in users:
+            await one.achat(MESSAGES, max_tokens=60, user=user)
+        for user in users:
+            with pytest.raises(BudgetExceededError):
+                await one.achat(MESSAGES, max_tokens=60, user=user)
+        assert one.settler is not None and one.settler.drain()
+        spent = {status.scope_value: status.spent_usd for status in one.budgets.status()}
+    assert fake.request_count() == len(users)
+    assert set(spent) == set(users)
+    assert len(set(spent.values())) == 1 and next(iter(spent.values())) > 0

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["Budget", "BudgetManager", "BudgetRefusal", "BudgetStatus", "Reservation"]
 
 _ZERO = Decimal(0)
+# Store accounts kept made (a budget scoped per user has one per user and period).
+_SPECS_KEPT = 1024
 
 
 @dataclass(slots=True)
@@ -113,6 +115,7 @@ class BudgetManager:
         self._lock = threading.Lock()
         self._accounts: dict[tuple[int, str], BudgetAccount] = {}
         self._loaded: list[tuple[float, dict[str, Decimal]]] = []
+        self._kept_specs: dict[tuple[int, str, float, Decimal], Account] = {}
         if store is not None and self.budgets:
             self._load_spend(store.store if isinstance(store, CostLedger) else store)
 
@@ -198,16 +201,21 @@ class BudgetManager:
         from .budget_shared import account_spec
 
         specs = []
+        kept = self._kept_specs
         for account in accounts:
             budget = account.budget
             index = self.budgets.index(budget)
             initial = _ZERO
             if self._loaded and self._loaded[index][0] == account.period_start:
                 initial = self._loaded[index][1].get(account.scope_value, _ZERO)
-            label = f"{budget.name}|{budget.scope}|{budget.key or ''}"
-            specs.append(
-                account_spec(
-                    label,
+            # The same account in the same period is the same spec: made once, not per call.
+            key = (index, account.scope_value, account.period_start, initial)
+            spec = kept.get(key)
+            if spec is None:
+                if len(kept) >= _SPECS_KEPT:
+                    del kept[next(iter(kept))]
+                spec = kept[key] = account_spec(
+                    f"{budget.name}|{budget.scope}|{budget.key or ''}",
                     account.scope_value,
                     account.period_start,
                     account.period_end,
@@ -215,7 +223,7 @@ class BudgetManager:
                     [level for _, level in budget._alert_levels],
                     initial,
                 )
-            )
+            specs.append(spec)
         return tuple(specs)
 
     def _reserve_shared(
