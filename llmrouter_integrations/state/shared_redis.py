@@ -226,13 +226,16 @@ class RedisState:
         return f"RedisState(prefix={self.prefix!r})"  # the URL may hold a password
 
     def _call(self, script: ScriptWire, keys: list[Any], args: list[Any]) -> Any:
-        return self._call_many([(script, keys, args)])[0]
+        try:
+            return call_many([(script, keys, args)])[0]
+        except Exception as error:  # redis errors, OSError, timeouts: all mean "not now"
+            raise _unavailable(error) from None
 
     def _call_many(self, calls: list[tuple[ScriptWire, list[Any], list[Any]]]) -> list[Any]:
         """Each (script, keys, args), in one write and one round trip (`redis_wire.call_many`)."""
         try:
             return call_many(calls)
-        except Exception as error:  # redis errors, OSError, timeouts: all mean "not now"
+        except Exception as error:  # as `_call`
             raise _unavailable(error) from None
 
     # -- budgets --------------------------------------------------------------------------------
