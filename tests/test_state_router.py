@@ -28,6 +28,7 @@ from llmrouter_integrations import (
     RoutingError,
     StateUnavailableError,
 )
+from llmrouter_integrations.state.redis_clients import sync_client
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 
@@ -59,6 +60,11 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return cluster.url
     if request.param == "redis-sentinel":
         watched: SentinelSet = request.getfixturevalue("redis_sentinel")
+        # Emptied too: hash() differs per run, so two tests may draw the same number (a
+        # provider's "0 left for a minute" from one test stopped another's first call).
+        client = sync_client(watched.url(db=test_db), timeout_s=5.0)
+        client.flushdb()
+        client.close()
         return watched.url(db=test_db)
     server: RedisServer = request.getfixturevalue("redis_server")
     return server.fresh(test_db)
