@@ -7,6 +7,7 @@ circuit or budget takes no rate slot, no hold and no probe.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from _redis import RedisServer
 
-from llmrouter_integrations import Budget, Deployment, Router
+from llmrouter_integrations import Budget, Deployment, RateLimitError, RetryPolicy, Router
 from llmrouter_integrations.state.shared import (
     Account,
     AccountState,
@@ -33,7 +34,7 @@ from llmrouter_integrations.state.shared import (
 from llmrouter_integrations.state.shared_memory import MemoryState
 from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.state.shared_sqlite import SQLiteState
-from llmrouter_integrations.testing import FakeProviderServer
+from llmrouter_integrations.testing import FakeProviderServer, ModelBehavior
 
 T0 = 1_800_000_000.0
 
@@ -315,16 +316,55 @@ def test_the_providers_remaining_requests_are_the_fleets(state: SharedState) -> 
     assert send(state, "p3", T0 + 1) == 0.0
     assert send(state, "p4", T0 + 1) == 0.0
     assert send(state, "p5", T0 + 2) == pytest.approx(19.0)
-    # The answer to p4 (the newest): 1 left, nothing sent after it.
+    # p2 and p3 are answered (without headers); the answer to p4 (the newest): 1 left,
+    # nothing sent after it.
+    state.finish_call(None, RateDone("dep", "p2"), T0 + 2)
+    state.finish_call(None, RateDone("dep", "p3"), T0 + 2)
     state.finish_call(None, said("p4", Headroom(5, 1, 19.0)), T0 + 2)
-    # Older news (the answer to p2, sent before p3 and p4) changes nothing.
-    state.finish_call(None, said("p2", Headroom(5, 4, 19.0)), T0 + 2)
     assert send(state, "p6", T0 + 2) == 0.0
+    # Older news (an answer to p1 again, sent before p4) changes nothing.
+    state.finish_call(None, said("p1", Headroom(5, 4, 19.0)), T0 + 2)
     assert send(state, "p7", T0 + 2) == pytest.approx(19.0)
     # At the reset the whole limit is back (5), until the next reset.
     for n in range(5):
         assert send(state, f"q{n}", T0 + 21.5) == 0.0
     assert send(state, "q5", T0 + 21.5) == pytest.approx(20.0)
+
+
+def test_a_reply_that_overtook_an_earlier_send_leaves_room_for_it(state: SharedState) -> None:
+    # p1 is admitted first but reaches the provider after p2 (its process stalled between
+    # the store and the request). p2's answer, 8 of 10 left, has not seen p1, which is
+    # still in flight and will take one of them: the fleet may send 7 more, not 8.
+    assert send(state, "p1", T0, tokens=100) == 0.0
+    assert send(state, "p2", T0, tokens=30) == 0.0
+    news = Headroom(10, 8, 30.0, 10_000, 5_000, 30.0)
+    state.finish_call(None, said("p2", news), T0 + 0.5)
+    sent = [send(state, f"q{n}", T0 + 1, tokens=1) for n in range(9)]
+    assert sent[:7] == [0.0] * 7 and sent[7] == pytest.approx(29.5)
+    # p1's own answer is older news than p2's: it changes nothing.
+    state.finish_call(None, said("p1", Headroom(10, 9, 30.0)), T0 + 2)
+    assert send(state, "r1", T0 + 2, tokens=1) == pytest.approx(28.5)
+
+
+def test_the_tokens_of_an_overtaken_send_are_held_back_too(state: SharedState) -> None:
+    assert send(state, "p1", T0, tokens=300) == 0.0
+    assert send(state, "p2", T0, tokens=100) == 0.0
+    # p2's answer: 1,000 tokens left, without p1's 300 (in flight): 700 for the fleet.
+    state.finish_call(
+        None, said("p2", Headroom(tokens_limit=10_000, tokens_left=1_000, tokens_reset_s=6.0)), T0
+    )
+    assert send(state, "p3", T0, tokens=701) == pytest.approx(6.0)
+    assert send(state, "p4", T0, tokens=700) == 0.0
+
+
+def test_a_send_long_in_flight_no_longer_holds_headroom_back(state: SharedState) -> None:
+    # A send admitted a while ago (a long answer still streaming) reached the provider long
+    # ago: a newer send's answer counts it already.
+    assert send(state, "long", T0) == 0.0
+    assert send(state, "p2", T0 + 30) == 0.0
+    state.finish_call(None, said("p2", Headroom(10, 5, 30.0)), T0 + 30.5)
+    sent = [send(state, f"q{n}", T0 + 31) for n in range(6)]
+    assert sent[:5] == [0.0] * 5 and sent[5] > 0
 
 
 def test_the_providers_remaining_tokens_are_the_fleets(state: SharedState) -> None:
@@ -368,3 +408,52 @@ def test_a_request_refitted_for_its_deployment_is_still_one_trip_each_way(
         assert router.complete("Say hi.", max_tokens=20, reasoning="low").text
         assert router.settler is not None and router.settler.drain()
     assert store.calls == ["admit_call", "finish_call"]
+
+
+def _second_view(state: SharedState) -> SharedState:
+    """Another process's view of the same store (the memory store is one process's own)."""
+    if isinstance(state, SQLiteState):
+        return SQLiteState(state.path)
+    if isinstance(state, RedisState):
+        return RedisState(state._client, prefix=state.prefix)
+    return state
+
+
+def test_a_send_that_reaches_the_provider_late_is_not_sent_twice_over(
+    state: SharedState, fake: FakeProviderServer
+) -> None:
+    # The provider takes 10 requests a minute. Router A's call is admitted first but reaches
+    # the provider after router B's (the fake holds it back before counting it); B's answer
+    # says 9 left, not knowing A's. The fleet has 8, and 8 concurrent calls are all it sends:
+    # the 9th is held back here instead of drawing a 429 from the provider.
+    fake.reset()  # a fresh minute at the provider
+    fake.set_behavior("gpt-4o-mini", ModelBehavior(rate_limit=10, latency_s=1.0))
+    options = {"retry": RetryPolicy(max_attempts=1), "rate_limit_wait": 0.0}
+    other = _second_view(state)
+    late = Router(deployments=[limited(fake)], state=other, **options)  # type: ignore[arg-type]
+    router = Router(deployments=[limited(fake)], state=state, **options)  # type: ignore[arg-type]
+
+    async def scenario() -> list[object]:
+        held_back = asyncio.ensure_future(late.achat(PROMPT_LATE, max_tokens=20))
+        while fake.request_count("gpt-4o-mini") < 1:
+            await asyncio.sleep(0.005)
+        fake.update_behavior("gpt-4o-mini", latency_s=0.0)
+        await router.achat(PROMPT_LATE, max_tokens=20)  # "9 left": A not counted yet
+        await held_back
+        await late.aclose()
+        fake.update_behavior("gpt-4o-mini", latency_s=0.3)  # all 9 are admitted before news
+        calls = [router.achat(PROMPT_LATE, max_tokens=20) for _ in range(9)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(scenario())
+        received = fake.request_count("gpt-4o-mini")
+    finally:
+        router.close()
+        fake.reset()
+    failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert received == 10, failed  # no request the provider refused
+    assert len(failed) == 1 and not isinstance(failed[0], RateLimitError), failed
+
+
+PROMPT_LATE = "Which of two sends reached the provider first?"

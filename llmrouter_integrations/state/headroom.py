@@ -10,6 +10,12 @@ provider said remains. When a reset passes without news, the full limit is assum
 until the next reset (estimated from the longest reset reported), as the per-process
 view does.
 
+Sends do not reach the provider in the order the store numbered them: a process may stall
+between its admission and its request. So a report also takes off every send numbered
+before it that is still in flight (admitted, unanswered, admitted less than `UNSEEN_S`
+ago): the provider may not have counted them either. The caller finds the lowest such send
+(`behind`); without it the fleet would overestimate what is left by those sends.
+
 This module is the arithmetic on one deployment's record, shared by the memory and
 SQLite stores; the Redis store does the same in Lua (state/shared_redis_call.py).
 
@@ -29,7 +35,11 @@ from dataclasses import dataclass
 
 from .shared import WINDOW_S, Headroom
 
-__all__ = ["HeadroomRecord", "Limit"]
+__all__ = ["UNSEEN_S", "HeadroomRecord", "Limit"]
+
+# How long after its admission a send may still not have reached the provider (so may be
+# uncounted in another send's report); older sends in flight were counted long ago.
+UNSEEN_S = WINDOW_S / 6
 
 
 @dataclass(slots=True)
@@ -103,8 +113,17 @@ class HeadroomRecord:
             self.tokens.left -= tokens
         return self.sends, self.tokens_sent
 
-    def note(self, sent: tuple[int, int], headroom: Headroom, now: float) -> None:
-        """Apply the headers of the response to send `sent`; older news than applied is dropped."""
+    def note(
+        self,
+        sent: tuple[int, int],
+        headroom: Headroom,
+        now: float,
+        behind: tuple[int, int] = (0, 0),
+    ) -> None:
+        """Apply the headers of the response to send `sent`; older news than applied is dropped.
+
+        `behind`: the sends (count, tokens) from the lowest-numbered one still in flight up to
+        `sent`, which the provider may not have counted yet (see the module docstring)."""
         seq, token_mark = sent
         if seq < self.mark:
             return
@@ -118,14 +137,14 @@ class HeadroomRecord:
             headroom.requests_limit,
             headroom.requests_left,
             headroom.requests_reset_s,
-            self.sends - seq,
+            self.sends - seq + behind[0],
         )
         self.tokens.note(
             now,
             headroom.tokens_limit,
             headroom.tokens_left,
             headroom.tokens_reset_s,
-            self.tokens_sent - token_mark,
+            self.tokens_sent - token_mark + behind[1],
         )
 
     def dumps(self) -> str:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .headroom import HeadroomRecord
+from .headroom import UNSEEN_S, HeadroomRecord
 from .shared import (
     SETTLED_TTL_S,
     WINDOW_S,
@@ -56,6 +57,21 @@ class _Rate:
     paused_until: float = -math.inf
     view: HeadroomRecord = field(default_factory=HeadroomRecord)  # the provider's headroom
     sent: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # id -> send, time
+    # The sends in flight by number (lowest first): number -> (tokens sent before it, time)
+    flight: OrderedDict[int, tuple[int, float]] = field(default_factory=OrderedDict)
+
+
+def _lowest_in_flight(
+    flight: OrderedDict[int, tuple[int, float]], now: float
+) -> tuple[int, int] | None:
+    """The lowest-numbered send still in flight and unseen (number, tokens sent before it);
+    sends admitted `UNSEEN_S` ago or more are dropped on the way (each once)."""
+    while flight:
+        seq, (before, at) = next(iter(flight.items()))
+        if at > now - UNSEEN_S:
+            return seq, before
+        flight.popitem(last=False)
+    return None
 
 
 class MemoryState:
@@ -202,6 +218,8 @@ class MemoryState:
             rate.permits[permit_id] = now + lease_s
         seq, token_mark = rate.view.take(tokens)
         rate.sent[permit_id] = (seq, token_mark, now)
+        rate.flight[seq] = (token_mark - tokens, now)
+        _lowest_in_flight(rate.flight, now)  # keeps the sends that never return from piling up
         return 0.0
 
     def release_rate(self, name: str, permit_id: str, token_delta: int, now: float) -> None:
@@ -218,9 +236,16 @@ class MemoryState:
         spend = rate.spends.get(permit_id)
         if spend is not None and token_delta:
             rate.spends[permit_id] = (spend[0], spend[1], max(0, spend[2] + token_delta))
-        sent = rate.sent.get(permit_id)
-        if done.headroom is not None and sent is not None:
-            rate.view.note(sent[:2], done.headroom, now)
+        sent = rate.sent.pop(permit_id, None)  # answered: forgotten
+        if sent is None:
+            return
+        own = rate.flight.pop(sent[0], None)
+        if done.headroom is not None:
+            behind = (0, 0)
+            low = _lowest_in_flight(rate.flight, now)
+            if own is not None and low is not None and low[0] < sent[0]:
+                behind = (sent[0] - low[0], own[0] - low[1])
+            rate.view.note(sent[:2], done.headroom, now, behind)
 
     def pause_rate(self, name: str, until: float) -> None:
         with self._lock:

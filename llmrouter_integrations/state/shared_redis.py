@@ -86,8 +86,7 @@ elseif mode == 'settle' then
     drop(a, h, m)
     if fresh then spent = redis.call('HINCRBY', a, 'spent', amount) end
     out[#out+1] = redis.call('HGET', a, 'spent')
-    local reached = 0
-    for _, l in ipairs(levels(7 + 4*(i-1))) do if spent >= l then reached = reached + 1 end end
+    local reached = passed(7 + 4*(i-1), spent)
     for j = alerted, reached - 1 do out[#out+1] = -(i - 1) - 1; out[#out+1] = j end
     if reached > alerted then redis.call('HSET', a, 'alerted', reached) end
   end
@@ -303,7 +302,7 @@ class RedisState:
 
     def _view_keys(self, name: str) -> list[str]:
         base = f"{self._tag}:rate:{name}"
-        return [base + ":view", base + ":sent"]
+        return [base + ":view", base + ":flight"]
 
     def acquire_rate(
         self,

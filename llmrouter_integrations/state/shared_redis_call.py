@@ -30,10 +30,14 @@ __all__: list[str] = []
 # `prep` returns the keys, the limit, the key expiry, spent and reserved (Lua numbers), spent
 # as stored (exact, for replies) and the count of alerts already fired.
 _PREP = """
-local function levels(first)
-  local out = {}
-  for v in string.gmatch(ARGV[first+3], '[^,]+') do out[#out+1] = tonumber(v) end
-  return out
+-- How many of the account's alert levels (ascending) `spent` has reached.
+local function passed(first, spent)
+  local count = 0
+  for v in string.gmatch(ARGV[first+3], '[^,]+') do
+    if spent < tonumber(v) then break end
+    count = count + 1
+  end
+  return count
 end
 -- HINCRBY by minus a Lua number: -0 would print as '-0', which Redis refuses as an integer.
 local function minus(x) if x == 0 then return 0 end return -x end
@@ -46,8 +50,8 @@ local function prep(k, first, now)
   local alerted = tonumber(got[3] or '') or 0
   if spent == nil then
     spent_s = ARGV[first+1]
-    spent, reserved, alerted = tonumber(spent_s), 0, 0
-    for _, l in ipairs(levels(first)) do if spent >= l then alerted = alerted + 1 end end
+    spent, reserved = tonumber(spent_s), 0
+    alerted = passed(first, spent)
     redis.call('HSET', a, 'spent', spent_s, 'reserved', 0, 'alerted', alerted)
     if kexp > 0 then redis.call('PEXPIREAT', a, kexp) end
   end
@@ -71,8 +75,9 @@ end
 """
 
 # The provider's headroom (state/headroom.py, in Lua): hash V holds sends, tsent, mark, the
-# time its keys' expiry was last renewed, and per limit k ('r' requests, 't' tokens):
-# k_limit, k_left, k_reset, k_hint. Both scripts read V with one HMGET into `f` (`at` is
+# time its keys' expiry was last renewed, per limit k ('r' requests, 't' tokens): k_limit,
+# k_left, k_reset, k_hint, and per send in flight 'sent:<permit id>': its number, tokens sent
+# up to it and before it, tokens charged to the window, whether it holds a concurrency slot. Both scripts read V with one HMGET into `f` (`at` is
 # where limit k's four fields start) and collect their changes in `put` for one HSET.
 _VIEW = """
 -- The wait for `need` more, and the count a send draws from (nil: none kept). A reset
@@ -96,10 +101,10 @@ local function hwait(v, f, at, k, need, now, window, put)
 end
 -- A response's headers for limit k, as of `since` sends it had not seen yet.
 local function hnote(f, at, k, limit, left, reset_s, since, now, window, put)
-  if limit ~= '' then put[k .. '_limit'] = limit end
+  if limit ~= '' and limit ~= f[at+2] then put[k .. '_limit'] = limit end
   local hint = tonumber(f[at+3] or '') or 0
-  if reset_s ~= '' then
-    hint = math.max(hint, tonumber(reset_s))
+  if reset_s ~= '' and tonumber(reset_s) > hint then
+    hint = tonumber(reset_s)
     put[k .. '_hint'] = hint
   end
   if left == '' then return end
@@ -121,7 +126,7 @@ end
 """
 
 # KEYS: circuit, its failure count, the rate keys (spends, tokens, total, permits, pause,
-# headroom view, sends), then three per account. ARGV: now, circuit?, probe end, rate?,
+# headroom view, sends in flight), then three per account. ARGV: now, circuit?, probe end, rate?,
 # permit, rpm, tpm, concurrency, tokens, permit lease end, window, hold id, amount, hold
 # end, accounts, then four per account.
 # Returns one string (a flat array costs redis-py a parse per element): circuit state, open
@@ -143,31 +148,29 @@ end
 local failures = '0'
 if cstate == 'closed' then failures = redis.call('GET', KEYS[2]) or '0' end
 local n, need = tonumber(ARGV[15]), tonumber(ARGV[13])
-local idle = {}
 for i = 1, n do
   local a, h, m, limit, kexp, spent, reserved = prep(7 + 3*i, 12 + 4*i, now)
   if need > 0 and spent + reserved + need > limit then
     local spent_s, reserved_s = redis.call('HGET', a, 'spent'), redis.call('HGET', a, 'reserved')
     return table.concat({cstate, '0', i - 1, spent_s, reserved_s, '', failures}, '|')
   end
-  idle[i] = reserved <= 0
 end
 for i = 1, n do
   local a, h, m = KEYS[7 + 3*i], KEYS[8 + 3*i], KEYS[9 + 3*i]
   local kexp = tonumber(ARGV[12 + 4*i + 2])
-  redis.call('ZADD', h, ARGV[14], ARGV[12])
-  redis.call('HSET', m, ARGV[12], ARGV[13])
+  -- '~' (expiry +inf, amount 0) keeps the holds' keys from vanishing with their last hold:
+  -- a key that lacked it is new, and gets the period's expiry.
+  local fresh = redis.call('ZADD', h, ARGV[14], ARGV[12], '+inf', '~')
+  fresh = redis.call('HSET', m, ARGV[12], ARGV[13], '~', 0) + fresh
   redis.call('HINCRBY', a, 'reserved', ARGV[13])
-  -- Nothing reserved: the holds' keys may be new (they vanish with their last hold); else
-  -- they exist and already expire with the period.
-  if kexp > 0 and idle[i] then
+  if kexp > 0 and fresh > 2 then
     redis.call('PEXPIREAT', h, kexp)
     redis.call('PEXPIREAT', m, kexp)
   end
 end
 local wait = ''
 if ARGV[4] == '1' then
-  local s, st, total, c, p, v, sq = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+  local s, st, total, c, p, v, q = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
   local id = ARGV[5]
   local rpm, tpm, conc = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   local tokens, window = tonumber(ARGV[9]), tonumber(ARGV[11])
@@ -231,9 +234,11 @@ if ARGV[4] == '1' then
     local renewed = tonumber(f[11] or '')
     local renew = renewed == nil or now - renewed >= window / 2 or now < renewed
     local ttl = math.floor(window * 2500)
+    local t_charged = 0
     if rpm >= 0 or tpm >= 0 then
       local t = 0
       if tpm >= 0 then t = tokens end
+      t_charged = t
       redis.call('ZADD', s, now, id)
       redis.call('HSET', st, id, t)
       local fresh = false
@@ -251,11 +256,38 @@ if ARGV[4] == '1' then
     put.sends, put.tsent = seq, tsent
     if rleft ~= nil then put.r_left = rleft - 1 end
     if tleft ~= nil then put.t_left = tleft - tokens end
-    if renew then put.renewed = now end
+    -- The send in flight: its numbers for its answer's fold (a field of V), and in Q by
+    -- admission time for other answers' folds (member: its number, zero-padded so equal
+    -- times sort by it, the tokens sent before it, its id). Across machines, admission
+    -- times are each process's clock: the order is the store's up to their skew.
+    local seq_s, before_s = string.format('%.0f', seq), string.format('%.0f', tsent - tokens)
+    local conc_s, tch = '0', 0
+    if conc >= 0 then conc_s = '1' end
+    if rpm >= 0 or tpm >= 0 then tch = t_charged end
+    put['sent:' .. id] = table.concat({seq_s, string.format('%.0f', tsent), before_s, tch, conc_s}, ',')
+    -- '~' (score +inf) keeps Q from vanishing when nothing is in flight: a fresh Q is seen.
+    local member = string.format('%015d', seq) .. ',' .. before_s .. ',' .. id
+    local added = redis.call('ZADD', q, now, member, '+inf', '~')
+    local vttl = math.floor(window * 1440000) + ttl
+    if renew then
+      put.renewed = now
+      -- Sends never answered (no headers came back, a process died): forgotten after two windows.
+      local cut = now - 2 * window
+      local gone = redis.call('ZRANGEBYSCORE', q, '-inf', cut)
+      if #gone > 0 then
+        for at = 1, #gone, 1000 do
+          local fields = {}
+          for k = at, math.min(at + 999, #gone) do
+            fields[#fields+1] = 'sent:' .. string.match(gone[k], '[^,]*$')
+          end
+          redis.call('HDEL', v, unpack(fields))
+        end
+        redis.call('ZREMRANGEBYSCORE', q, '-inf', cut)
+      end
+    end
     hset(v, put)
-    if renew then redis.call('PEXPIRE', v, math.floor(window * 1440000) + ttl) end
-    redis.call('HSET', sq, id, seq .. ',' .. tsent)
-    redis.call('PEXPIRE', sq, math.floor(window * 2000))
+    if renew then redis.call('PEXPIRE', v, vttl) end
+    if renew or added > 1 then redis.call('PEXPIRE', q, vttl) end
   else
     hset(v, put)
   end
@@ -266,8 +298,8 @@ return table.concat({cstate, '0', -1, '0', '0', wait, failures}, '|')
 """
 )
 
-# KEYS: the rate keys (spends, tokens, total, permits, pause, headroom view, sends), the
-# hold's settled marker, then three per account. ARGV: rate?, permit, token delta, hold
+# KEYS: the rate keys (spends, tokens, total, permits, pause, headroom view, sends in
+# flight), the hold's settled marker, then three per account. ARGV: rate?, permit, token delta, hold
 # mode ('settle', 'release' or ''), hold id, actual, now, settled marker ttl ms, accounts,
 # headroom?, its six numbers ('' when not said: requests limit, left, reset s, then
 # tokens), window, then four per account.
@@ -277,38 +309,52 @@ _FINISH_CALL = (
     _PREP
     + _VIEW
     + """
+local mode, hold, now, n = ARGV[4], ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[9])
 if ARGV[1] == '1' then
-  redis.call('ZREM', KEYS[4], ARGV[2])
+  local v, q, id, window = KEYS[6], KEYS[7], ARGV[2], tonumber(ARGV[17])
+  local f = {}
+  local fold = ARGV[10] == '1'
+  if fold then
+    f = redis.call('HMGET', v, 'r_left', 'r_reset', 'r_limit', 'r_hint',
+      't_left', 't_reset', 't_limit', 't_hint', 'sends', 'tsent', 'mark', 'sent:' .. id)
+  else f[12] = redis.call('HGET', v, 'sent:' .. id) end
+  -- The send's numbers are read once, here: answered, it is no longer in flight.
+  local sent, seq, tmark, before, tch, conc = f[12], nil, nil, nil, nil, '1'
+  if sent then
+    local seq_s, tmark_s, before_s, tch_s, conc_s = string.match(sent, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)')
+    seq, tmark, before, tch, conc = tonumber(seq_s), tonumber(tmark_s), tonumber(before_s), tonumber(tch_s), conc_s
+    redis.call('ZREM', q, string.format('%015d', seq) .. ',' .. before_s .. ',' .. id)
+    redis.call('HDEL', v, 'sent:' .. id)
+  end
+  if conc == '1' then redis.call('ZREM', KEYS[4], id) end
   local delta = tonumber(ARGV[3])
-  if delta ~= 0 then
-    local held = redis.call('HGET', KEYS[2], ARGV[2])
+  -- The tokens charged at admission, corrected: nothing to write when nothing changes.
+  if delta ~= 0 and not (tch ~= nil and math.max(0, tch + delta) == tch) then
+    local held = redis.call('HGET', KEYS[2], id)
     if held then
       local new = math.max(0, tonumber(held) + delta)
       if new ~= tonumber(held) then
-        redis.call('HSET', KEYS[2], ARGV[2], new)
+        redis.call('HSET', KEYS[2], id, new)
         redis.call('INCRBY', KEYS[3], new - tonumber(held))
       end
     end
   end
-end
-local mode, hold, now, n = ARGV[4], ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[9])
-local sent = false
-if ARGV[1] == '1' then
-  -- The send's number is read once, here: forgotten, it cannot pile up under steady traffic.
-  sent = redis.call('HGET', KEYS[7], ARGV[2])
-  if sent then redis.call('HDEL', KEYS[7], ARGV[2]) end
-end
-if ARGV[10] == '1' and sent then
-  local v, window = KEYS[6], tonumber(ARGV[17])
-  local comma = string.find(sent, ',')
-  local seq, tmark = tonumber(string.sub(sent, 1, comma - 1)), tonumber(string.sub(sent, comma + 1))
-  local f = redis.call('HMGET', v, 'r_left', 'r_reset', 'r_limit', 'r_hint',
-    't_left', 't_reset', 't_limit', 't_hint', 'sends', 'tsent', 'mark')
-  if seq >= (tonumber(f[11] or '') or 0) then
+  if fold and sent and seq >= (tonumber(f[11] or '') or 0) then
+    -- The lowest send admitted before this one and still in flight, unseen (admitted less
+    -- than headroom.UNSEEN_S = window / 6 ago): the provider may not have counted it, nor
+    -- any send after it.
+    local br, bt = 0, 0
+    local cut = '(' .. string.format('%.17g', now - window / 6)
+    local low = redis.call('ZRANGEBYSCORE', q, cut, '+inf', 'LIMIT', 0, 1)
+    if #low > 0 and low[1] ~= '~' then
+      local seq2, before2 = string.match(low[1], '^([^,]*),([^,]*),')
+      seq2, before2 = tonumber(seq2), tonumber(before2)
+      if seq2 < seq then br, bt = seq - seq2, before - before2 end
+    end
     local put = {mark = seq}
     local sends, tsent = tonumber(f[9] or '') or seq, tonumber(f[10] or '') or tmark
-    hnote(f, 1, 'r', ARGV[11], ARGV[12], ARGV[13], sends - seq, now, window, put)
-    hnote(f, 5, 't', ARGV[14], ARGV[15], ARGV[16], tsent - tmark, now, window, put)
+    hnote(f, 1, 'r', ARGV[11], ARGV[12], ARGV[13], sends - seq + br, now, window, put)
+    hnote(f, 5, 't', ARGV[14], ARGV[15], ARGV[16], tsent - tmark + bt, now, window, put)
     hset(v, put)
   end
 end
@@ -341,8 +387,7 @@ for i = 1, n do
       else spent_s = redis.call('HGET', a, 'spent') end
     end
     out[#out+1] = spent_s
-    local reached = 0
-    for _, l in ipairs(levels(first)) do if spent >= l then reached = reached + 1 end end
+    local reached = passed(first, spent)
     for j = alerted, reached - 1 do out[#out+1] = -(i - 1) - 1; out[#out+1] = j end
     if reached > alerted then redis.call('HSET', a, 'alerted', reached) end
   end

@@ -67,6 +67,11 @@ CREATE TABLE IF NOT EXISTS rate_sent (
     name TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, token_mark INTEGER NOT NULL,
     t REAL NOT NULL, PRIMARY KEY (name, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rate_flight (
+    name TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, before INTEGER NOT NULL,
+    t REAL NOT NULL, PRIMARY KEY (name, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_flight_seq ON rate_flight (name, seq);
 CREATE TABLE IF NOT EXISTS circuits (
     name TEXT PRIMARY KEY, until REAL NOT NULL, probe_until REAL NOT NULL
 );

@@ -15,7 +15,7 @@ import math
 import random
 import sqlite3
 
-from .headroom import HeadroomRecord
+from .headroom import UNSEEN_S, HeadroomRecord
 from .shared import WINDOW_S, RateAsk, RateDone, window_wait
 
 __all__ = ["acquire_send", "load_view", "release_send"]
@@ -86,8 +86,13 @@ def acquire_send(db: sqlite3.Connection, ask: RateAsk, now: float) -> float:
         "INSERT OR REPLACE INTO rate_sent VALUES (?, ?, ?, ?, ?)",
         (name, permit_id, seq, token_mark, now),
     )
+    db.execute(
+        "INSERT OR REPLACE INTO rate_flight VALUES (?, ?, ?, ?, ?)",
+        (name, permit_id, seq, token_mark - tokens, now),
+    )
     if random.random() < 0.01:  # now and then, forget sends no header will answer
         db.execute("DELETE FROM rate_sent WHERE t < ?", (now - 2 * WINDOW_S,))
+        db.execute("DELETE FROM rate_flight WHERE t <= ?", (now - UNSEEN_S,))
     return 0.0
 
 
@@ -98,14 +103,25 @@ def load_view(db: sqlite3.Connection, name: str) -> HeadroomRecord:
 
 def release_send(db: sqlite3.Connection, done: RateDone, now: float) -> None:
     name, permit_id, token_delta = done.name, done.permit_id, done.token_delta
+    # Answered: no longer in flight (its own numbers stay in rate_sent, pruned with age).
+    own = None
+    if done.headroom is not None:
+        own = db.execute(
+            "SELECT before FROM rate_flight WHERE name = ? AND id = ?", (name, permit_id)
+        ).fetchone()
+    db.execute("DELETE FROM rate_flight WHERE name = ? AND id = ?", (name, permit_id))
     if done.headroom is not None:
         sent = db.execute(
             "SELECT seq, token_mark FROM rate_sent WHERE name = ? AND id = ?",
             (name, permit_id),
         ).fetchone()
         if sent is not None:
+            behind = (0, 0)
+            low = _lowest_in_flight(db, name, now)
+            if own is not None and low is not None and low[0] < sent[0]:
+                behind = (sent[0] - low[0], own[0] - low[1])
             view = load_view(db, name)
-            view.note((sent[0], sent[1]), done.headroom, now)
+            view.note((sent[0], sent[1]), done.headroom, now, behind)
             db.execute("INSERT OR REPLACE INTO rate_views VALUES (?, ?)", (name, view.dumps()))
     db.execute("DELETE FROM rate_permits WHERE name = ? AND id = ?", (name, permit_id))
     if not token_delta:
@@ -123,3 +139,18 @@ def release_send(db: sqlite3.Connection, done: RateDone, now: float) -> None:
             "UPDATE rate_totals SET tokens = tokens + ? WHERE name = ?",
             (new - row[0], name),
         )
+
+
+def _lowest_in_flight(db: sqlite3.Connection, name: str, now: float) -> tuple[int, int] | None:
+    """The lowest-numbered send still in flight and unseen (number, tokens sent before it);
+    sends admitted `UNSEEN_S` ago or more are dropped on the way (each once)."""
+    while True:
+        row = db.execute(
+            "SELECT seq, before, t, id FROM rate_flight WHERE name = ? ORDER BY seq LIMIT 1",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[2] > now - UNSEEN_S:
+            return row[0], row[1]
+        db.execute("DELETE FROM rate_flight WHERE name = ? AND id = ?", (name, row[3]))
