@@ -128,3 +128,37 @@ def test_more_account_sets_than_are_kept_each_land_in_their_own(
     assert len(state._calls._accounts) <= 2
     assert [state.read(accounts, now)[0].spent for accounts in users] == [3, 6, 9, 12]
     state.close()
+
+
+def test_threads_packing_past_the_kept_number_at_once_never_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The caller's thread and the settler's pack at the same time: making room for a new
+    # account set must not fail either of them (both once dropped the same oldest entry:
+    # KeyError out of a call). A tiny switch interval makes the threads interleave.
+    import sys
+    import threading
+
+    monkeypatch.setattr(shared_redis_pack, "_KEPT", 4)
+    state = RedisState(redis.Redis.from_url("redis://127.0.0.1:1/0"))  # never connects
+    failures: list[BaseException] = []
+
+    def pack(thread: int) -> None:
+        try:
+            for i in range(5_000):
+                accounts = (Account(f"user-{thread}-{i}", limit=10),)
+                state._calls._finish_packed(state, (f"h{i}", accounts, 1), None, 0.0)
+        except BaseException as error:
+            failures.append(error)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=pack, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert failures == []

@@ -89,13 +89,15 @@ class KeySpace(Protocol):
 
 
 # Encoded keys and arguments kept per deployment and per account set: a budget scoped per
-# user makes an account set per user, so the oldest are let go past this many.
+# user makes an account set per user, so past this many they are made again.
 _KEPT = 1024
 
 
 def _keep(memo: dict[Any, Any], key: Any, value: Any) -> None:
     if len(memo) >= _KEPT:
-        del memo[next(iter(memo))]
+        # Start over rather than drop the oldest: the caller's and the settler's threads
+        # pack at once, and both dropping the same oldest one would raise KeyError.
+        memo.clear()
     memo[key] = value
 
 
