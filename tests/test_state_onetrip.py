@@ -231,6 +231,30 @@ def test_every_key_a_call_writes_on_redis_expires(redis_server: RedisServer) -> 
         state.close()
 
 
+def test_sends_never_answered_are_forgotten_on_redis(redis_server: RedisServer) -> None:
+    # No answer comes back for some sends (no rate headers, a process died): what the store
+    # kept for their answers' folds goes after two windows, not on with steady traffic.
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    state = RedisState(redis_server.url, prefix=prefix)
+    client = redis.Redis.from_url(redis_server.url)
+    view, flight = state._view_keys("dep")
+    try:
+        for i in range(3):
+            assert send(state, f"lost{i}", T0 + i) == 0.0
+        assert client.zcard(flight) == 4 and client.hlen(view) >= 3 + 3  # '~' + 3 in flight
+        for i in range(10):  # steady traffic, answered, for two and a half windows
+            now = T0 + 20 + i * 15.0
+            assert send(state, f"p{i}", now) == 0.0
+            state.finish_call(None, RateDone("dep", f"p{i}"), now + 1)
+        assert client.zrange(flight, 0, -1) == [b"~"]
+        assert [f for f in client.hkeys(view) if f.startswith(b"sent:")] == []
+    finally:
+        client.close()
+        state.close()
+
+
 # -- through the Router: what one call asks the store ----------------------------------------
 
 KEY = "sk-test-state-0123456789abcdef"
@@ -365,6 +389,23 @@ def test_a_send_long_in_flight_no_longer_holds_headroom_back(state: SharedState)
     state.finish_call(None, said("p2", Headroom(10, 5, 30.0)), T0 + 30.5)
     sent = [send(state, f"q{n}", T0 + 31) for n in range(6)]
     assert sent[:5] == [0.0] * 5 and sent[5] > 0
+
+
+def test_an_answer_from_before_a_reset_folds_into_the_refilled_limit(state: SharedState) -> None:
+    assert send(state, "p1", T0) == 0.0
+    state.finish_call(None, said("p1", Headroom(5, 4, 10.0)), T0)  # 4 left until T0 + 10
+    assert send(state, "p2", T0 + 1) == 0.0  # 3 left
+    # The reset passes without news: the whole limit (5) is back, p3 draws one of it.
+    assert send(state, "p3", T0 + 12) == 0.0
+    # Then p2's answer, sent before the reset: 3 left as of p2, p3 not seen: 2, until 20 s on.
+    state.finish_call(None, said("p2", Headroom(5, 3, 20.0)), T0 + 12.5)
+    assert send(state, "p4", T0 + 13) == 0.0
+    assert send(state, "p5", T0 + 13) == 0.0
+    assert send(state, "p6", T0 + 13) == pytest.approx(19.5)
+    # p6 waited: nothing drawn; the next reset refills again.
+    for n in range(5):
+        assert send(state, f"q{n}", T0 + 33) == 0.0
+    assert send(state, "q5", T0 + 33) > 0.0
 
 
 def test_the_providers_remaining_tokens_are_the_fleets(state: SharedState) -> None:

@@ -278,7 +278,7 @@ if ARGV[4] == '1' then
         for at = 1, #gone, 1000 do
           local fields = {}
           for k = at, math.min(at + 999, #gone) do
-            fields[#fields+1] = 'sent:' .. string.match(gone[k], '[^,]*$')
+            fields[#fields+1] = 'sent:' .. string.match(gone[k], '^[^,]*,[^,]*,(.*)$')
           end
           redis.call('HDEL', v, unpack(fields))
         end
