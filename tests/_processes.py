@@ -14,7 +14,12 @@ stdout, and its last stdout line is the JSON of what happened. The `workers` fix
         (holder,) = workers.spawn(spec); holder.expect("sent"); holder.kill()
 
 A worker that dies, or says something else than expected, fails the test with the tail
-of its stderr. Also here: the key and prompt the workers use, the worst case a budget
+of its stderr. For a child that must inherit this process's objects (locks, threads,
+connections, as gunicorn --preload's workers do), `fork`:
+
+        pid = fork(lambda: settler.drain(10))   # the child exits 0 if it returned True
+        assert exit_code(pid) == 0              # a child still running after 30 s fails the test
+ Also here: the key and prompt the workers use, the worst case a budget
 holds for one of their calls, and a store opened the way the workers open it.
 """
 
@@ -25,6 +30,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,8 +46,8 @@ from llmrouter_integrations.state.shared_redis import RedisState
 from llmrouter_integrations.state.shared_sqlite import SQLiteState
 from llmrouter_integrations.types import ChatRequest, Message
 
-__all__ = ["KEY", "PROMPT", "Worker", "Workers", "ask_all", "open_store", "results", "spawn",
-           "together", "worst_case"]  # fmt: skip
+__all__ = ["KEY", "PROMPT", "Worker", "Workers", "ask_all", "exit_code", "fork", "open_store",
+           "results", "spawn", "together", "worst_case"]  # fmt: skip
 
 WORKER = Path(__file__).with_name("_state_worker.py")
 
@@ -141,6 +148,32 @@ def ask_all(workers: list[Worker], line: str) -> list[Any]:
 def results(workers: list[Worker]) -> list[Any]:
     """Each worker's last JSON line, once it has exited 0."""
     return [worker.result() for worker in workers]
+
+
+def fork(child: Callable[[], bool]) -> int:
+    """Forks this process; the child runs `child` and exits 0 if it returned True, 1 if it
+    returned False, 2 if it raised. Returns the child's pid (for `exit_code`)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            code = 0 if child() else 1
+        finally:
+            os._exit(code)  # never back into pytest in the child
+    return pid
+
+
+def exit_code(pid: int, timeout_s: float = 30.0) -> int:
+    """The forked child's exit code; one still running after `timeout_s` is killed and the
+    test fails (a hang, such as a lock inherited held)."""
+    deadline = time.monotonic() + timeout_s
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a child's exit, not waiting out a backoff
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail(f"the forked child was still running after {timeout_s} s")
+    return os.waitstatus_to_exitcode(done[1])
 
 
 def worst_case(max_tokens: int = 60) -> Decimal:

@@ -9,7 +9,6 @@ call after an outage and the adapters' event flushing must each see the settle l
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from _processes import KEY, PROMPT, worst_case
+from _processes import KEY, PROMPT, exit_code, fork, worst_case
 from _redis import RedisServer
 from langchain_core.callbacks import BaseCallbackHandler
 from llama_index.core.base.llms.types import ChatMessage
@@ -304,6 +303,13 @@ async def test_a_late_settle_s_alert_reaches_the_llamaindex_call(
         await router.aclose()
 
 
+def settles_once(settler: Any, account: Any) -> bool:
+    """In a forked child: one settle of 5 submitted, and it lands."""
+    landed: list[object] = []
+    settler.submit(CallDone(("child", (account,), 5), None, time.time()), landed.append)
+    return settler.drain(10) and isinstance(landed[0], Settled)
+
+
 def test_a_forked_child_sends_its_own_settles_not_the_parent_s(tmp_path: Path) -> None:
     from llmrouter_integrations.state.guard import StateGuard
     from llmrouter_integrations.state.settler import Settler
@@ -314,17 +320,8 @@ def test_a_forked_child_sends_its_own_settles_not_the_parent_s(tmp_path: Path) -
     settler = Settler(StateGuard(store))
     settler.submit(CallDone(("parent", (account,), 7), None, time.time()))
     assert settler.drain()  # the parent's worker thread is running (it stops when idle)
-    pid = os.fork()
-    if pid == 0:  # the child: no worker thread came with it; its settle must still land
-        code = 2
-        try:
-            landed: list[object] = []
-            settler.submit(CallDone(("child", (account,), 5), None, time.time()), landed.append)
-            code = 0 if settler.drain(10) and isinstance(landed[0], Settled) else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
+    # The child: no worker thread came with it; its settle must still land.
+    assert exit_code(fork(lambda: settles_once(settler, account))) == 0
     assert store.read([account], time.time())[0].spent == 12
     store.close()
 
@@ -340,23 +337,8 @@ def test_a_child_forked_while_the_worker_held_its_lock_does_not_hang(tmp_path: P
     account = Account("daily", limit=10**12)
     settler = Settler(StateGuard(store))
     with settler._lock:  # as the parent's worker holds it, mid-tick
-        pid = os.fork()
-        if pid == 0:
-            code = 2
-            try:
-                landed: list[object] = []
-                settler.submit(CallDone(("child", (account,), 5), None, time.time()), landed.append)
-                code = 0 if settler.drain(10) and isinstance(landed[0], Settled) else 1
-            finally:
-                os._exit(code)
-    deadline = time.monotonic() + 30
-    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a child's exit, not waiting out a backoff
-    if done == (0, 0):
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung on the lock its parent held")
-    assert os.WEXITSTATUS(done[1]) == 0
+        pid = fork(lambda: settles_once(settler, account))
+    assert exit_code(pid) == 0  # fails if the child hung on the lock its parent held
     assert store.read([account], time.time())[0].spent == 5
     store.close()
 
