@@ -16,6 +16,13 @@ stops when idle, so a forked child (gunicorn preload) starts its own, and an `at
 hook drains every settler still open (best effort, bounded). A memory store gains
 nothing from a thread: its trips run inline.
 
+Nobody wakes the worker per call: a thread woken at the end of a call preempts the caller
+for 40-200 us (measured), and one ticking every few ms takes the GIL from every thread in
+the process. A trip queued from an event loop (every Router call runs on one) sets a timer
+on that loop instead, which wakes the worker only if no call carried the trip by then;
+a trip queued elsewhere wakes it at once. The worker otherwise looks at the queue every
+`_POLL_S` (a loop closed before its timer fired) and stops after `_IDLE_S` without work.
+
     >>> settler = Settler(guard)
     >>> settler.submit(CallDone(("h1", specs, 420_000), None, time.time()), then=landed)
     >>> settler.drain(timeout=1.0)          # True: everything queued so far has landed
@@ -23,6 +30,7 @@ nothing from a thread: its trips run inline.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextvars
 import logging
@@ -46,6 +54,7 @@ log = logging.getLogger("llmrouter_integrations")
 Landed = Callable[[Settled | StoreUnavailable | None], None]
 
 _IDLE_S = 2.0  # a worker with nothing to do for this long stops (a new one starts on demand)
+_POLL_S = 0.1  # how often a sleeping worker looks at the queue anyway
 # How long a queued trip waits for a ride: the next call's trip before it (`take`) carries
 # it in the same round trip; after this the worker sends it alone. Anyone waiting for it
 # (`drain`, an adapter flushing its call's events) has it sent at once.
@@ -80,22 +89,18 @@ class Settler:
         timeout = float(getattr(guard.store, "timeout_s", 1.0))
         self.drain_s = drain_s if drain_s is not None else max(1.0, 4 * timeout)
         self.inline = guard.store.backend == "memory"
-        # One lock; the worker sleeps on `_wake`, `drain` callers on `_done`. While calls
-        # keep coming the worker ticks every `_RIDE_S` and is never woken per call (a
-        # wake-up per call costs the caller the GIL); once a tick saw nothing new it sleeps
-        # until the next `submit` wakes it (`_sleeping`), so an idle router's thread costs
-        # its process nothing.
+        # One lock; the worker sleeps on `_wake`, `drain` callers on `_done`.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
         self._queue: list[_Queued] = []
         self._queued = 0  # trips queued since the start (or the fork)
         self._landed = 0  # of those, trips sent (or failed) with their `then` done
+        self._taken = 0  # of those, trips taken off the queue (always from its head)
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed = False
         self._hurry = False  # someone waits: send what is queued now
-        self._sleeping = False  # the worker waits for a submit, not for a tick
         self.batches = 0  # round trips the worker made (for tests and benchmarks)
         self.wakeups = 0  # times the worker woke up (for tests and benchmarks)
         _OPEN.add(self)
@@ -113,13 +118,26 @@ class Settler:
                 self._forked()
             self._queue.append(queued)
             self._queued += 1
-            if self._sleeping:
-                self._wake.notify()
+            number = self._queued
             if self._worker is None:
                 self._worker = threading.Thread(
                     target=self._work, name="llmrouter-settler", daemon=True
                 )
                 self._worker.start()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._due(number)  # no loop to time it: the worker times it
+        else:
+            loop.call_later(_RIDE_S, self._due, number)
+
+    def _due(self, number: int) -> None:
+        """Trip `number`'s ride window is over: wake the worker unless it was taken."""
+        if self._taken >= number:  # carried by a call's trip, or sent: the usual case
+            return
+        with self._lock:
+            if self._taken < number:
+                self._wake.notify()
 
     def take(self) -> Riding:
         """The queued trips, for the caller's own next store trip to carry; it must hand
@@ -130,6 +148,7 @@ class Settler:
             if self._pid != os.getpid():
                 self._forked()
             riding, self._queue = self._queue, []
+            self._taken = self._queued
         return riding
 
     def land(self, riding: Riding, results: Sequence[Settled | StoreUnavailable | None]) -> None:
@@ -186,43 +205,39 @@ class Settler:
 
     def _forked(self) -> None:
         self._queue = []
-        self._queued = self._landed = 0
+        self._queued = self._landed = self._taken = 0
         self._worker = None
         self._pid = os.getpid()
 
     def _work(self) -> None:
         me = threading.current_thread()
-        seen = -1  # `_queued` at the previous tick: anything submitted since?
+        active = time.monotonic()  # when it last found something queued
         while True:
             with self._lock:
                 if self._worker is not me:
                     return
                 if not (self._hurry or self._closed):
-                    if not self._queue and self._queued == seen:
-                        # Nothing new since the last tick: sleep until a submit wakes it.
-                        self._sleeping = True
-                        woken = self._wake.wait(_IDLE_S)
-                        self._sleeping = False
-                        if not (woken or self._queue or self._hurry or self._closed):
-                            self._worker = None  # idle for `_IDLE_S`: a submit starts anew
-                            return
-                    else:
-                        due = self._queue[0].at + _RIDE_S if self._queue else 0.0
-                        self._wake.wait(
-                            max(due - time.monotonic(), _RIDE_S / 4) if due else _RIDE_S
-                        )
+                    # Until the oldest queued trip's ride window ends (woken early by its
+                    # timer or by a waiter), else until woken or `_POLL_S`.
+                    wait = _POLL_S
+                    if self._queue:
+                        wait = min(wait, self._queue[0].at + _RIDE_S - time.monotonic())
+                    if wait > 0:
+                        self._wake.wait(wait)
                     self.wakeups += 1
-                seen = self._queued
+                now = time.monotonic()
                 if not self._queue:
-                    if self._closed:
-                        self._worker = None
+                    if self._closed or now - active >= _IDLE_S:
+                        self._worker = None  # a later submit starts a new one
                         return
                     continue
-                young = time.monotonic() - self._queue[0].at < _RIDE_S
+                active = now
+                young = now - self._queue[0].at < _RIDE_S
                 if young and not (self._hurry or self._closed):
-                    continue  # young enough to wait for a ride on the next call's trip
+                    continue  # woken early: wait for its ride window to end
                 self._hurry = False
                 batch, self._queue = self._queue, []
+                self._taken = self._queued
             self._send(batch)
             with self._lock:
                 self._landed += len(batch)
