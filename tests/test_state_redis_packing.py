@@ -11,11 +11,10 @@ than are kept still each land in their own account.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisServer
+from _redis import RedisServer
 
 from llmrouter_integrations.state import shared_redis_pack
 from llmrouter_integrations.state.shared import (
@@ -35,22 +34,13 @@ ODD_NAMES = ["dé ploy|ment, 🙂", "a\r\nb", "x|y,z", " ", "{llmrouter}:rate:x"
 ODD_ACCOUNTS = ["daily|user|é ü|1796601600", "a,b|c\r\n", "🙂 | ,", "plain"]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    started = RedisServer.start()
-    yield started
-    started.stop()
-
-
 def _admit(state: RedisState, name: str, permit: str, hold: HoldAsk | None, now: float) -> Any:
     rate = RateAsk(name, permit, 2, 10_000, None, 10, 300.0)
     return state.admit_call(CallPlan(name, 60.0, rate, hold), now)
 
 
-def test_odd_names_count_hold_and_settle_under_their_own_keys(server: RedisServer) -> None:
-    url = server.fresh(7)
+def test_odd_names_count_hold_and_settle_under_their_own_keys(redis_server: RedisServer) -> None:
+    url = redis_server.fresh(7)
     state = RedisState(url, timeout_s=5.0)
     now = time.time()
     accounts = {
@@ -85,9 +75,9 @@ def test_odd_names_count_hold_and_settle_under_their_own_keys(server: RedisServe
 
 
 def test_a_deployment_s_account_set_or_limit_changing_between_calls_is_seen(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    state = RedisState(server.fresh(8), timeout_s=5.0)
+    state = RedisState(redis_server.fresh(8), timeout_s=5.0)
     now = time.time()
     small = (Account("team|a", limit=1_000),)
     other = (Account("team|a", limit=1_000), Account("team|b", limit=10_000))
@@ -112,10 +102,10 @@ def test_a_deployment_s_account_set_or_limit_changing_between_calls_is_seen(
 
 
 def test_more_account_sets_than_are_kept_each_land_in_their_own(
-    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(shared_redis_pack, "_KEPT", 2)
-    state = RedisState(server.fresh(9), timeout_s=5.0)
+    state = RedisState(redis_server.fresh(9), timeout_s=5.0)
     now = time.time()
     users = [(Account(f"per-user|{user}", limit=10**6),) for user in ODD_ACCOUNTS]
     for round_ in range(3):

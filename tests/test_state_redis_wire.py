@@ -10,11 +10,10 @@ packed path and Cluster clients keep redis-py's.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _redis import SERVER, SKIP_REASON, RedisClusterServers, RedisServer, SentinelSet
+from _redis import RedisClusterServers, RedisServer, SentinelSet
 
 from llmrouter_integrations.state.redis_clients import sync_client
 from llmrouter_integrations.state.redis_wire import ScriptWire, bulk, call_many
@@ -69,17 +68,8 @@ def _as_bytes(value: Any) -> bytes:
     return repr(value).encode()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    if SERVER is None:
-        pytest.skip(SKIP_REASON)
-    started = RedisServer.start()
-    yield started
-    started.stop()
-
-
-def test_odd_keys_and_arguments_reach_lua_byte_for_byte(server: RedisServer) -> None:
-    client = redis.Redis.from_url(server.url, socket_timeout=5)
+def test_odd_keys_and_arguments_reach_lua_byte_for_byte(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
     wire = ScriptWire(client, ECHO)
     assert wire.fast
     reply = wire(keys=ODD_KEYS, args=ODD_ARGS)
@@ -87,8 +77,8 @@ def test_odd_keys_and_arguments_reach_lua_byte_for_byte(server: RedisServer) -> 
     client.close()
 
 
-def test_the_packed_command_is_what_redis_py_would_send(server: RedisServer) -> None:
-    client = redis.Redis.from_url(server.url)
+def test_the_packed_command_is_what_redis_py_would_send(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
     wire = ScriptWire(client, ECHO)
     connection = client.connection_pool.get_connection()
     theirs = b"".join(
@@ -106,11 +96,11 @@ def test_the_packed_command_is_what_redis_py_would_send(server: RedisServer) -> 
     client.close()
 
 
-def test_a_client_s_own_encoding_is_kept(server: RedisServer) -> None:
-    client = redis.Redis.from_url(server.url, encoding="latin-1", decode_responses=True)
+def test_a_client_s_own_encoding_is_kept(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url, encoding="latin-1", decode_responses=True)
     wire = ScriptWire(client, ECHO)
     assert wire(keys=["{llmrouter}:é"], args=["ñ"]) == ["{llmrouter}:é", "ñ"]
-    raw = redis.Redis.from_url(server.url)
+    raw = redis.Redis.from_url(redis_server.url)
     assert ScriptWire(raw, ECHO)(keys=[], args=["ñ".encode("latin-1")]) == [b"\xf1"]
     client.close()
     raw.close()
@@ -123,8 +113,8 @@ def test_what_is_not_a_redis_argument_is_refused() -> None:
         bulk(None)  # type: ignore[arg-type]
 
 
-def test_a_server_that_forgot_the_script_loads_it_again(server: RedisServer) -> None:
-    client = redis.Redis.from_url(server.url, socket_timeout=5)
+def test_a_server_that_forgot_the_script_loads_it_again(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
     wire = ScriptWire(client, "return ARGV[1] .. '!'")
     assert wire(keys=[], args=["a"]) == b"a!"
     client.script_flush()
@@ -133,9 +123,9 @@ def test_a_server_that_forgot_the_script_loads_it_again(server: RedisServer) -> 
 
 
 def test_a_script_error_is_the_server_s_message_and_the_connection_goes_on(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    client = redis.Redis.from_url(server.url, socket_timeout=5, max_connections=1)
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5, max_connections=1)
     broken = ScriptWire(client, "return redis.call('NOSUCHCOMMAND')")
     echo = ScriptWire(client, ECHO)
     with pytest.raises(redis.exceptions.ResponseError, match=r"(?i)unknown"):
@@ -144,27 +134,27 @@ def test_a_script_error_is_the_server_s_message_and_the_connection_goes_on(
     client.close()
 
 
-def test_a_late_reply_is_never_read_as_the_next_call_s(server: RedisServer) -> None:
-    client = redis.Redis.from_url(server.url, socket_timeout=0.3, max_connections=1)
+def test_a_late_reply_is_never_read_as_the_next_call_s(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=0.3, max_connections=1)
     wire = ScriptWire(client, ECHO)
     assert wire(keys=[], args=["warm"]) == [b"warm"]
-    server.pause()
+    redis_server.pause()
     try:
         started = time.monotonic()
         with pytest.raises(redis.exceptions.TimeoutError):
             wire(keys=[], args=["first"])
         assert time.monotonic() - started < 3
     finally:
-        server.resume()
+        redis_server.resume()
     # The frozen server now answers "first" on the old socket: it must have been dropped.
     assert wire(keys=[], args=["second"]) == [b"second"]
     client.close()
 
 
 def test_calls_in_one_write_come_back_in_order_and_an_error_is_raised_after_all_ran(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
-    client = redis.Redis.from_url(server.url, socket_timeout=5, max_connections=1)
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5, max_connections=1)
     echo = ScriptWire(client, ECHO)
     broken = ScriptWire(client, "return redis.call('NOSUCHCOMMAND')")
     setter = ScriptWire(client, "return redis.call('SET', KEYS[1], ARGV[1])")
@@ -195,8 +185,8 @@ def test_calls_in_one_write_come_back_in_order_and_an_error_is_raised_after_all_
     client.close()
 
 
-def test_a_script_is_loaded_in_the_same_write_as_its_first_call(server: RedisServer) -> None:
-    client = redis.Redis.from_url(server.url, socket_timeout=5, max_connections=1)
+def test_a_script_is_loaded_in_the_same_write_as_its_first_call(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5, max_connections=1)
     client.script_flush()
     connection_type = client.connection_pool.connection_class
     real_read = connection_type.read_response
@@ -228,7 +218,7 @@ def test_a_script_is_loaded_in_the_same_write_as_its_first_call(server: RedisSer
 
 
 def test_a_flushed_server_gets_the_earlier_call_first_when_a_later_one_is_known_again(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
     # A settle riding on the next admission: after SCRIPT FLUSH an admission alone loads its
     # script again; the next settle + admission must still free the slot before the
@@ -236,7 +226,7 @@ def test_a_flushed_server_gets_the_earlier_call_first_when_a_later_one_is_known_
     # admission had run: the admission saw its own deployment full).
     from llmrouter_integrations.state.shared import CallDone
 
-    url = server.fresh(6)
+    url = redis_server.fresh(6)
     state = RedisState(url, timeout_s=5.0)
     now = time.time()
 
@@ -257,13 +247,13 @@ def test_a_flushed_server_gets_the_earlier_call_first_when_a_later_one_is_known_
 
 
 def test_a_pipeline_the_server_forgot_the_scripts_of_loads_them_and_settles_once(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
     # finish_calls pipelines its settles; after SCRIPT FLUSH every call of it is refused
     # (NOSCRIPT), loaded, and sent again: each hold settled exactly once.
     from llmrouter_integrations.state.shared import Account, CallDone, HoldAsk
 
-    url = server.fresh(4)
+    url = redis_server.fresh(4)
     state = RedisState(url, timeout_s=5.0)
     account = (Account("acct", limit=10**12),)
     now = time.time()
@@ -278,11 +268,11 @@ def test_a_pipeline_the_server_forgot_the_scripts_of_loads_them_and_settles_once
     state.close()
 
 
-def test_batched_finishes_and_finish_then_admit_are_packed_here(server: RedisServer) -> None:
+def test_batched_finishes_and_finish_then_admit_are_packed_here(redis_server: RedisServer) -> None:
     # redis-py's own pipeline packs every argument in Python (~250 us a call pair here).
     from llmrouter_integrations.state.shared import Account, CallDone, HoldAsk
 
-    url = server.fresh(5)
+    url = redis_server.fresh(5)
     state = RedisState(url, timeout_s=5.0)
     account = (Account("acct", limit=10**12),)
     now = time.time()
@@ -361,10 +351,10 @@ def test_a_lazy_cluster_is_not_connected_by_making_a_wire() -> None:
     assert client._client is None
 
 
-def test_finished_calls_leave_nothing_per_call_behind(server: RedisServer) -> None:
+def test_finished_calls_leave_nothing_per_call_behind(redis_server: RedisServer) -> None:
     # 60 calls under a concurrency limit, each finished with the provider's headers: no key
     # of the store grows with the number of calls (each send's number once stayed, forever).
-    url = server.fresh(3)
+    url = redis_server.fresh(3)
     state = RedisState(url, timeout_s=5.0)
     said = Headroom(requests_limit=1000, requests_left=900, requests_reset_s=1.0)
     for i in range(60):
