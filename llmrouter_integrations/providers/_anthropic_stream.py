@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ProviderStatusError, ResponseDecodeError
 from ..types import ChatChunk, FinishReason, ProviderBlock, ToolCallDelta
 from . import _anthropic_wire as wire
-from ._common import load_json, reads_provider_data, shorten
+from ._common import load_event_object, reads_provider_data
 
 if TYPE_CHECKING:
     from ..transport.sse import SSEEvent
@@ -63,14 +63,7 @@ class AnthropicMessagesStream:
             if event.event != "error":
                 return []
             data = '{"error": {"message": "the provider sent an error event"}}'  # still an error
-        try:
-            payload = load_json(data)
-        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-            raise ResponseDecodeError(
-                f"stream event is not JSON: {shorten(data, 80)!r}", model=self._model
-            ) from None
-        if not isinstance(payload, dict):
-            raise ResponseDecodeError("stream event is not a JSON object", model=self._model)
+        payload = load_event_object(data, self._model)
         kind = payload.get("type") or event.event
         if kind == "error" or event.event == "error":
             error = self._payload_error(payload)

@@ -39,6 +39,7 @@ __all__ = [
     "int_or_none",
     "is_context_window_message",
     "kept_body",
+    "load_event_object",
     "load_json",
     "lower_headers",
     "lowercase_view",
@@ -295,6 +296,23 @@ def load_json(text: str) -> Any:
     except (StopIteration, ValueError):
         return json.loads(text)
     return value if end == len(text) else json.loads(text)
+
+
+def load_event_object(data: str, model: str | None) -> dict[str, Any]:
+    """A stream event's data as a JSON object, else `ResponseDecodeError` saying what it was.
+
+    >>> load_event_object('{"type": "ping"}', "claude-haiku-4-5")
+    {'type': 'ping'}
+    """
+    try:
+        payload = load_json(data)
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise ResponseDecodeError(
+            f"stream event is not JSON: {shorten(data, 80)!r}", model=model
+        ) from None
+    if not isinstance(payload, dict):
+        raise ResponseDecodeError("stream event is not a JSON object", model=model)
+    return payload
 
 
 def read_error_body(body: bytes) -> tuple[Any, str]:

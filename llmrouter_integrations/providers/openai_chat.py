@@ -30,7 +30,7 @@ from ._common import (
     describe,
     int_or_none,
     kept_body,
-    load_json,
+    load_event_object,
     lower_headers,
     lowercase_view,
     make_status_error,
@@ -353,14 +353,7 @@ class OpenAIChatStream:
         if data.startswith("[DONE]"):
             self._done = True
             return []
-        try:
-            payload = load_json(data)
-        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-            raise ResponseDecodeError(
-                f"stream event is not JSON: {shorten(data, 80)!r}", model=self._model
-            ) from None
-        if not isinstance(payload, dict):
-            raise ResponseDecodeError("stream event is not a JSON object", model=self._model)
+        payload = load_event_object(data, self._model)
         if payload.get("error") or event.event == "error":
             raise self._error(payload)
         self._last = payload
