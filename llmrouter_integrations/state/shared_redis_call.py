@@ -41,6 +41,22 @@ local function passed(first, spent)
 end
 -- HINCRBY by minus a Lua number: -0 would print as '-0', which Redis refuses as an integer.
 local function minus(x) if x == 0 then return 0 end return -x end
+-- Takes zset z's members scored up to `upto` out of z and out of hash hsh, and returns the
+-- sum of their numbers in hsh. In parts: unpack's stack is bounded (a long outage's holds).
+local function reap(z, hsh, upto)
+  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', upto)
+  if #gone == 0 then return 0 end
+  local freed = 0
+  for at = 1, #gone, 1000 do
+    local part = {unpack(gone, at, math.min(at + 999, #gone))}
+    for _, n in ipairs(redis.call('HMGET', hsh, unpack(part))) do
+      freed = freed + (tonumber(n or '') or 0)
+    end
+    redis.call('HDEL', hsh, unpack(part))
+  end
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', upto)
+  return freed
+end
 local function prep(k, first, now)
   local a, h, m = KEYS[k], KEYS[k+1], KEYS[k+2]
   local kexp = tonumber(ARGV[first+2])
@@ -56,19 +72,9 @@ local function prep(k, first, now)
     if kexp > 0 then redis.call('PEXPIREAT', a, kexp) end
   end
   -- Nothing reserved: no hold whose expiry would give anything back (left for later).
-  local expired = {}
-  if reserved > 0 then expired = redis.call('ZRANGEBYSCORE', h, '-inf', now) end
-  if #expired > 0 then
-    local freed = 0
-    for at = 1, #expired, 1000 do  -- unpack's stack is bounded: a long outage's holds in parts
-      local part = {unpack(expired, at, math.min(at + 999, #expired))}
-      for _, held in ipairs(redis.call('HMGET', m, unpack(part))) do
-        freed = freed + (tonumber(held or '') or 0)
-      end
-      redis.call('HDEL', m, unpack(part))
-    end
+  if reserved > 0 then
+    local freed = reap(h, m, now)
     if freed ~= 0 then reserved = redis.call('HINCRBY', a, 'reserved', minus(freed)) end
-    redis.call('ZREMRANGEBYSCORE', h, '-inf', now)
   end
   return a, h, m, tonumber(ARGV[first]), kexp, spent, reserved, spent_s, alerted
 end
@@ -175,19 +181,8 @@ if ARGV[4] == '1' then
   local rpm, tpm, conc = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   local tokens, window = tonumber(ARGV[9]), tonumber(ARGV[11])
   local since = now - window
-  local old = redis.call('ZRANGEBYSCORE', s, '-inf', since)
-  if #old > 0 then
-    local freed = 0
-    for at = 1, #old, 1000 do
-      local part = {unpack(old, at, math.min(at + 999, #old))}
-      for _, t in ipairs(redis.call('HMGET', st, unpack(part))) do
-        freed = freed + (tonumber(t or '') or 0)
-      end
-      redis.call('HDEL', st, unpack(part))
-    end
-    if freed ~= 0 then redis.call('DECRBY', total, freed) end
-    redis.call('ZREMRANGEBYSCORE', s, '-inf', since)
-  end
+  local freed = reap(s, st, since)
+  if freed ~= 0 then redis.call('DECRBY', total, freed) end
   local w, busy, count, f, rleft, tleft = 0, -1, 0, nil, nil, nil
   local put = {}
   if conc >= 0 then
