@@ -24,10 +24,10 @@ from llmrouter_integrations.errors import ServerError
 from llmrouter_integrations.layers.http import _encode_json, _parse_json
 from llmrouter_integrations.providers._common import (
     int_or_none,
-    load_json,
     lowercase_view,
     parse_duration,
 )
+from llmrouter_integrations.providers._json import load_json
 from llmrouter_integrations.routing.catalog import ModelInfo
 from llmrouter_integrations.routing.health import BreakerPolicy, DeploymentHealth, HealthTracker
 from llmrouter_integrations.routing.strategies import BalancedStrategy, Candidate

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ProviderStatusError, ResponseDecodeError
 from ..types import ChatChunk, FinishReason, ProviderBlock, ToolCallDelta
 from . import _anthropic_wire as wire
-from ._common import load_event_object, reads_provider_data
+from ._common import reads_provider_data
+from ._json import load_event_object
 
 if TYPE_CHECKING:
     from ..transport.sse import SSEEvent

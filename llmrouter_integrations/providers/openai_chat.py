@@ -30,7 +30,6 @@ from ._common import (
     describe,
     int_or_none,
     kept_body,
-    load_event_object,
     lower_headers,
     lowercase_view,
     make_status_error,
@@ -41,6 +40,7 @@ from ._common import (
     reads_provider_data,
     shorten,
 )
+from ._json import load_event_object
 from ._reasoning import reasoning_fields
 from .base import Endpoint, ParsedResponse, RateLimitInfo
 
